@@ -1,0 +1,215 @@
+// Environment -> typed, validated configuration. Parsed once in main (never at import time), so tests
+// pass their own env. Names from the reference provisioner are kept.
+
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+
+const DEFAULT_IMAGE = 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest';
+
+/** Container paths DeerFlow's current client may send as extra mounts (its own allowlist). */
+export const DEFAULT_EXTRA_MOUNT_PATHS = [
+  '/mnt/user-data/.upload-conversions',
+  '/mnt/acp-workspace',
+  '/mnt/skills/custom',
+  '/mnt/skills/integrations',
+  '/mnt/integrations/lark-cli/config',
+  '/mnt/integrations/lark-cli/config/locks',
+  '/mnt/integrations/lark-cli/data',
+  '/mnt/integrations/lark-cli/runtime',
+];
+
+const QUANTITY = /^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+const absolutePath = (what: string) =>
+  z.string().refine((p) => isAbsolute(p) && !p.startsWith('~'), {
+    message: `${what} must be an absolute path (not relative like ../skills, not ~/skills)`,
+  });
+const quantity = z.string().regex(QUANTITY, 'must be a Kubernetes quantity such as 500m, 256Mi or 1Gi');
+const seconds = (def: number) => z.coerce.number().int().min(0).max(86_400 * 365).default(def);
+const positiveInt = (def: number, max: number) => z.coerce.number().int().min(1).max(max).default(def);
+const bool = (def: boolean) => z.stringbool().default(def);
+const optional = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+const list = (def: string[]) =>
+  z
+    .string()
+    .default(def.join(','))
+    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean));
+const hostname = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/, 'must be a host name or IP address, without scheme or port');
+const httpUrl = (what: string) =>
+  z.string().refine(
+    (s) => {
+      try {
+        const u = new URL(s);
+        return (u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '';
+      } catch {
+        return false;
+      }
+    },
+    { message: `${what} must be an http(s) URL such as https://host.docker.internal:6443` },
+  );
+
+const schema = z
+  .object({
+    PORT: z.coerce.number().int().min(0).max(65535).default(8002),
+    HOST: z.string().default('0.0.0.0'),
+    LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+
+    K8S_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a DNS-1123 label').default('deer-flow'),
+    KUBECONFIG_PATH: z.string().default('/root/.kube/config'),
+    K8S_API_SERVER: optional(httpUrl('K8S_API_SERVER')),
+    K8S_API_SERVER_INSECURE: bool(false),
+    K8S_REQUEST_TIMEOUT_SECONDS: positiveInt(30, 600),
+    CREATE_NAMESPACE: bool(true),
+
+    SANDBOX_IMAGE: z.string().min(1).default(DEFAULT_IMAGE),
+    SANDBOX_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+    SANDBOX_CONTAINER_PORT: z.coerce.number().int().min(1).max(65535).default(8080),
+    SANDBOX_CPU_REQUEST: quantity.default('100m'),
+    SANDBOX_MEMORY_REQUEST: quantity.default('256Mi'),
+    SANDBOX_EPHEMERAL_STORAGE_REQUEST: quantity.default('500Mi'),
+    SANDBOX_CPU_LIMIT: quantity.default('1000m'),
+    SANDBOX_MEMORY_LIMIT: quantity.default('1Gi'),
+    SANDBOX_EPHEMERAL_STORAGE_LIMIT: quantity.default('500Mi'),
+    SANDBOX_PROBE_PATH: z.string().startsWith('/').default('/v1/sandbox'),
+    SANDBOX_READINESS_INITIAL_DELAY_SECONDS: seconds(5),
+    SANDBOX_READINESS_PERIOD_SECONDS: positiveInt(5, 3600),
+    SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS: seconds(10),
+    SANDBOX_LIVENESS_PERIOD_SECONDS: positiveInt(10, 3600),
+    SANDBOX_PROBE_TIMEOUT_SECONDS: positiveInt(3, 3600),
+    SANDBOX_PROBE_FAILURE_THRESHOLD: positiveInt(3, 100),
+    SANDBOX_SERVICE_TYPE: z.enum(['NodePort', 'ClusterIP']).default('NodePort'),
+
+    STORAGE_MODE: z.enum(['hostPath', 'pvc']).optional(),
+    SKILLS_HOST_PATH: absolutePath('SKILLS_HOST_PATH').default('/skills'),
+    THREADS_HOST_PATH: absolutePath('THREADS_HOST_PATH').default('/.deer-flow/threads'),
+    SKILLS_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
+    USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
+    SKILLS_PVC_SUBPATH: z.string().default(''),
+    USERDATA_PVC_SUBPATH_TEMPLATE: z.string().default('threads/{thread_id}/user-data'),
+
+    EXTRA_MOUNTS_BASE_DIR: optional(absolutePath('EXTRA_MOUNTS_BASE_DIR')),
+    EXTRA_MOUNTS_ALLOWED_PATHS: list(DEFAULT_EXTRA_MOUNT_PATHS),
+    LARK_CLI_INIT_IMAGE: z.string().default(''),
+    LARK_CLI_BROKER_IMAGE: z.string().default(''),
+
+    NODE_HOST: hostname.default('host.docker.internal'),
+    PROVISIONER_API_KEY: z.string().default(''),
+    MAX_BODY_BYTES: positiveInt(64 * 1024, 16 * 1024 * 1024),
+    CREATE_TIMEOUT_SECONDS: positiveInt(30, 600),
+    MAX_WAIT_SECONDS: positiveInt(300, 3600),
+  })
+  .superRefine((c, ctx) => {
+    if (usesPvc(c) && (c.SKILLS_PVC_NAME === undefined || c.USERDATA_PVC_NAME === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['STORAGE_MODE'], message: 'pvc mode needs both SKILLS_PVC_NAME and USERDATA_PVC_NAME' });
+    }
+    for (const p of c.EXTRA_MOUNTS_ALLOWED_PATHS) {
+      if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
+    }
+    if (c.USERDATA_PVC_SUBPATH_TEMPLATE.startsWith('/') || c.USERDATA_PVC_SUBPATH_TEMPLATE.split('/').includes('..')) {
+      ctx.addIssue({ code: 'custom', path: ['USERDATA_PVC_SUBPATH_TEMPLATE'], message: 'must be a relative path without ..' });
+    }
+  });
+
+type Env = z.infer<typeof schema>;
+
+/** PVC storage when asked for, or when a claim name is given without STORAGE_MODE (the reference's rule). */
+function usesPvc(e: Pick<Env, 'STORAGE_MODE' | 'SKILLS_PVC_NAME' | 'USERDATA_PVC_NAME'>): boolean {
+  return e.STORAGE_MODE === 'pvc' || (e.STORAGE_MODE === undefined && (e.SKILLS_PVC_NAME !== undefined || e.USERDATA_PVC_NAME !== undefined));
+}
+
+export type Config = {
+  port: number;
+  host: string;
+  logLevel: Env['LOG_LEVEL'];
+  namespace: string;
+  kubeconfigPath: string;
+  apiServer: string | undefined;
+  apiServerInsecure: boolean;
+  k8sTimeoutMs: number;
+  createNamespace: boolean;
+  sandbox: {
+    image: string;
+    pullPolicy: Env['SANDBOX_IMAGE_PULL_POLICY'];
+    port: number;
+    requests: { cpu: string; memory: string; 'ephemeral-storage': string };
+    limits: { cpu: string; memory: string; 'ephemeral-storage': string };
+    probePath: string;
+    readiness: { initialDelaySeconds: number; periodSeconds: number };
+    liveness: { initialDelaySeconds: number; periodSeconds: number };
+    probeTimeoutSeconds: number;
+    probeFailureThreshold: number;
+    serviceType: 'NodePort' | 'ClusterIP';
+  };
+  storage:
+    | { mode: 'hostPath'; skillsHostPath: string; threadsHostPath: string }
+    | { mode: 'pvc'; skillsClaim: string; userDataClaim: string; skillsSubPath: string; userDataSubPathTemplate: string };
+  extraMounts: { baseDir: string | undefined; allowedPaths: string[] };
+  lark: { initImage: string; brokerImage: string };
+  nodeHost: string;
+  apiKey: string;
+  maxBodyBytes: number;
+  createTimeoutMs: number;
+  maxWaitSeconds: number;
+};
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/** Parses the environment. Throws ConfigError with one line per problem, naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`));
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    logLevel: e.LOG_LEVEL,
+    namespace: e.K8S_NAMESPACE,
+    kubeconfigPath: e.KUBECONFIG_PATH,
+    apiServer: e.K8S_API_SERVER,
+    apiServerInsecure: e.K8S_API_SERVER_INSECURE,
+    k8sTimeoutMs: e.K8S_REQUEST_TIMEOUT_SECONDS * 1000,
+    createNamespace: e.CREATE_NAMESPACE,
+    sandbox: {
+      image: e.SANDBOX_IMAGE,
+      pullPolicy: e.SANDBOX_IMAGE_PULL_POLICY,
+      port: e.SANDBOX_CONTAINER_PORT,
+      requests: { cpu: e.SANDBOX_CPU_REQUEST, memory: e.SANDBOX_MEMORY_REQUEST, 'ephemeral-storage': e.SANDBOX_EPHEMERAL_STORAGE_REQUEST },
+      limits: { cpu: e.SANDBOX_CPU_LIMIT, memory: e.SANDBOX_MEMORY_LIMIT, 'ephemeral-storage': e.SANDBOX_EPHEMERAL_STORAGE_LIMIT },
+      probePath: e.SANDBOX_PROBE_PATH,
+      readiness: { initialDelaySeconds: e.SANDBOX_READINESS_INITIAL_DELAY_SECONDS, periodSeconds: e.SANDBOX_READINESS_PERIOD_SECONDS },
+      liveness: { initialDelaySeconds: e.SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS, periodSeconds: e.SANDBOX_LIVENESS_PERIOD_SECONDS },
+      probeTimeoutSeconds: e.SANDBOX_PROBE_TIMEOUT_SECONDS,
+      probeFailureThreshold: e.SANDBOX_PROBE_FAILURE_THRESHOLD,
+      serviceType: e.SANDBOX_SERVICE_TYPE,
+    },
+    storage: usesPvc(e)
+      ? {
+          mode: 'pvc',
+          skillsClaim: e.SKILLS_PVC_NAME ?? '',
+          userDataClaim: e.USERDATA_PVC_NAME ?? '',
+          skillsSubPath: e.SKILLS_PVC_SUBPATH,
+          userDataSubPathTemplate: e.USERDATA_PVC_SUBPATH_TEMPLATE,
+        }
+      : { mode: 'hostPath', skillsHostPath: e.SKILLS_HOST_PATH, threadsHostPath: e.THREADS_HOST_PATH },
+    extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
+    lark: { initImage: e.LARK_CLI_INIT_IMAGE, brokerImage: e.LARK_CLI_BROKER_IMAGE },
+    nodeHost: e.NODE_HOST,
+    apiKey: e.PROVISIONER_API_KEY,
+    maxBodyBytes: e.MAX_BODY_BYTES,
+    createTimeoutMs: e.CREATE_TIMEOUT_SECONDS * 1000,
+    maxWaitSeconds: e.MAX_WAIT_SECONDS,
+  };
+}

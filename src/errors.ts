@@ -1,0 +1,55 @@
+// One registry of error codes: each has an HTTP status, a stable machine-readable `code`, and a line of
+// documentation (the README's error table is checked against this list by a test). Answers are JSON
+// `{"detail": "...", "code": "..."}` — `detail` as FastAPI writes it, so existing clients keep working.
+
+export const ERRORS = {
+  invalid_json: { status: 400, doc: 'The body is not valid JSON.' },
+  invalid_request: { status: 400, doc: 'The request is well-formed but not acceptable (for example an extra mount outside the allowed paths).' },
+  invalid_sandbox_id: { status: 400, doc: 'A sandbox id in the path is not a DNS-1123 label short enough for `sandbox-<id>-svc`.' },
+  unsupported_feature: { status: 400, doc: 'A feature flag was requested that this provisioner is not configured for.' },
+  unauthorized: { status: 401, doc: 'PROVISIONER_API_KEY is set and the request did not carry it as `X-API-Key` or `Authorization: Bearer`.' },
+  not_found: { status: 404, doc: 'No such route.' },
+  sandbox_not_found: { status: 404, doc: 'No sandbox with this id.' },
+  method_not_allowed: { status: 405, doc: 'The route exists but not with this method.' },
+  payload_too_large: { status: 413, doc: 'The body is larger than MAX_BODY_BYTES.' },
+  unsupported_media_type: { status: 415, doc: 'The body is not `application/json`.' },
+  validation_failed: { status: 422, doc: 'A field is missing, has the wrong type, or does not match its pattern.' },
+  invalid_object: { status: 422, doc: 'The Kubernetes API server rejected the pod or service as invalid (for example a bad host path).' },
+  pod_security_violation: { status: 422, doc: 'Pod Security admission refused the sandbox pod; `detail` names the level and the offending fields.' },
+  limit_range_violation: { status: 422, doc: 'A LimitRange in the namespace refused the sandbox resources.' },
+  admission_denied: { status: 422, doc: 'An admission webhook or policy denied the request; `detail` carries its message.' },
+  conflict: { status: 409, doc: 'The sandbox is being deleted; retry after it is gone.' },
+  quota_exceeded: { status: 429, doc: 'A ResourceQuota in the namespace is exhausted (`Retry-After` is set).' },
+  limit_reached: { status: 429, doc: 'The provisioner’s own sandbox limit is reached.' },
+  too_many_requests: { status: 429, doc: 'Too many creates in flight; retry shortly (`Retry-After` is set).' },
+  provisioner_forbidden: { status: 500, doc: 'The provisioner’s own RBAC lacks a permission; `detail` names the verb and resource.' },
+  internal_error: { status: 500, doc: 'An unexpected error; the log has the details.' },
+  upstream_unreachable: { status: 502, doc: 'Proxy: the sandbox refused or reset the connection.' },
+  cluster_unavailable: { status: 503, doc: 'The Kubernetes API server is unreachable or timing out (`Retry-After` is set).' },
+  not_ready: { status: 503, doc: '/readyz: the sandbox view has not synced or its watch is down.' },
+  sandbox_not_ready: { status: 503, doc: 'Proxy: the sandbox exists but is not Ready yet (`Retry-After` is set).' },
+  upstream_timeout: { status: 504, doc: 'Proxy: the sandbox did not answer in time.' },
+  create_timeout: { status: 504, doc: 'The sandbox was created but Kubernetes did not allocate its node port in time.' },
+} as const satisfies Record<string, { status: number; doc: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class HttpError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  readonly extra: Record<string, unknown>;
+
+  constructor(code: ErrorCode, detail: string, options: { headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'HttpError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.headers = options.headers ?? {};
+    this.extra = options.extra ?? {};
+  }
+
+  body(): Record<string, unknown> {
+    return { detail: this.message, code: this.code, ...this.extra };
+  }
+}

@@ -1,0 +1,240 @@
+// The one place that turns configuration into a @kubernetes/client-node client: kubeconfig or in-cluster
+// config, the K8S_API_SERVER override (keeping TLS verification), and a pooled JSON transport with a
+// per-request timeout whose errors are this project's own (KubeApiError, KubeUnavailableError).
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import type https from 'node:https';
+import { KubeConfig, type Cluster } from '@kubernetes/client-node';
+import { Agent, request as undiciRequest } from 'undici';
+import type { Config } from './config.ts';
+
+export class KubeconfigError extends Error {}
+
+/** Loads the kubeconfig named by KUBECONFIG_PATH, else the in-cluster config. Fails with one clear line. */
+export function loadKubeConfig(config: Pick<Config, 'kubeconfigPath' | 'apiServer' | 'apiServerInsecure'>): { kc: KubeConfig; source: string } {
+  const kc = new KubeConfig();
+  const path = config.kubeconfigPath;
+  let source: string;
+  if (existsSync(path)) {
+    if (statSync(path).isDirectory()) {
+      throw new KubeconfigError(`KUBECONFIG_PATH=${path} is a directory, expected a kubeconfig file (mount the file itself, e.g. ~/.kube/config:/root/.kube/config:ro)`);
+    }
+    try {
+      readFileSync(path);
+      kc.loadFromFile(path);
+    } catch (err) {
+      throw new KubeconfigError(`KUBECONFIG_PATH=${path} could not be read as a kubeconfig: ${(err as Error).message.split('\n')[0]}`);
+    }
+    source = path;
+  } else if (process.env['KUBERNETES_SERVICE_HOST']) {
+    kc.loadFromCluster();
+    source = 'in-cluster service account';
+  } else {
+    throw new KubeconfigError(`no kubeconfig at KUBECONFIG_PATH=${path}, and not running inside a cluster (KUBERNETES_SERVICE_HOST unset)`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new KubeconfigError(`kubeconfig ${source} has no current context/cluster`);
+  if (config.apiServer) {
+    replaceCluster(kc, cluster, overrideServer(cluster, config.apiServer, config.apiServerInsecure));
+  }
+  return { kc, source };
+}
+
+/**
+ * K8S_API_SERVER replaces the kubeconfig's address (typically 127.0.0.1 -> host.docker.internal). TLS stays
+ * verified against the kubeconfig's CA; when the original address was a DNS name, it is kept as the TLS
+ * server name so the API server's certificate still matches. K8S_API_SERVER_INSECURE=true skips
+ * verification, as the reference provisioner always did.
+ */
+export function overrideServer(cluster: Cluster, server: string, insecure: boolean): Cluster {
+  const originalHost = new URL(cluster.server).hostname;
+  const tlsServerName = cluster.tlsServerName ?? (isIP(originalHost) === 0 && originalHost !== new URL(server).hostname ? originalHost : undefined);
+  return { ...cluster, server: server.replace(/\/+$/, ''), skipTLSVerify: insecure || cluster.skipTLSVerify, ...(tlsServerName ? { tlsServerName } : {}) };
+}
+
+function replaceCluster(kc: KubeConfig, old: Cluster, next: Cluster): void {
+  kc.clusters = kc.clusters.map((c) => (c.name === old.name ? next : c));
+}
+
+export type KubeResponse = { status: number; body: unknown; text: string };
+
+/** An error answer of the API server: the HTTP status and its V1Status body (parsed). */
+export class KubeApiError extends Error {
+  readonly status: number;
+  readonly body: KubeStatus;
+  readonly method: string;
+  readonly path: string;
+  constructor(method: string, path: string, status: number, body: KubeStatus) {
+    super(body.message ?? `${method} ${path}: HTTP ${status}`);
+    this.name = 'KubeApiError';
+    this.status = status;
+    this.body = body;
+    this.method = method;
+    this.path = path;
+  }
+}
+
+export type KubeStatus = {
+  kind?: string;
+  status?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { name?: string; kind?: string; group?: string; causes?: { reason?: string; message?: string; field?: string }[]; retryAfterSeconds?: number };
+};
+
+/** The API server could not be reached or did not answer in time. */
+export class KubeUnavailableError extends Error {
+  readonly method: string;
+  readonly path: string;
+  constructor(method: string, path: string, cause: unknown) {
+    const c = cause as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
+    const what = c.name === 'TimeoutError' ? 'timed out' : (c.cause?.code ?? c.code ?? c.cause?.message ?? c.message ?? String(cause));
+    super(`${method} ${path}: ${what}`, { cause });
+    this.name = 'KubeUnavailableError';
+    this.method = method;
+    this.path = path;
+  }
+}
+
+/**
+ * A JSON client for the API server. Authentication comes from the KubeConfig on every request (tokens
+ * rotate), but connections are pooled in one keep-alive agent: the library builds a new agent, and so a
+ * new TLS handshake, per request, which would dominate the cost of a create.
+ */
+export class KubeClient {
+  readonly kc: KubeConfig;
+  readonly server: string;
+  readonly source: string;
+  #timeoutMs: number;
+  #agent: Agent | undefined;
+
+  constructor(kc: KubeConfig, source: string, timeoutMs: number) {
+    this.kc = kc;
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new KubeconfigError(`kubeconfig ${source} has no current cluster`);
+    this.server = cluster.server.replace(/\/+$/, '');
+    this.source = source;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  async #prepare(): Promise<{ headers: Record<string, string>; agent: Agent }> {
+    const opts: https.RequestOptions = {};
+    await this.kc.applyToHTTPSOptions(opts);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(opts.headers ?? {})) if (v !== undefined) headers[k.toLowerCase()] = String(v);
+    this.#agent ??= new Agent({
+      connections: 64,
+      keepAliveTimeout: 30_000,
+      connect: {
+        ...(opts.ca ? { ca: opts.ca as string | Buffer } : {}),
+        ...(opts.cert ? { cert: opts.cert as string | Buffer } : {}),
+        ...(opts.key ? { key: opts.key as string | Buffer } : {}),
+        ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+        ...((opts as { servername?: string }).servername ? { servername: (opts as { servername?: string }).servername } : {}),
+      },
+    });
+    return { headers, agent: this.#agent };
+  }
+
+  /** Sends one request; throws KubeApiError for error answers and KubeUnavailableError when unreachable. */
+  async request(method: string, path: string, options: { body?: unknown; contentType?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<KubeResponse> {
+    const { headers, agent } = await this.#prepare();
+    headers['accept'] = 'application/json';
+    headers['user-agent'] = 'sandbox-provisioner';
+    if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs);
+    let res;
+    try {
+      res = await undiciRequest(this.server + path, {
+        method: method as 'GET',
+        headers,
+        dispatcher: agent,
+        signal: options.signal ? AbortSignal.any([timeout, options.signal]) : timeout,
+        ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
+      });
+    } catch (err) {
+      throw new KubeUnavailableError(method, path, err);
+    }
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (err) {
+      throw new KubeUnavailableError(method, path, err);
+    }
+    let body: unknown = undefined;
+    try {
+      body = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      body = { message: text.slice(0, 500) };
+    }
+    if (res.statusCode >= 400) {
+      const status = (body && typeof body === 'object' ? body : { message: text }) as KubeStatus;
+      throw new KubeApiError(method, path, res.statusCode, status);
+    }
+    return { status: res.statusCode, body, text };
+  }
+
+  /**
+   * Streams a watch (`path` must carry `watch=true`): one onEvent call per JSON line, then onDone once,
+   * with undefined when the server ended the watch, or the error. A watch silent for `idleMs` (no
+   * event and no bookmark) is treated as dead.
+   */
+  async watch(path: string, onEvent: (type: string, object: unknown) => void, onDone: (err: unknown) => void, idleMs = 120_000): Promise<{ abort: () => void }> {
+    const { headers, agent } = await this.#prepare();
+    const controller = new AbortController();
+    let done = false;
+    const finish = (err: unknown): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(idle);
+      controller.abort();
+      onDone(err);
+    };
+    let idle = setTimeout(() => finish(new Error(`watch idle for ${idleMs} ms`)), idleMs);
+    const touch = (): void => {
+      clearTimeout(idle);
+      idle = setTimeout(() => finish(new Error(`watch idle for ${idleMs} ms`)), idleMs);
+    };
+    undiciRequest(this.server + path, { method: 'GET', headers: { ...headers, accept: 'application/json' }, dispatcher: agent, signal: controller.signal, bodyTimeout: 0 })
+      .then(async (res) => {
+        if (res.statusCode !== 200) {
+          const text = await res.body.text();
+          let status: KubeStatus;
+          try {
+            status = JSON.parse(text) as KubeStatus;
+          } catch {
+            status = { message: text.slice(0, 500) };
+          }
+          return finish(new KubeApiError('WATCH', path, res.statusCode, status));
+        }
+        let pending = '';
+        for await (const chunk of res.body) {
+          touch();
+          pending += (chunk as Buffer).toString('utf8');
+          let nl: number;
+          while ((nl = pending.indexOf('\n')) >= 0) {
+            const line = pending.slice(0, nl);
+            pending = pending.slice(nl + 1);
+            if (line.trim() === '') continue;
+            const event = JSON.parse(line) as { type: string; object: unknown };
+            onEvent(event.type, event.object);
+            if (done) return;
+          }
+        }
+        finish(undefined);
+      })
+      .catch((err: unknown) => finish(done ? undefined : new KubeUnavailableError('WATCH', path, err)));
+    return { abort: () => finish(undefined) };
+  }
+
+  async close(): Promise<void> {
+    await this.#agent?.close();
+  }
+}
+
+export function makeKube(config: Config): KubeClient {
+  const { kc, source } = loadKubeConfig(config);
+  return new KubeClient(kc, source, config.k8sTimeoutMs);
+}

@@ -1,0 +1,42 @@
+// Binds the view's list and watch functions to the Kubernetes API: the label selector is applied on
+// both the list and the watch, lists are paged, watches ask for bookmarks and end server-side after a
+// jittered few minutes (so connections are recycled and load balancers never cut them silently).
+
+import type { KubeClient } from '../kube.ts';
+import type { ListFn, WatchFn } from './reflector.ts';
+import { SANDBOX_SELECTOR, type RawPod, type RawService } from './sandbox.ts';
+
+type RawList<T> = { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
+
+function list<T>(client: KubeClient, collection: string): ListFn<T> {
+  return async ({ limit, continueToken }) => {
+    const query = new URLSearchParams({ labelSelector: SANDBOX_SELECTOR, limit: String(limit) });
+    if (continueToken) query.set('continue', continueToken);
+    const res = await client.request('GET', `${collection}?${query}`);
+    const body = res.body as RawList<T>;
+    return { items: body.items ?? [], resourceVersion: body.metadata?.resourceVersion ?? '', continueToken: body.metadata?.continue || undefined };
+  };
+}
+
+function watch(client: KubeClient, collection: string, random: () => number): WatchFn {
+  return (resourceVersion, onEvent, onDone) => {
+    const query = new URLSearchParams({
+      watch: 'true',
+      labelSelector: SANDBOX_SELECTOR,
+      allowWatchBookmarks: 'true',
+      resourceVersion,
+      timeoutSeconds: String(240 + Math.floor(random() * 120)),
+    });
+    return client.watch(`${collection}?${query}`, (type, object) => onEvent(type as Parameters<typeof onEvent>[0], object), onDone);
+  };
+}
+
+export function kubeSources(client: KubeClient, namespace: string, random: () => number = Math.random) {
+  const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}`;
+  return {
+    listPods: list<RawPod>(client, `${base}/pods`),
+    watchPods: watch(client, `${base}/pods`, random),
+    listServices: list<RawService>(client, `${base}/services`),
+    watchServices: watch(client, `${base}/services`, random),
+  };
+}

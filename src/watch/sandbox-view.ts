@@ -1,0 +1,241 @@
+// The informer-driven view of every sandbox: pods and services of the namespace joined by sandbox id,
+// answered from memory. Callers can wait for a change (waitFor) or subscribe to transitions; readiness
+// of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
+
+import { LRUCache } from 'lru-cache';
+import { Reflector, type ListFn, type ReflectorLog, type WatchFn } from './reflector.ts';
+import { deriveStatus, slimPod, slimService, type PodFacts, type RawPod, type RawService, type SandboxStatus, type ServiceFacts } from './sandbox.ts';
+
+export type SandboxRecord = {
+  sandboxId: string;
+  threadId: string | undefined;
+  userId: string | undefined;
+  status: SandboxStatus;
+  reason: string | undefined;
+  message: string | undefined;
+  ready: boolean;
+  podIP: string | undefined;
+  nodePort: number | undefined;
+  clusterIP: string | undefined;
+  createdAt: number;
+  deleting: boolean;
+  lastTransitionAt: number | undefined;
+  lastActivity: number | undefined;
+  hasPod: boolean;
+  hasService: boolean;
+  podUid: string | undefined;
+};
+
+export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
+export type Listener = (change: Change) => void;
+
+export type ViewHealth = { synced: boolean; healthy: boolean; stale: boolean; reason: string | undefined; pods: number; services: number };
+
+export type SandboxViewOptions = {
+  listPods: ListFn<RawPod>;
+  watchPods: WatchFn;
+  listServices: ListFn<RawService>;
+  watchServices: WatchFn;
+  log?: ReflectorLog;
+  now?: () => number;
+  /** A watch with no event, bookmark or reconnect for this long is reported unhealthy. */
+  staleAfterMs?: number;
+  backoff?: { initialMs: number; maxMs: number };
+  delay?: (ms: number, signal: AbortSignal) => Promise<void>;
+};
+
+function join(id: string, pod: PodFacts | undefined, svc: ServiceFacts | undefined): SandboxRecord | undefined {
+  if (pod === undefined && svc === undefined) return undefined;
+  const d = deriveStatus(pod, svc);
+  return {
+    sandboxId: id,
+    threadId: pod?.threadId,
+    userId: pod?.userId,
+    status: d.status,
+    reason: d.reason,
+    message: d.message,
+    ready: pod?.ready === 'True' && !pod.deleting,
+    podIP: pod?.podIP,
+    nodePort: svc?.nodePort,
+    clusterIP: svc?.clusterIP,
+    createdAt: Math.min(pod?.createdAt ?? Infinity, svc?.createdAt ?? Infinity),
+    deleting: (pod?.deleting ?? false) || (svc?.deleting ?? false),
+    lastTransitionAt: pod?.transitionAt,
+    lastActivity: pod?.lastActivity,
+    hasPod: pod !== undefined,
+    hasService: svc !== undefined,
+    podUid: pod?.uid,
+  };
+}
+
+const sameRecord = (a: SandboxRecord | undefined, b: SandboxRecord | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && (Object.keys(a) as (keyof SandboxRecord)[]).every((k) => a[k] === b[k]));
+
+export class SandboxView {
+  #pods = new Map<string, PodFacts>();
+  #services = new Map<string, ServiceFacts>();
+  #records = new Map<string, SandboxRecord>();
+  #listeners = new Set<Listener>();
+  #byId = new Map<string, Set<Listener>>();
+  #podReflector: Reflector<RawPod, PodFacts>;
+  #serviceReflector: Reflector<RawService, ServiceFacts>;
+  #now: () => number;
+  #staleAfterMs: number;
+  #log: ReflectorLog;
+  /** Ids deleted recently, with when: lets callers tell "gone" from "never existed". */
+  readonly recentlyDeleted = new LRUCache<string, number>({ max: 10_000 });
+  readonly synced: Promise<void>;
+
+  constructor(options: SandboxViewOptions) {
+    this.#now = options.now ?? Date.now;
+    this.#staleAfterMs = options.staleAfterMs ?? 90_000;
+    this.#log = options.log ?? { info() {}, warn() {}, error() {} };
+    const common = { log: this.#log, now: this.#now, ...(options.backoff ? { backoff: options.backoff } : {}), ...(options.delay ? { delay: options.delay } : {}) };
+    this.#podReflector = new Reflector<RawPod, PodFacts>({
+      ...common,
+      name: 'pods',
+      list: options.listPods,
+      watch: options.watchPods,
+      slim: (raw) => {
+        const obj = slimPod(raw);
+        return obj && { key: obj.sandboxId, obj, resourceVersion: obj.resourceVersion };
+      },
+      handler: this.#handler(this.#pods),
+    });
+    this.#serviceReflector = new Reflector<RawService, ServiceFacts>({
+      ...common,
+      name: 'services',
+      list: options.listServices,
+      watch: options.watchServices,
+      slim: (raw) => {
+        const obj = slimService(raw);
+        return obj && { key: obj.sandboxId, obj, resourceVersion: obj.resourceVersion };
+      },
+      handler: this.#handler(this.#services),
+    });
+    this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced]).then(() => undefined);
+  }
+
+  #handler<T>(store: Map<string, T>) {
+    return {
+      add: (id: string, obj: T) => {
+        store.set(id, obj);
+        this.#refresh(id);
+      },
+      update: (id: string, obj: T) => {
+        store.set(id, obj);
+        this.#refresh(id);
+      },
+      delete: (id: string) => {
+        store.delete(id);
+        this.#refresh(id);
+      },
+    };
+  }
+
+  #refresh(id: string): void {
+    const previous = this.#records.get(id);
+    const record = join(id, this.#pods.get(id), this.#services.get(id));
+    if (sameRecord(previous, record)) return;
+    if (record === undefined) {
+      this.#records.delete(id);
+      this.recentlyDeleted.set(id, this.#now());
+    } else {
+      this.#records.set(id, record);
+      this.recentlyDeleted.delete(id);
+    }
+    const change: Change = { id, record, previous, at: this.#now() };
+    for (const listener of this.#byId.get(id) ?? []) this.#notify(listener, change);
+    for (const listener of this.#listeners) this.#notify(listener, change);
+  }
+
+  #notify(listener: Listener, change: Change): void {
+    try {
+      listener(change);
+    } catch (err) {
+      this.#log.error(`view listener threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
+  start(): void {
+    this.#podReflector.start();
+    this.#serviceReflector.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.#podReflector.stop(), this.#serviceReflector.stop()]);
+  }
+
+  get(id: string): SandboxRecord | undefined {
+    return this.#records.get(id);
+  }
+
+  get size(): number {
+    return this.#records.size;
+  }
+
+  /** Every sandbox (or those matching `filter`), oldest first. */
+  list(filter?: (r: SandboxRecord) => boolean): SandboxRecord[] {
+    const out: SandboxRecord[] = [];
+    for (const r of this.#records.values()) if (filter === undefined || filter(r)) out.push(r);
+    return out.sort((a, b) => a.createdAt - b.createdAt || (a.sandboxId < b.sandboxId ? -1 : 1));
+  }
+
+  /** Subscribes to every change (id given: only that sandbox's). Returns the unsubscribe function. */
+  subscribe(listener: Listener, id?: string): () => void {
+    if (id === undefined) {
+      this.#listeners.add(listener);
+      return () => this.#listeners.delete(listener);
+    }
+    const set = this.#byId.get(id) ?? new Set<Listener>();
+    set.add(listener);
+    this.#byId.set(id, set);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#byId.get(id) === set) this.#byId.delete(id);
+    };
+  }
+
+  /**
+   * Resolves with the record as soon as `predicate` holds for it (checked now, then on each change of
+   * that sandbox), or with the current record when `timeoutMs` passes or `signal` aborts. No polling.
+   */
+  waitFor(id: string, predicate: (r: SandboxRecord | undefined) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<SandboxRecord | undefined> {
+    const current = this.get(id);
+    if (predicate(current) || timeoutMs <= 0 || signal?.aborted) return Promise.resolve(current);
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener('abort', done);
+        resolve(this.get(id));
+      };
+      const timer = setTimeout(done, timeoutMs);
+      const unsubscribe = this.subscribe((change) => {
+        if (predicate(change.record)) done();
+      }, id);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  health(): ViewHealth {
+    const now = this.#now();
+    const reflectors = [this.#podReflector, this.#serviceReflector];
+    const synced = reflectors.every((r) => r.stats.synced);
+    const problems: string[] = [];
+    for (const r of reflectors) {
+      if (!r.stats.synced) problems.push(`${r.name}: initial list not done${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
+      else if (!r.stats.connected) problems.push(`${r.name}: watch disconnected${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
+      else if (now - r.stats.lastContactAt > this.#staleAfterMs) problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
+    }
+    const healthy = problems.length === 0;
+    return { synced, healthy, stale: synced && !healthy, reason: problems.join('; ') || undefined, pods: this.#podReflector.size, services: this.#serviceReflector.size };
+  }
+
+  /** Counters for metrics. */
+  stats(): { restarts: number; relists: number; handlerErrors: number } {
+    const p = this.#podReflector.stats;
+    const s = this.#serviceReflector.stats;
+    return { restarts: p.restarts + s.restarts, relists: p.relists + s.relists, handlerErrors: p.handlerErrors + s.handlerErrors };
+  }
+}

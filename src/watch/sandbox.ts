@@ -1,0 +1,196 @@
+// The slim facts kept per sandbox (never whole Kubernetes objects) and the one pure function that
+// derives the documented status from them.
+
+export const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
+export type SandboxStatus = (typeof STATUSES)[number];
+
+export const LABEL_APP = 'app';
+export const LABEL_APP_VALUE = 'deer-flow-sandbox';
+export const LABEL_SANDBOX_ID = 'sandbox-id';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'sandbox-provisioner';
+export const ANNOTATION_THREAD_ID = 'sandbox.deer-flow/thread-id';
+export const ANNOTATION_USER_ID = 'sandbox.deer-flow/user-id';
+export const ANNOTATION_LAST_ACTIVITY = 'sandbox.deer-flow/last-activity';
+/** What both the list and the watch select: every sandbox object, including ones made by the reference. */
+export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
+
+export const podName = (id: string): string => `sandbox-${id}`;
+export const serviceName = (id: string): string => `sandbox-${id}-svc`;
+
+export type PodFacts = {
+  sandboxId: string;
+  uid: string;
+  resourceVersion: string;
+  threadId: string | undefined;
+  userId: string | undefined;
+  phase: string;
+  /** Ready condition: True, False, or Unknown (node lost). */
+  ready: 'True' | 'False' | 'Unknown';
+  podIP: string | undefined;
+  createdAt: number;
+  deleting: boolean;
+  reason: string | undefined;
+  message: string | undefined;
+  transitionAt: number | undefined;
+  lastActivity: number | undefined;
+};
+
+export type ServiceFacts = {
+  sandboxId: string;
+  uid: string;
+  resourceVersion: string;
+  nodePort: number | undefined;
+  clusterIP: string | undefined;
+  createdAt: number;
+  deleting: boolean;
+};
+
+export type Derived = { status: SandboxStatus; reason: string | undefined; message: string | undefined };
+
+/** Reasons after which waiting for Running is pointless without a change by someone. */
+export const STUCK_REASONS = new Set([
+  'CrashLoopBackOff',
+  'ImagePullBackOff',
+  'ErrImagePull',
+  'InvalidImageName',
+  'CreateContainerConfigError',
+  'CreateContainerError',
+  'Unschedulable',
+  'PodMissing',
+]);
+
+/**
+ * The documented status of a sandbox from its pod and service.
+ * - Running means Ready (readiness probe passing), not merely phase Running.
+ * - A pod being deleted, a node lost (Ready=Unknown), or a pod gone while its service stays: Unknown.
+ * - A container waiting (crash loop, image pull) or a pod that cannot be scheduled: Pending + reason.
+ * - A service gone while the pod stays: the pod's status, reason ServiceMissing (not reachable).
+ */
+export function deriveStatus(pod: PodFacts | undefined, service: ServiceFacts | undefined): Derived {
+  if (pod === undefined) {
+    return { status: 'Unknown', reason: service?.deleting ? 'Terminating' : 'PodMissing', message: 'the sandbox pod does not exist' };
+  }
+  if (pod.deleting) return { status: 'Unknown', reason: 'Terminating', message: 'the sandbox is being deleted' };
+  if (pod.ready === 'Unknown' || pod.phase === 'Unknown') {
+    return { status: 'Unknown', reason: pod.reason ?? 'NodeLost', message: pod.message ?? 'the node running the sandbox is not reporting' };
+  }
+  let derived: Derived;
+  switch (pod.phase) {
+    case 'Succeeded':
+    case 'Failed':
+      derived = { status: pod.phase, reason: pod.reason, message: pod.message };
+      break;
+    case 'Running':
+      derived = pod.ready === 'True' ? { status: 'Running', reason: undefined, message: undefined } : { status: 'Pending', reason: pod.reason ?? 'ContainersNotReady', message: pod.message };
+      break;
+    default:
+      derived = { status: 'Pending', reason: pod.reason, message: pod.message };
+  }
+  if (service === undefined || service.deleting) {
+    return { ...derived, reason: derived.reason ?? 'ServiceMissing', message: derived.message ?? 'the sandbox service does not exist' };
+  }
+  return derived;
+}
+
+// ---- slimming raw API objects (typed list items or raw watch JSON) ----
+
+type Meta = {
+  name?: string;
+  uid?: string;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: Date | string;
+  deletionTimestamp?: Date | string;
+};
+type ContainerState = { waiting?: { reason?: string; message?: string }; terminated?: { reason?: string; message?: string; exitCode?: number; finishedAt?: Date | string } };
+type ContainerStatus = { ready?: boolean; state?: ContainerState; lastState?: ContainerState };
+type Condition = { type?: string; status?: string; reason?: string; message?: string; lastTransitionTime?: Date | string };
+export type RawPod = {
+  metadata?: Meta;
+  status?: {
+    phase?: string;
+    reason?: string;
+    message?: string;
+    podIP?: string;
+    conditions?: Condition[];
+    containerStatuses?: ContainerStatus[];
+    initContainerStatuses?: ContainerStatus[];
+  };
+};
+export type RawService = { metadata?: Meta; spec?: { clusterIP?: string; ports?: { name?: string; nodePort?: number }[] } };
+
+const time = (t: Date | string | undefined): number | undefined => (t === undefined ? undefined : new Date(t).getTime());
+
+function containerReason(statuses: ContainerStatus[] | undefined): { reason?: string; message?: string } | undefined {
+  for (const s of statuses ?? []) {
+    if (s.state?.waiting?.reason && s.state.waiting.reason !== 'ContainerCreating' && s.state.waiting.reason !== 'PodInitializing') {
+      const last = s.lastState?.terminated?.reason;
+      const reason = s.state.waiting.reason;
+      return { reason, message: [s.state.waiting.message, last ? `last termination: ${last}` : undefined].filter(Boolean).join('; ') || undefined };
+    }
+    if (s.state?.terminated?.reason) return { reason: s.state.terminated.reason, message: s.state.terminated.message };
+  }
+  for (const s of statuses ?? []) {
+    if (s.state?.waiting?.reason) return { reason: s.state.waiting.reason, message: s.state.waiting.message };
+  }
+  return undefined;
+}
+
+/** The id a sandbox object belongs to, or undefined when its name does not match its label. */
+export function sandboxIdOf(meta: Meta | undefined, kind: 'pod' | 'service'): string | undefined {
+  const id = meta?.labels?.[LABEL_SANDBOX_ID];
+  if (id === undefined || meta?.name === undefined) return undefined;
+  return meta.name === (kind === 'pod' ? podName(id) : serviceName(id)) ? id : undefined;
+}
+
+export function slimPod(pod: RawPod): PodFacts | undefined {
+  const meta = pod.metadata;
+  const sandboxId = sandboxIdOf(meta, 'pod');
+  if (sandboxId === undefined || meta === undefined) return undefined;
+  const status = pod.status ?? {};
+  const conditions = status.conditions ?? [];
+  const readyCondition = conditions.find((c) => c.type === 'Ready');
+  const scheduled = conditions.find((c) => c.type === 'PodScheduled');
+  const why =
+    (scheduled?.status === 'False' ? { reason: scheduled.reason, message: scheduled.message } : undefined) ??
+    containerReason(status.initContainerStatuses) ??
+    containerReason(status.containerStatuses) ??
+    (status.reason ? { reason: status.reason, message: status.message } : undefined);
+  const transitions = conditions.map((c) => time(c.lastTransitionTime) ?? 0);
+  const activity = meta.annotations?.[ANNOTATION_LAST_ACTIVITY];
+  return {
+    sandboxId,
+    uid: meta.uid ?? '',
+    resourceVersion: meta.resourceVersion ?? '',
+    threadId: meta.annotations?.[ANNOTATION_THREAD_ID],
+    userId: meta.annotations?.[ANNOTATION_USER_ID],
+    phase: status.phase ?? 'Pending',
+    ready: readyCondition?.status === 'True' ? 'True' : readyCondition?.status === 'Unknown' ? 'Unknown' : 'False',
+    podIP: status.podIP,
+    createdAt: time(meta.creationTimestamp) ?? 0,
+    deleting: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
+    reason: why?.reason,
+    message: why?.message,
+    transitionAt: transitions.length ? Math.max(...transitions) : undefined,
+    lastActivity: activity === undefined ? undefined : time(activity),
+  };
+}
+
+export function slimService(svc: RawService): ServiceFacts | undefined {
+  const meta = svc.metadata;
+  const sandboxId = sandboxIdOf(meta, 'service');
+  if (sandboxId === undefined || meta === undefined) return undefined;
+  const ports = svc.spec?.ports ?? [];
+  const port = ports.find((p) => p.name === 'http') ?? ports[0];
+  return {
+    sandboxId,
+    uid: meta.uid ?? '',
+    resourceVersion: meta.resourceVersion ?? '',
+    nodePort: port?.nodePort ?? undefined,
+    clusterIP: svc.spec?.clusterIP,
+    createdAt: time(meta.creationTimestamp) ?? 0,
+    deleting: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
+  };
+}

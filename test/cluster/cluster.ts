@@ -1,0 +1,326 @@
+// The local control plane: etcd, kube-apiserver, kube-controller-manager (real binaries built from the
+// Go module proxy by build-binaries.sh) and the TypeScript fake node, run on loopback with free ports.
+// Every process is started detached, its pid written to the state dir, so `cluster:up` can return
+// while the cluster keeps running and `cluster:down` (or another process) can stop it.
+
+import { execFile, spawn } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { Agent, request } from 'undici';
+
+const here = import.meta.dirname;
+export const K8S_VERSION = 'v1.37.2';
+
+/** Tokens the API server accepts (static token file). Tests use the restricted ones for RBAC checks. */
+export type ClusterTokens = { admin: string; nobody: string };
+
+export type ClusterState = {
+  dir: string;
+  kubeconfig: string;
+  server: string;
+  etcdUrl: string;
+  tokens: ClusterTokens;
+  fakeNodeControl: string;
+  pids: Record<string, number>;
+};
+
+export function defaultStateDir(): string {
+  return resolve(process.env['LOCAL_CLUSTER_DIR'] ?? join(here, '..', '..', '.local-cluster'));
+}
+
+/** Folder holding kube-apiserver, kube-controller-manager and etcd; builds them once if needed. */
+export async function binaries(): Promise<string> {
+  const assets = process.env['KUBEBUILDER_ASSETS'];
+  if (assets && existsSync(join(assets, 'kube-apiserver')) && existsSync(join(assets, 'etcd'))) {
+    if (!existsSync(join(assets, 'kube-controller-manager'))) {
+      throw new Error(`KUBEBUILDER_ASSETS=${assets} lacks kube-controller-manager (needed to enforce ResourceQuota)`);
+    }
+    return assets;
+  }
+  const { stdout } = await promisify(execFile)('bash', [join(here, 'build-binaries.sh')], {
+    maxBuffer: 1 << 20,
+    env: process.env,
+  }).catch((err: unknown) => {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new Error(`building the control plane failed:\n${stderr.slice(-4000)}`);
+  });
+  return stdout.trim().split('\n').at(-1) ?? '';
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok, fail) => server.once('error', fail).listen(0, '127.0.0.1', ok));
+  const address = server.address();
+  await new Promise((ok) => server.close(ok));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function startDetached(dir: string, name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+  const log = openSync(join(dir, `${name}.log`), 'a');
+  const child = spawn(command, args, { detached: true, stdio: ['ignore', log, log], env });
+  child.unref();
+  if (child.pid === undefined) throw new Error(`could not start ${name}`);
+  return child.pid;
+}
+
+function logTail(dir: string, name: string): string {
+  try {
+    return readFileSync(join(dir, `${name}.log`), 'utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function waitUntil(what: string, deadlineMs: number, check: () => Promise<boolean>, onFail: () => string): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    if (await check().catch(() => false)) return;
+    await sleep(200);
+  }
+  throw new Error(`${what} did not become ready in ${deadlineMs / 1000}s\n${onFail()}`);
+}
+
+export function readState(dir = defaultStateDir()): ClusterState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as ClusterState;
+  } catch {
+    return undefined;
+  }
+}
+
+function kubeconfigYaml(server: string, caFile: string, token: string): string {
+  return [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- name: local',
+    '  cluster:',
+    `    server: ${server}`,
+    `    certificate-authority: ${caFile}`,
+    'users:',
+    '- name: admin',
+    '  user:',
+    `    token: ${token}`,
+    'contexts:',
+    '- name: local',
+    '  context: {cluster: local, user: admin}',
+    'current-context: local',
+    '',
+  ].join('\n');
+}
+
+/** An undici dispatcher trusting the local API server's self-signed certificate. */
+export function apiAgent(state: ClusterState): Agent {
+  return new Agent({ connect: { ca: readFileSync(join(state.dir, 'pki', 'apiserver.crt')) } });
+}
+
+async function apiGet(state: ClusterState, agent: Agent, path: string): Promise<{ status: number; body: string }> {
+  const res = await request(state.server + path, {
+    dispatcher: agent,
+    headers: { authorization: `Bearer ${state.tokens.admin}` },
+  });
+  return { status: res.statusCode, body: await res.body.text() };
+}
+
+export async function isHealthy(state: ClusterState): Promise<boolean> {
+  if (!Object.values(state.pids).every(alive)) return false;
+  const agent = apiAgent(state);
+  try {
+    const ready = await apiGet(state, agent, '/readyz');
+    if (ready.status !== 200) return false;
+    const node = await apiGet(state, agent, '/api/v1/nodes/fake-node');
+    if (node.status !== 200) return false;
+    const conditions = (JSON.parse(node.body) as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions ?? [];
+    return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
+  } catch {
+    return false;
+  } finally {
+    await agent.close();
+  }
+}
+
+export type UpOptions = { dir?: string; log?: (line: string) => void };
+
+/** Starts the whole control plane (or returns the running one). Safe to call twice. */
+export async function up(options: UpOptions = {}): Promise<ClusterState> {
+  const dir = resolve(options.dir ?? defaultStateDir());
+  const log = options.log ?? (() => {});
+  const existing = readState(dir);
+  if (existing && (await isHealthy(existing))) return existing;
+  if (existing) await down(dir);
+
+  const bin = await binaries();
+  const started = Date.now();
+  mkdirSync(join(dir, 'pki'), { recursive: true });
+  const pids: Record<string, number> = {};
+  const tokens: ClusterTokens = { admin: randomBytes(16).toString('hex'), nobody: randomBytes(16).toString('hex') };
+  writeFileSync(
+    join(dir, 'tokens.csv'),
+    `${tokens.admin},admin,admin-uid,"system:masters"\n${tokens.nobody},nobody,nobody-uid,"system:authenticated"\n`,
+    { mode: 0o600 },
+  );
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(join(dir, 'pki', 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(join(dir, 'pki', 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+
+  const [etcdPort, peerPort, apiPort, kcmPort, controlPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const etcdUrl = `http://127.0.0.1:${etcdPort}`;
+  const server = `https://127.0.0.1:${apiPort}`;
+  const state: ClusterState = {
+    dir,
+    kubeconfig: join(dir, 'kubeconfig'),
+    server,
+    etcdUrl,
+    tokens,
+    fakeNodeControl: `http://127.0.0.1:${controlPort}`,
+    pids,
+  };
+  const save = () => writeFileSync(join(dir, 'state.json'), JSON.stringify(state, null, 2));
+
+  try {
+    pids['etcd'] = startDetached(dir, 'etcd', join(bin, 'etcd'), [
+      '--name=local',
+      `--data-dir=${join(dir, 'etcd-data')}`,
+      `--listen-client-urls=${etcdUrl}`,
+      `--advertise-client-urls=${etcdUrl}`,
+      `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+      `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+      `--initial-cluster=local=http://127.0.0.1:${peerPort}`,
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ]);
+    save();
+    await waitUntil('etcd', 30_000, async () => (await request(`${etcdUrl}/health`)).statusCode === 200, () => logTail(dir, 'etcd'));
+    log(`etcd ready (${Date.now() - started} ms)`);
+
+    pids['kube-apiserver'] = startDetached(dir, 'kube-apiserver', join(bin, 'kube-apiserver'), apiserverArgs(state, dir));
+    save();
+    await waitUntil(
+      'kube-apiserver',
+      120_000,
+      async () => {
+        if (!existsSync(join(dir, 'pki', 'apiserver.crt'))) return false;
+        const agent = apiAgent(state);
+        try {
+          return (await apiGet(state, agent, '/readyz')).status === 200;
+        } finally {
+          await agent.close();
+        }
+      },
+      () => logTail(dir, 'kube-apiserver'),
+    );
+    writeFileSync(state.kubeconfig, kubeconfigYaml(server, join(dir, 'pki', 'apiserver.crt'), tokens.admin), { mode: 0o600 });
+    log(`kube-apiserver ready (${Date.now() - started} ms)`);
+
+    pids['kube-controller-manager'] = startDetached(dir, 'kube-controller-manager', join(bin, 'kube-controller-manager'), [
+      `--kubeconfig=${state.kubeconfig}`,
+      `--authentication-kubeconfig=${state.kubeconfig}`,
+      `--authorization-kubeconfig=${state.kubeconfig}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${kcmPort}`,
+      `--cert-dir=${join(dir, 'kcm-pki')}`,
+      '--leader-elect=false',
+      '--use-service-account-credentials=false',
+      `--service-account-private-key-file=${join(dir, 'pki', 'sa.key')}`,
+      `--root-ca-file=${join(dir, 'pki', 'apiserver.crt')}`,
+      // The fake node keeps no kubelet heartbeat lease: keep node-lifecycle from tainting and evicting it.
+      '--controllers=*,-node-lifecycle-controller,-node-ipam-controller',
+      '--kube-api-qps=200',
+      '--kube-api-burst=400',
+      '--concurrent-gc-syncs=50',
+      '-v=1',
+    ]);
+    save();
+
+    pids['fake-node'] = startDetached(dir, 'fake-node', process.execPath, [join(here, 'fake-node.ts')], {
+      ...process.env,
+      KUBECONFIG: state.kubeconfig,
+      FAKE_NODE_CONTROL_PORT: String(controlPort),
+    });
+    save();
+    await waitUntil('fake node', 60_000, () => isHealthy(state), () => `${logTail(dir, 'fake-node')}\n${logTail(dir, 'kube-controller-manager')}`);
+    log(`cluster ready (${Date.now() - started} ms)`);
+    return state;
+  } catch (err) {
+    await down(dir);
+    throw err;
+  }
+}
+
+function apiserverArgs(state: ClusterState, dir: string): string[] {
+  return [
+    `--etcd-servers=${state.etcdUrl}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${new URL(state.server).port}`,
+    `--cert-dir=${join(dir, 'pki')}`,
+    `--token-auth-file=${join(dir, 'tokens.csv')}`,
+    '--authorization-mode=RBAC',
+    '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+    `--service-account-key-file=${join(dir, 'pki', 'sa.pub')}`,
+    `--service-account-signing-key-file=${join(dir, 'pki', 'sa.key')}`,
+    '--service-cluster-ip-range=10.96.0.0/16',
+    '--service-node-port-range=30000-32767',
+    '--endpoint-reconciler-type=none',
+    '--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy',
+    '--allow-privileged=true',
+    '--max-requests-inflight=800',
+    '--max-mutating-requests-inflight=400',
+    '-v=1',
+  ];
+}
+
+/** Stops everything recorded in the state dir and removes it. */
+export async function down(dir = defaultStateDir()): Promise<void> {
+  const state = readState(dir);
+  if (state) {
+    const order = ['fake-node', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
+    for (const name of order) {
+      const pid = state.pids[name];
+      if (pid === undefined || !alive(pid)) continue;
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        continue;
+      }
+      for (let i = 0; i < 50 && alive(pid); i++) await sleep(100);
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Stops only the API server (same etcd stays), for outage tests. */
+export async function stopApiServer(state: ClusterState): Promise<void> {
+  const pid = state.pids['kube-apiserver'];
+  if (pid === undefined) return;
+  process.kill(pid, 'SIGKILL');
+  while (alive(pid)) await sleep(50);
+}
+
+/** Starts the API server again on the same port and etcd, and waits until it is ready. */
+export async function startApiServer(state: ClusterState): Promise<void> {
+  const bin = await binaries();
+  state.pids['kube-apiserver'] = startDetached(state.dir, 'kube-apiserver', join(bin, 'kube-apiserver'), apiserverArgs(state, state.dir));
+  writeFileSync(join(state.dir, 'state.json'), JSON.stringify(state, null, 2));
+  const agent = apiAgent(state);
+  try {
+    await waitUntil('kube-apiserver', 120_000, async () => (await apiGet(state, agent, '/readyz')).status === 200, () => logTail(state.dir, 'kube-apiserver'));
+  } finally {
+    await agent.close();
+  }
+}

@@ -1,0 +1,137 @@
+// A stand-in for the sandbox image's HTTP API (all-in-one-sandbox), served by the fake node on each
+// NodePort whose pod is Ready. Shapes follow the image's API; extra routes exist for proxy tests.
+
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { WebSocketServer } from 'ws';
+
+export type StandinInfo = { namespace: string; pod: string; sandboxId: string };
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function readBody(req: IncomingMessage): Promise<{ bytes: number; sha256: string; text: string }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const head: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    bytes += chunk.length;
+    if (bytes <= 65536) head.push(chunk);
+  }
+  return { bytes, sha256: hash.digest('hex'), text: Buffer.concat(head).toString('utf8') };
+}
+
+function download(res: ServerResponse, size: number): void {
+  const chunk = Buffer.alloc(64 * 1024, 'sandbox-data-');
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+  let left = size;
+  const pump = (): void => {
+    while (left > 0) {
+      const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+      left -= piece.length;
+      if (!res.write(piece)) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
+}
+
+function sse(req: IncomingMessage, res: ServerResponse, url: URL): void {
+  const count = Number(url.searchParams.get('count') ?? '5');
+  const interval = Number(url.searchParams.get('interval') ?? '200');
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+  res.flushHeaders();
+  let sent = 0;
+  const timer = setInterval(() => {
+    sent += 1;
+    res.write(`id: ${sent}\nevent: output\ndata: ${JSON.stringify({ seq: sent, at: Date.now() })}\n\n`);
+    if (sent >= count) {
+      clearInterval(timer);
+      res.end();
+    }
+  }, interval);
+  req.on('close', () => clearInterval(timer));
+}
+
+async function handle(info: StandinInfo, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://standin');
+  if ((req.headers.accept ?? '').includes('text/event-stream')) return sse(req, res, url);
+  const route = `${req.method} ${url.pathname}`;
+  switch (route) {
+    case 'GET /v1/sandbox':
+      return json(res, 200, {
+        success: true,
+        message: 'Sandbox is running',
+        data: { sandbox_id: info.sandboxId, pod: info.pod, namespace: info.namespace },
+        home_dir: '/home/gem',
+        version: '1.0.0-standin',
+        detail: null,
+      });
+    case 'POST /v1/shell/exec': {
+      const body = await readBody(req);
+      let command = '';
+      try {
+        command = String((JSON.parse(body.text) as { command?: unknown }).command ?? '');
+      } catch {
+        return json(res, 422, { success: false, message: 'invalid JSON', data: null });
+      }
+      return json(res, 200, { success: true, message: 'ok', data: { output: command, exit_code: 0, sandbox_id: info.sandboxId } });
+    }
+    case 'GET /v1/file/download':
+      return download(res, Number(url.searchParams.get('size') ?? String(200 * 1024 * 1024)));
+    case 'POST /v1/file/upload': {
+      const body = await readBody(req);
+      return json(res, 200, { success: true, data: { bytes: body.bytes, sha256: body.sha256 } });
+    }
+    case 'GET /v1/redirect':
+      res.writeHead(302, { location: url.searchParams.get('to') ?? '/v1/sandbox' });
+      return void res.end();
+    default: {
+      // Echo: what the proxy delivered (method, path, query, headers, body size).
+      const body = await readBody(req);
+      return json(res, url.pathname.startsWith('/missing') ? 404 : 200, {
+        sandbox_id: info.sandboxId,
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        body_bytes: body.bytes,
+      });
+    }
+  }
+}
+
+/** Starts a stand-in sandbox on host:port. Resolves once listening. */
+export async function startStandin(info: StandinInfo, port: number, host = '127.0.0.1'): Promise<Server> {
+  const server = createServer((req, res) => {
+    handle(info, req, res).catch((err: unknown) => {
+      if (!res.headersSent) json(res, 500, { success: false, message: String(err) });
+      else res.destroy();
+    });
+  });
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    if (!(req.url ?? '').startsWith('/v1/shell/ws')) {
+      socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      ws.on('close', (code) => {
+        if (ws.readyState !== ws.CLOSED) ws.close(code === 1005 ? 1000 : code);
+      });
+    });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((ok, fail) => server.once('error', fail).listen(port, host, ok));
+  server.on('close', () => {
+    for (const ws of wss.clients) ws.terminate();
+  });
+  return server;
+}
