@@ -90,7 +90,8 @@ const schema = z
     SKILLS_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
     USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
     SKILLS_PVC_SUBPATH: z.string().default(''),
-    USERDATA_PVC_SUBPATH_TEMPLATE: z.string().default('threads/{thread_id}/user-data'),
+    USERDATA_PATH_TEMPLATE: z.string().default('{thread_id}/user-data'),
+    MOUNT_CONTRACT_VERSION: z.coerce.number().int().min(0).max(2).default(2),
 
     EXTRA_MOUNTS_BASE_DIR: optional(absolutePath('EXTRA_MOUNTS_BASE_DIR')),
     EXTRA_MOUNTS_ALLOWED_PATHS: list(DEFAULT_EXTRA_MOUNT_PATHS),
@@ -110,8 +111,9 @@ const schema = z
     for (const p of c.EXTRA_MOUNTS_ALLOWED_PATHS) {
       if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
     }
-    if (c.USERDATA_PVC_SUBPATH_TEMPLATE.startsWith('/') || c.USERDATA_PVC_SUBPATH_TEMPLATE.split('/').includes('..')) {
-      ctx.addIssue({ code: 'custom', path: ['USERDATA_PVC_SUBPATH_TEMPLATE'], message: 'must be a relative path without ..' });
+    const template = c.USERDATA_PATH_TEMPLATE;
+    if (template.startsWith('/') || template.split('/').includes('..') || !template.includes('{thread_id}')) {
+      ctx.addIssue({ code: 'custom', path: ['USERDATA_PATH_TEMPLATE'], message: 'must be a relative path without .. that contains {thread_id} (and may contain {user_id})' });
     }
   });
 
@@ -146,8 +148,9 @@ export type Config = {
     serviceType: 'NodePort' | 'ClusterIP';
   };
   storage:
-    | { mode: 'hostPath'; skillsHostPath: string; threadsHostPath: string }
-    | { mode: 'pvc'; skillsClaim: string; userDataClaim: string; skillsSubPath: string; userDataSubPathTemplate: string };
+    | { mode: 'hostPath'; skillsHostPath: string; threadsHostPath: string; userDataTemplate: string }
+    | { mode: 'pvc'; skillsClaim: string; userDataClaim: string; skillsSubPath: string; userDataTemplate: string };
+  mountContractVersion: number;
   extraMounts: { baseDir: string | undefined; allowedPaths: string[] };
   lark: { initImage: string; brokerImage: string };
   nodeHost: string;
@@ -201,9 +204,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           skillsClaim: e.SKILLS_PVC_NAME ?? '',
           userDataClaim: e.USERDATA_PVC_NAME ?? '',
           skillsSubPath: e.SKILLS_PVC_SUBPATH,
-          userDataSubPathTemplate: e.USERDATA_PVC_SUBPATH_TEMPLATE,
+          userDataTemplate: e.USERDATA_PATH_TEMPLATE,
         }
-      : { mode: 'hostPath', skillsHostPath: e.SKILLS_HOST_PATH, threadsHostPath: e.THREADS_HOST_PATH },
+      : { mode: 'hostPath', skillsHostPath: e.SKILLS_HOST_PATH, threadsHostPath: e.THREADS_HOST_PATH, userDataTemplate: e.USERDATA_PATH_TEMPLATE },
+    mountContractVersion: e.MOUNT_CONTRACT_VERSION,
     extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
     lark: { initImage: e.LARK_CLI_INIT_IMAGE, brokerImage: e.LARK_CLI_BROKER_IMAGE },
     nodeHost: e.NODE_HOST,

@@ -44,7 +44,8 @@ export type SandboxViewOptions = {
   delay?: (ms: number, signal: AbortSignal) => Promise<void>;
 };
 
-function join(id: string, pod: PodFacts | undefined, svc: ServiceFacts | undefined): SandboxRecord | undefined {
+/** One sandbox's record from its pod and service facts (undefined when neither exists). */
+export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFacts | undefined): SandboxRecord | undefined {
   if (pod === undefined && svc === undefined) return undefined;
   const d = deriveStatus(pod, svc);
   return {
@@ -135,7 +136,7 @@ export class SandboxView {
 
   #refresh(id: string): void {
     const previous = this.#records.get(id);
-    const record = join(id, this.#pods.get(id), this.#services.get(id));
+    const record = joinRecord(id, this.#pods.get(id), this.#services.get(id));
     if (sameRecord(previous, record)) return;
     if (record === undefined) {
       this.#records.delete(id);

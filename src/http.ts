@@ -1,0 +1,66 @@
+// Small HTTP helpers shared by the API and the proxy: JSON answers, bounded JSON bodies, API-key checks.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { z } from 'zod';
+import { HttpError } from './errors.ts';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, err: HttpError): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  sendJson(res, err.status, err.body(), err.headers);
+}
+
+const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
+
+/** Reads a JSON body of at most `maxBytes`; 413, 415 and 400 with a clear detail otherwise. */
+export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const type = req.headers['content-type'];
+  if (type !== undefined && !JSON_TYPE.test(type)) {
+    throw new HttpError('unsupported_media_type', `Content-Type must be application/json, not ${JSON.stringify(type)}`);
+  }
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > maxBytes) throw new HttpError('payload_too_large', `Request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new HttpError('payload_too_large', `Request body exceeds the limit of ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') throw new HttpError('invalid_json', 'Request body is empty; expected a JSON object');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError('invalid_json', `Request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/** Validates with zod; a failure is a 422 naming each field, as FastAPI does. */
+export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => ({ loc: ['body', ...i.path.map(String)], msg: i.message, type: i.code }));
+  const detail = issues.map((i) => `${i.loc.slice(1).join('.') || 'body'}: ${i.msg}`).join('; ');
+  throw new HttpError('validation_failed', detail, { extra: { errors: issues } });
+}
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+/** True when the request carries `key` as X-API-Key or Authorization: Bearer (constant-time compare). */
+export function hasApiKey(req: IncomingMessage, key: string): boolean {
+  const header = req.headers['x-api-key'];
+  const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+  const given = (Array.isArray(header) ? header[0] : header) ?? bearer;
+  if (given === undefined) return false;
+  return timingSafeEqual(digest(given), digest(key));
+}

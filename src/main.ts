@@ -1,0 +1,38 @@
+// Entry point: configuration from the environment, then the service; SIGTERM/SIGINT stop it cleanly.
+
+import { ConfigError, loadConfig } from './config.ts';
+import { KubeconfigError } from './kube.ts';
+import { createLogger } from './log.ts';
+import { start } from './service.ts';
+
+let config;
+try {
+  config = loadConfig(process.env);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    for (const problem of err.problems) process.stderr.write(`config error: ${problem}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+const log = createLogger(config.logLevel);
+let service;
+try {
+  service = await start(config, log);
+} catch (err) {
+  if (err instanceof KubeconfigError) {
+    process.stderr.write(`fatal: ${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+const running = service;
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    void running.stop().then(() => process.exit(0));
+  });
+}

@@ -1,0 +1,117 @@
+// What a client may ask for, validated before anything reaches the Kubernetes API. Identifiers become
+// object names and host paths, so only values matching these rules ever leave this module.
+
+import { posix } from 'node:path';
+import { z } from 'zod';
+import type { Config } from '../config.ts';
+import { HttpError } from '../errors.ts';
+
+/** `sandbox-<id>-svc` must fit a 63-character DNS label, so the id has at most 51 characters. */
+export const MAX_SANDBOX_ID = 63 - 'sandbox-'.length - '-svc'.length;
+export const SANDBOX_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+export const THREAD_ID = /^[A-Za-z0-9_-]{1,64}$/;
+export const USER_ID = /^[A-Za-z0-9_-]{1,128}$/;
+export const MAX_EXTRA_MOUNTS = 10;
+
+export const sandboxIdSchema = z
+  .string()
+  .max(MAX_SANDBOX_ID, `sandbox_id must be at most ${MAX_SANDBOX_ID} characters (so that sandbox-<id>-svc fits 63)`)
+  .regex(SANDBOX_ID, 'sandbox_id must be a DNS-1123 label: lowercase letters, digits and -, starting and ending with a letter or digit');
+
+export const extraMountSchema = z.strictObject({
+  host_path: z.string().min(1).max(4096),
+  container_path: z.string().min(1).max(4096),
+  read_only: z.boolean().default(false),
+});
+
+export const createRequestSchema = z
+  .object({
+    sandbox_id: sandboxIdSchema,
+    thread_id: z.string().regex(THREAD_ID, 'thread_id must match ^[A-Za-z0-9_-]{1,64}$').nullish(),
+    user_id: z.string().regex(USER_ID, 'user_id must match ^[A-Za-z0-9_-]{1,128}$').nullish(),
+    extra_mounts: z.array(extraMountSchema).nullish(),
+    include_legacy_skills: z.boolean().default(false),
+    provision_lark_cli_runtime: z.boolean().default(false),
+    provision_lark_cli_broker: z.boolean().default(false),
+  })
+  .meta({ id: 'CreateSandboxRequest' });
+
+export type ExtraMount = { hostPath: string; containerPath: string; readOnly: boolean };
+
+/** A create request after validation: every field safe to turn into objects and paths. */
+export type SandboxRequest = {
+  sandboxId: string;
+  threadId: string;
+  userId: string;
+  extraMounts: ExtraMount[];
+  includeLegacySkills: boolean;
+  larkRuntime: boolean;
+  larkBroker: boolean;
+};
+
+/** Container paths the provisioner itself mounts; extra mounts may neither equal nor contain them. */
+export const BUILTIN_MOUNT_PATHS = ['/mnt/skills', '/mnt/user-data'];
+
+const isUnder = (path: string, base: string): boolean => path === base || path.startsWith(base.endsWith('/') ? base : `${base}/`);
+
+/** Validates a parsed body against the operator's configuration (400 with a clear detail otherwise). */
+export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, config: Config): SandboxRequest {
+  if (body.provision_lark_cli_runtime && !config.lark.initImage) {
+    throw new HttpError('unsupported_feature', 'provision_lark_cli_runtime needs LARK_CLI_INIT_IMAGE, which this provisioner is not configured with');
+  }
+  if (body.provision_lark_cli_broker && !config.lark.brokerImage) {
+    throw new HttpError('unsupported_feature', 'provision_lark_cli_broker needs LARK_CLI_BROKER_IMAGE, which this provisioner is not configured with');
+  }
+  const mounts = body.extra_mounts ?? [];
+  if (mounts.length > MAX_EXTRA_MOUNTS) throw new HttpError('invalid_request', `Too many extra mounts; max is ${MAX_EXTRA_MOUNTS}`);
+  if (mounts.length > 0 && config.extraMounts.baseDir === undefined) {
+    throw new HttpError('unsupported_feature', 'extra_mounts need EXTRA_MOUNTS_BASE_DIR, which this provisioner is not configured with');
+  }
+  const seen = new Set<string>();
+  const extraMounts: ExtraMount[] = [];
+  for (const m of mounts) {
+    const host = m.host_path;
+    if (!host.startsWith('/') || host.includes('\0')) throw new HttpError('invalid_request', `Extra mount host path must be absolute: ${JSON.stringify(host)}`);
+    const hostPath = posix.normalize(host);
+    if (host.split('/').includes('..') || !isUnder(hostPath, config.extraMounts.baseDir ?? '/nonexistent')) {
+      throw new HttpError('invalid_request', `Extra mount host path is outside ${config.extraMounts.baseDir}: ${JSON.stringify(host)}`);
+    }
+    const containerPath = posix.normalize(m.container_path);
+    if (!m.container_path.startsWith('/') || m.container_path.includes('\0') || m.container_path.split('/').includes('..')) {
+      throw new HttpError('invalid_request', `Extra mount container path must be absolute: ${JSON.stringify(m.container_path)}`);
+    }
+    const clean = containerPath.length > 1 ? containerPath.replace(/\/+$/, '') : containerPath;
+    if (!config.extraMounts.allowedPaths.includes(clean)) throw new HttpError('invalid_request', `Unsupported extra mount path: ${clean}`);
+    if (BUILTIN_MOUNT_PATHS.some((b) => b === clean || isUnder(b, clean))) throw new HttpError('invalid_request', `Extra mount path clashes with a built-in mount: ${clean}`);
+    if (seen.has(clean)) throw new HttpError('invalid_request', `Duplicate extra mount path: ${clean}`);
+    seen.add(clean);
+    extraMounts.push({ hostPath, containerPath: clean, readOnly: m.read_only });
+  }
+  return {
+    sandboxId: body.sandbox_id,
+    threadId: body.thread_id ?? body.sandbox_id,
+    userId: body.user_id ?? 'default',
+    extraMounts,
+    includeLegacySkills: body.include_legacy_skills,
+    larkRuntime: body.provision_lark_cli_runtime,
+    larkBroker: body.provision_lark_cli_broker,
+  };
+}
+
+/** Validates an id taken from a URL path. */
+export function parseSandboxId(raw: string): string {
+  let id: string;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    throw new HttpError('invalid_sandbox_id', 'sandbox id is not valid percent-encoding');
+  }
+  const parsed = sandboxIdSchema.safeParse(id);
+  if (!parsed.success) throw new HttpError('invalid_sandbox_id', parsed.error.issues[0]?.message ?? 'invalid sandbox id');
+  return parsed.data;
+}
+
+/** Fills `{thread_id}` and `{user_id}` in a relative path template (values are already validated). */
+export function userDataPath(template: string, req: Pick<SandboxRequest, 'threadId' | 'userId'>): string {
+  return template.replaceAll('{thread_id}', req.threadId).replaceAll('{user_id}', req.userId);
+}

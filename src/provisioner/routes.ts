@@ -1,0 +1,133 @@
+// The REST API: /health, /readyz, /api/capabilities and /api/sandboxes[/{id}]. Status and list queries
+// are answered from the watch view alone; only create and delete talk to the Kubernetes API.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import type { Config } from '../config.ts';
+import { HttpError } from '../errors.ts';
+import { hasApiKey, readJson, sendJson, validate } from '../http.ts';
+import { STATUSES } from '../watch/sandbox.ts';
+import { createRequestSchema, parseSandboxId, THREAD_ID, toSandboxRequest } from './request.ts';
+import { settled, type Sandboxes } from './sandboxes.ts';
+
+export type Route = { route: string; handle: () => Promise<void> | void };
+
+const listQuerySchema = z.object({
+  thread_id: z.string().regex(THREAD_ID, 'thread_id must match ^[A-Za-z0-9_-]{1,64}$').optional(),
+  status: z.enum(STATUSES).optional(),
+});
+
+export type ApiDeps = {
+  config: Config;
+  sandboxes: Sandboxes;
+  /** Extra readiness checks (e.g. the admission preflight) shown in /readyz. */
+  readiness?: () => { ok: boolean; detail?: string }[];
+};
+
+/** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
+function waitSeconds(url: URL, max: number): number {
+  const raw = url.searchParams.get('wait');
+  if (raw === null || raw === '') return 0;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new HttpError('validation_failed', `wait must be a number of seconds between 0 and ${max}`);
+  return Math.min(n, max);
+}
+
+/** Finds the handler for an /api, /health or /readyz request; undefined when the path is not ours. */
+export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerResponse, url: URL): Route | undefined {
+  const { config, sandboxes } = deps;
+  const view = sandboxes.view;
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+  const allow = (methods: string[], route: string, handlers: Record<string, () => Promise<void> | void>): Route => ({
+    route,
+    handle: () => {
+      const handler = handlers[method] ?? (method === 'HEAD' ? handlers['GET'] : undefined);
+      if (!handler) throw new HttpError('method_not_allowed', `Method ${method} not allowed on ${route}`, { headers: { allow: methods.join(', ') } });
+      return handler();
+    },
+  });
+
+  if (path === '/health') return allow(['GET'], '/health', { GET: () => sendJson(res, 200, { status: 'ok' }) });
+  if (path === '/readyz') {
+    return allow(['GET'], '/readyz', {
+      GET: () => {
+        const h = view.health();
+        const extra = deps.readiness?.() ?? [];
+        const problems = [h.reason, ...extra.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
+        const body = { status: h.synced && h.healthy ? 'ok' : 'unavailable', synced: h.synced, healthy: h.healthy, stale: h.stale, sandboxes: view.size, checks: extra };
+        if (!h.synced || !h.healthy) return sendJson(res, 503, { ...body, detail: problems.join('; '), code: 'not_ready' });
+        return sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
+      },
+    });
+  }
+  if (!path.startsWith('/api/')) return undefined;
+
+  const authorize = (): void => {
+    if (config.apiKey && !hasApiKey(req, config.apiKey)) throw new HttpError('unauthorized', 'Invalid or missing API key');
+  };
+  const guarded = (route: Route): Route => ({ route: route.route, handle: () => (authorize(), route.handle()) });
+
+  if (path === '/api/capabilities') {
+    return guarded(
+      allow(['GET'], '/api/capabilities', {
+        GET: () =>
+          sendJson(res, 200, {
+            mount_contract_version: config.mountContractVersion,
+            lark_cli_init_image: Boolean(config.lark.initImage),
+            lark_cli_broker_image: Boolean(config.lark.brokerImage),
+            storage_mode: config.storage.mode,
+            service_type: config.sandbox.serviceType,
+          }),
+      }),
+    );
+  }
+  if (path === '/api/sandboxes' || path === '/api/sandboxes/') {
+    return guarded(
+      allow(['GET', 'POST'], '/api/sandboxes', {
+        GET: () => {
+          const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
+          const items = view.list((r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status));
+          sendJson(res, 200, { sandboxes: items.map((r) => sandboxes.response(r)), count: items.length });
+        },
+        POST: async () => {
+          const wait = waitSeconds(url, config.maxWaitSeconds);
+          const body = validate(createRequestSchema, await readJson(req, config.maxBodyBytes));
+          const request = toSandboxRequest(body, config);
+          let { created, record } = await sandboxes.create(request);
+          if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait * 1000, abortOnClose(req, res))) ?? record;
+          sendJson(res, created ? 201 : 200, sandboxes.response(record));
+        },
+      }),
+    );
+  }
+  const match = /^\/api\/sandboxes\/([^/]+)\/?$/.exec(path);
+  if (match) {
+    return guarded(
+      allow(['GET', 'DELETE'], '/api/sandboxes/{id}', {
+        GET: async () => {
+          const id = parseSandboxId(match[1] ?? '');
+          const wait = waitSeconds(url, config.maxWaitSeconds);
+          let record = view.get(id);
+          if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, (r) => r === undefined || settled(r), wait * 1000, abortOnClose(req, res));
+          if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+          sendJson(res, 200, sandboxes.response(record));
+        },
+        DELETE: async () => {
+          const id = parseSandboxId(match[1] ?? '');
+          await sandboxes.delete(id);
+          sendJson(res, 200, { ok: true, sandbox_id: id });
+        },
+      }),
+    );
+  }
+  return undefined;
+}
+
+/** An AbortSignal that fires when the client goes away (so waits end with it). */
+function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => controller.abort());
+  req.once('aborted', () => controller.abort());
+  return controller.signal;
+}

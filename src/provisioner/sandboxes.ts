@@ -1,0 +1,186 @@
+// Sandbox lifecycle against the Kubernetes API: the only writer. Reads come from the watch view.
+
+import type { V1Pod } from '@kubernetes/client-node';
+import type { Config } from '../config.ts';
+import { HttpError } from '../errors.ts';
+import type { KubeClient } from '../kube.ts';
+import type { Logger } from '../log.ts';
+import { joinRecord, type SandboxRecord, type SandboxView } from '../watch/sandbox-view.ts';
+import { podName, serviceName, slimPod, slimService, STUCK_REASONS, type RawPod, type RawService } from '../watch/sandbox.ts';
+import { fromKube, isAlreadyExists, isNotFound } from './k8s-errors.ts';
+import { buildPod, buildService } from './pod-spec.ts';
+import type { SandboxRequest } from './request.ts';
+
+export type SandboxResponse = {
+  sandbox_id: string;
+  sandbox_url: string;
+  status: string;
+  thread_id: string | null;
+  user_id: string | null;
+  created_at: string | null;
+  mount_contract_version: number;
+  reason?: string;
+  message?: string;
+};
+
+/** Running, finished, or stuck: a caller waiting for Running learns nothing more by waiting longer. */
+export const settled = (r: SandboxRecord | undefined): boolean =>
+  r !== undefined && (r.status === 'Running' || r.status === 'Succeeded' || r.status === 'Failed' || (r.reason !== undefined && STUCK_REASONS.has(r.reason)));
+
+export class Sandboxes {
+  #config: Config;
+  #kube: KubeClient;
+  #view: SandboxView;
+  #log: Logger;
+  #inflight = new Map<string, Promise<SandboxRecord>>();
+  #base: string;
+
+  constructor(config: Config, kube: KubeClient, view: SandboxView, log: Logger) {
+    this.#config = config;
+    this.#kube = kube;
+    this.#view = view;
+    this.#log = log;
+    this.#base = `/api/v1/namespaces/${encodeURIComponent(config.namespace)}`;
+  }
+
+  get view(): SandboxView {
+    return this.#view;
+  }
+
+  /**
+   * Creates the pod and the service of a sandbox, or returns the existing one (created=false).
+   * Concurrent identical creates in this process share one attempt; across processes, the API server's
+   * AlreadyExists makes the loser adopt the winner's objects. If the service is refused, the pod this
+   * call made is removed before answering.
+   */
+  async create(req: SandboxRequest): Promise<{ created: boolean; record: SandboxRecord }> {
+    const running = this.#inflight.get(req.sandboxId);
+    if (running) return { created: false, record: await running };
+    const existing = this.#view.get(req.sandboxId);
+    if (existing && existing.hasPod && existing.hasService && !existing.deleting && existing.nodePort !== undefined) {
+      return { created: false, record: existing };
+    }
+    let created = false;
+    const attempt = this.#create(req).then(({ record, madePod }) => {
+      created = madePod;
+      return record;
+    });
+    this.#inflight.set(req.sandboxId, attempt);
+    try {
+      return { created, record: await attempt };
+    } finally {
+      this.#inflight.delete(req.sandboxId);
+    }
+  }
+
+  async #create(req: SandboxRequest): Promise<{ record: SandboxRecord; madePod: boolean }> {
+    const id = req.sandboxId;
+    const deadline = Date.now() + this.#config.createTimeoutMs;
+    // A sandbox still being deleted is waited out (delete then create of one id is a normal pattern).
+    if (this.#view.get(id)?.deleting) {
+      await this.#view.waitFor(id, (r) => r === undefined || !r.deleting, deadline - Date.now());
+      if (this.#view.get(id)?.deleting) {
+        throw new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
+      }
+    }
+    let pod: RawPod;
+    let madePod = false;
+    try {
+      pod = (await this.#kube.request('POST', `${this.#base}/pods`, { body: buildPod(this.#config, req) })).body as RawPod;
+      madePod = true;
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw fromKube(err, 'pod', `create pod ${podName(id)}`);
+      pod = await this.#read<RawPod>('pods', podName(id), 'pod');
+      if ((pod as V1Pod).metadata?.deletionTimestamp) {
+        throw new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
+      }
+    }
+    const owner = { name: podName(id), uid: (pod as V1Pod).metadata?.uid ?? '' };
+    let service: RawService;
+    try {
+      service = (await this.#kube.request('POST', `${this.#base}/services`, { body: buildService(this.#config, id, owner) })).body as RawService;
+    } catch (err) {
+      if (isAlreadyExists(err)) {
+        service = await this.#read<RawService>('services', serviceName(id), 'service');
+      } else {
+        const answer = fromKube(err, 'service', `create service ${serviceName(id)}`);
+        if (madePod) await this.#rollbackPod(id, answer.message);
+        throw answer;
+      }
+    }
+    const podFacts = slimPod(pod);
+    let serviceFacts = slimService(service);
+    if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
+      // The API server allocates node ports in the create call; this is only a safety net.
+      const seen = await this.#view.waitFor(id, (r) => r?.nodePort !== undefined, deadline - Date.now());
+      if (seen?.nodePort === undefined) throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
+      serviceFacts = serviceFacts && { ...serviceFacts, nodePort: seen.nodePort };
+    }
+    const record = joinRecord(id, podFacts, serviceFacts);
+    if (record === undefined) throw new HttpError('internal_error', `Sandbox '${id}' objects could not be read back`);
+    this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
+    return { record: this.#fresher(record), madePod };
+  }
+
+  /** The view's record when it already knows a newer state of the same pod, else the given one. */
+  #fresher(record: SandboxRecord): SandboxRecord {
+    const seen = this.#view.get(record.sandboxId);
+    return seen && seen.podUid === record.podUid && seen.hasService ? seen : record;
+  }
+
+  async #read<T>(collection: string, name: string, target: 'pod' | 'service'): Promise<T> {
+    try {
+      return (await this.#kube.request('GET', `${this.#base}/${collection}/${name}`)).body as T;
+    } catch (err) {
+      throw fromKube(err, target, `read ${target} ${name}`);
+    }
+  }
+
+  async #rollbackPod(id: string, why: string): Promise<void> {
+    try {
+      await this.#kube.request('DELETE', `${this.#base}/pods/${podName(id)}`, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
+      this.#log.warn({ sandbox_id: id }, `removed pod ${podName(id)} because its service was refused: ${why}`);
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.error({ sandbox_id: id, err: String(err) }, `could not remove pod ${podName(id)} after its service was refused; the reconciler will`);
+    }
+  }
+
+  /** Deletes the service and the pod; a missing sandbox is not an error (the reference answers 200). */
+  async delete(id: string): Promise<void> {
+    const options = { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } };
+    const results = await Promise.allSettled([
+      this.#kube.request('DELETE', `${this.#base}/services/${serviceName(id)}`, options),
+      this.#kube.request('DELETE', `${this.#base}/pods/${podName(id)}`, options),
+    ]);
+    const targets = ['service', 'pod'] as const;
+    for (const [i, r] of results.entries()) {
+      if (r.status === 'rejected' && !isNotFound(r.reason)) {
+        throw fromKube(r.reason, targets[i] ?? 'sandbox', `delete ${targets[i]} of sandbox ${id}`);
+      }
+    }
+    this.#log.info({ sandbox_id: id }, 'sandbox deleted');
+  }
+
+  url(record: SandboxRecord): string {
+    if (record.nodePort !== undefined && this.#config.sandbox.serviceType === 'NodePort') return `http://${this.#config.nodeHost}:${record.nodePort}`;
+    if (this.#config.sandbox.serviceType === 'ClusterIP' && record.hasService) {
+      return `http://${serviceName(record.sandboxId)}.${this.#config.namespace}.svc.cluster.local:${this.#config.sandbox.port}`;
+    }
+    return '';
+  }
+
+  response(record: SandboxRecord): SandboxResponse {
+    return {
+      sandbox_id: record.sandboxId,
+      sandbox_url: this.url(record),
+      status: record.status,
+      thread_id: record.threadId ?? null,
+      user_id: record.userId ?? null,
+      created_at: Number.isFinite(record.createdAt) ? new Date(record.createdAt).toISOString() : null,
+      mount_contract_version: this.#config.mountContractVersion,
+      ...(record.reason ? { reason: record.reason } : {}),
+      ...(record.message ? { message: record.message } : {}),
+    };
+  }
+}
+
