@@ -28,6 +28,10 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
   const what = `${capitalize(target)} ${action.startsWith('create') ? 'creation' : action.startsWith('delete') ? 'deletion' : action} refused`;
   const retryAfter = err.body.details?.retryAfterSeconds;
 
+  // Webhooks answer 400/403 and admission policies 422 Invalid; the message is what identifies them.
+  if (/admission webhook .* denied the request|ValidatingAdmissionPolicy .* denied request|denied request:/i.test(message)) {
+    return new HttpError('admission_denied', `${what}: ${message}`, { extra, cause: err });
+  }
   if (err.status === 403 || err.body.reason === 'Forbidden') {
     if (/exceeded quota/i.test(message)) {
       return new HttpError('quota_exceeded', `${what}: ${message}`, { headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) }, extra, cause: err });
@@ -41,9 +45,6 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
     }
     if (/(maximum|minimum) [\w.-]+ usage per (Container|Pod|PersistentVolumeClaim)|limit to request ratio|must be (less|greater) than or equal to/i.test(message)) {
       return new HttpError('limit_range_violation', `${what}: ${message}`, { extra, cause: err });
-    }
-    if (/admission webhook .* denied the request|ValidatingAdmissionPolicy .* denied request|denied request:/i.test(message)) {
-      return new HttpError('admission_denied', `${what}: ${message}`, { extra, cause: err });
     }
     if (/because it is being terminated/i.test(message)) {
       return new HttpError('conflict', `${what}: ${message}`, { extra, cause: err });

@@ -80,7 +80,6 @@ export class Reflector<Raw, T> {
   #store = new Map<string, { obj: T; resourceVersion: string }>();
   #abort = new AbortController();
   #running: Promise<void> | undefined;
-  #stopWatch: (() => void) | undefined;
   #resolveSynced!: () => void;
   readonly synced: Promise<void> = new Promise((resolve) => (this.#resolveSynced = resolve));
   readonly stats: ReflectorStats = {
@@ -117,7 +116,6 @@ export class Reflector<Raw, T> {
 
   async stop(): Promise<void> {
     this.#abort.abort();
-    this.#stopWatch?.();
     await this.#running;
   }
 
@@ -193,46 +191,40 @@ export class Reflector<Raw, T> {
   }
 
   #watchOnce(): Promise<void> {
+    const signal = this.#abort.signal;
+    if (signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       let finished = false;
+      let handle: { abort: () => void } | undefined;
       const finish = (err: unknown): void => {
         if (finished) return;
         finished = true;
-        this.#stopWatch = undefined;
+        signal.removeEventListener('abort', onStop);
         this.stats.connected = false;
+        handle?.abort();
         if (err === undefined || err === null) resolve();
         else reject(err);
       };
+      const onStop = (): void => finish(undefined);
+      signal.addEventListener('abort', onStop, { once: true });
       const onEvent = (type: WatchEventType, object: unknown): void => {
         if (finished) return;
         this.stats.lastContactAt = this.#o.now();
         if (type === 'ERROR') {
           const status = object as { code?: number; message?: string };
           finish(status.code === 410 ? new Gone(status.message ?? 'Gone') : new Error(`watch error ${status.code}: ${status.message}`));
-          abortWatch();
           return;
         }
         const rv = (object as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion;
-        if (type === 'BOOKMARK') {
-          if (rv) this.stats.resourceVersion = rv;
-          return;
-        }
-        this.#apply(type, object as Raw);
+        if (type !== 'BOOKMARK') this.#apply(type, object as Raw);
         if (rv) this.stats.resourceVersion = rv;
       };
-      let abortWatch = (): void => {};
-      this.#o
-        .watch(this.stats.resourceVersion, onEvent, (err) => finish(isGone(err) ? new Gone(describe(err)) : err))
-        .then((handle) => {
-          abortWatch = handle.abort;
-          if (finished) return handle.abort();
-          this.#stopWatch = () => {
-            handle.abort();
-            finish(undefined);
-          };
-          this.stats.connected = true;
-          this.stats.lastContactAt = this.#o.now();
-        }, finish);
+      this.#o.watch(this.stats.resourceVersion, onEvent, (err) => finish(isGone(err) ? new Gone(describe(err)) : err)).then((h) => {
+        handle = h;
+        if (finished) return h.abort();
+        this.stats.connected = true;
+        this.stats.lastContactAt = this.#o.now();
+      }, finish);
     });
   }
 

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const problems = (env: Record<string, string>): string[] => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+};
+
+test('defaults are the reference’s', () => {
+  const c = loadConfig({});
+  assert.equal(c.port, 8002);
+  assert.equal(c.namespace, 'deer-flow');
+  assert.equal(c.kubeconfigPath, '/root/.kube/config');
+  assert.equal(c.nodeHost, 'host.docker.internal');
+  assert.equal(c.sandbox.serviceType, 'NodePort');
+  assert.deepEqual(c.storage, { mode: 'hostPath', skillsHostPath: '/skills', threadsHostPath: '/.deer-flow/threads', userDataTemplate: '{thread_id}/user-data' });
+});
+
+test('relative and ~ host paths are refused with the reason, one line per problem', () => {
+  const p = problems({ SKILLS_HOST_PATH: '../skills', THREADS_HOST_PATH: '~/threads' });
+  assert.equal(p.length, 2);
+  assert.match(p[0] ?? '', /^SKILLS_HOST_PATH: .*absolute path/);
+  assert.match(p[1] ?? '', /^THREADS_HOST_PATH: .*absolute path/);
+});
+
+test('NODE_HOST, K8S_API_SERVER, numbers, quantities and booleans are checked', () => {
+  assert.match(problems({ NODE_HOST: 'http://host:1' })[0] ?? '', /^NODE_HOST:/);
+  assert.match(problems({ K8S_API_SERVER: 'host.docker.internal:6443' })[0] ?? '', /^K8S_API_SERVER: .*https:\/\/host.docker.internal:6443/);
+  assert.deepEqual(problems({ K8S_API_SERVER: 'https://host.docker.internal:6443', NODE_HOST: '192.168.1.10' }), []);
+  assert.match(problems({ PORT: 'eighty' })[0] ?? '', /^PORT:/);
+  assert.match(problems({ SANDBOX_CPU_LIMIT: 'lots' })[0] ?? '', /^SANDBOX_CPU_LIMIT: .*quantity/);
+  assert.match(problems({ CREATE_NAMESPACE: 'maybe' })[0] ?? '', /^CREATE_NAMESPACE:/);
+  assert.equal(loadConfig({ CREATE_NAMESPACE: 'false' }).createNamespace, false, '"false" is false (z.stringbool)');
+  assert.match(problems({ SKILLS_PVC_NAME: 'only-one' })[0] ?? '', /both SKILLS_PVC_NAME and USERDATA_PVC_NAME/);
+  assert.match(problems({ USERDATA_PATH_TEMPLATE: '../{thread_id}' })[0] ?? '', /^USERDATA_PATH_TEMPLATE:/);
+});

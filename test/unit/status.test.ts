@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { deriveStatus, slimPod, slimService, type PodFacts, type ServiceFacts } from '../../src/watch/sandbox.ts';
+
+const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
+  sandboxId: 'a',
+  uid: 'u',
+  resourceVersion: '1',
+  threadId: 't',
+  userId: 'default',
+  phase: 'Running',
+  ready: 'True',
+  podIP: '10.0.0.1',
+  createdAt: 0,
+  deleting: false,
+  reason: undefined,
+  message: undefined,
+  transitionAt: undefined,
+  lastActivity: undefined,
+  ...over,
+});
+const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({ sandboxId: 'a', uid: 's', resourceVersion: '1', nodePort: 30001, clusterIP: '10.96.0.1', createdAt: 0, deleting: false, ...over });
+
+test('deriveStatus: the documented statuses and the odd cases', () => {
+  const cases: [string, PodFacts | undefined, ServiceFacts | undefined, string, string | undefined][] = [
+    ['ready pod', pod(), svc(), 'Running', undefined],
+    ['running but not ready', pod({ ready: 'False' }), svc(), 'Pending', 'ContainersNotReady'],
+    ['crash loop', pod({ ready: 'False', reason: 'CrashLoopBackOff' }), svc(), 'Pending', 'CrashLoopBackOff'],
+    ['pending pull', pod({ phase: 'Pending', ready: 'False', reason: 'ImagePullBackOff' }), svc(), 'Pending', 'ImagePullBackOff'],
+    ['unschedulable', pod({ phase: 'Pending', ready: 'False', reason: 'Unschedulable' }), svc(), 'Pending', 'Unschedulable'],
+    ['succeeded', pod({ phase: 'Succeeded', ready: 'False' }), svc(), 'Succeeded', undefined],
+    ['failed OOM', pod({ phase: 'Failed', ready: 'False', reason: 'OOMKilled' }), svc(), 'Failed', 'OOMKilled'],
+    ['pod terminating', pod({ deleting: true }), svc(), 'Unknown', 'Terminating'],
+    ['node lost', pod({ ready: 'Unknown' }), svc(), 'Unknown', 'NodeLost'],
+    ['phase unknown', pod({ phase: 'Unknown', ready: 'False' }), svc(), 'Unknown', 'NodeLost'],
+    ['pod gone, service left', undefined, svc(), 'Unknown', 'PodMissing'],
+    ['service gone, pod left', pod(), undefined, 'Running', 'ServiceMissing'],
+    ['service terminating', pod(), svc({ deleting: true }), 'Running', 'ServiceMissing'],
+  ];
+  for (const [name, p, s, status, reason] of cases) {
+    const d = deriveStatus(p, s);
+    assert.equal(d.status, status, name);
+    assert.equal(d.reason, reason, name);
+  }
+});
+
+test('slimPod keeps only the facts, and rejects objects whose name does not match their label', () => {
+  const raw = {
+    metadata: {
+      name: 'sandbox-a',
+      uid: 'uid-1',
+      resourceVersion: '42',
+      labels: { app: 'deer-flow-sandbox', 'sandbox-id': 'a' },
+      annotations: { 'sandbox.deer-flow/thread-id': 'th', 'kubectl.kubernetes.io/last-applied-configuration': 'x'.repeat(5000) },
+      creationTimestamp: '2026-01-01T00:00:00Z',
+      managedFields: [{ manager: 'x' }],
+    },
+    spec: { containers: [{ name: 'sandbox', image: 'img' }] },
+    status: {
+      phase: 'Running',
+      podIP: '10.1.1.1',
+      conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: '2026-01-01T00:00:05Z' }],
+      containerStatuses: [{ ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off' } }, lastState: { terminated: { reason: 'OOMKilled' } } }],
+    },
+  };
+  const facts = slimPod(raw);
+  assert.ok(facts);
+  assert.equal(facts.sandboxId, 'a');
+  assert.equal(facts.threadId, 'th');
+  assert.equal(facts.reason, 'CrashLoopBackOff');
+  assert.match(facts.message ?? '', /OOMKilled/);
+  assert.equal(facts.createdAt, Date.parse('2026-01-01T00:00:00Z'));
+  assert.equal(facts.transitionAt, Date.parse('2026-01-01T00:00:05Z'));
+  assert.ok(JSON.stringify(facts).length < 400, 'no spec, managedFields or big annotations kept');
+  assert.equal(slimPod({ ...raw, metadata: { ...raw.metadata, name: 'other' } }), undefined);
+  assert.equal(slimPod({ metadata: { name: 'sandbox-a' } }), undefined);
+});
+
+test('slimPod reports an unschedulable pod and a deletion in progress', () => {
+  const facts = slimPod({
+    metadata: { name: 'sandbox-b', labels: { 'sandbox-id': 'b' }, deletionTimestamp: '2026-01-01T00:00:00Z' },
+    status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes' }] },
+  });
+  assert.equal(facts?.reason, 'Unschedulable');
+  assert.equal(facts?.deleting, true);
+});
+
+test('slimService takes the http node port', () => {
+  const facts = slimService({
+    metadata: { name: 'sandbox-a-svc', labels: { 'sandbox-id': 'a' } },
+    spec: { clusterIP: '10.96.0.9', ports: [{ name: 'metrics', nodePort: 1 }, { name: 'http', nodePort: 30123 }] },
+  });
+  assert.equal(facts?.nodePort, 30123);
+  assert.equal(slimService({ metadata: { name: 'sandbox-a', labels: { 'sandbox-id': 'a' } } }), undefined);
+});
