@@ -3,6 +3,9 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import { loadConfig } from '../src/config.ts';
+import { silentLogger } from '../src/log.ts';
+import { start, type Service } from '../src/service.ts';
 import { readState, type ClusterState } from './cluster/cluster.ts';
 import { KubeHttp, kubeFromState } from './cluster/kube-http.ts';
 
@@ -52,4 +55,49 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
+
+/** Starts the provisioner in-process against the test cluster, in `ns`; stopped when the test ends. */
+export async function provisioner(t: { after: (fn: () => Promise<void> | void) => void }, ns: string, env: Record<string, string> = {}): Promise<Service> {
+  const config = loadConfig({
+    KUBECONFIG_PATH: cluster().kubeconfig,
+    K8S_NAMESPACE: ns,
+    NODE_HOST: '127.0.0.1',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SKILLS_HOST_PATH: '/tmp/sandbox-test/skills',
+    THREADS_HOST_PATH: '/tmp/sandbox-test/threads',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  const service = await start(config, silentLogger());
+  t.after(() => service.stop());
+  await service.view.synced;
+  return service;
+}
+
+export type JsonResponse = { status: number; headers: Headers; body: Record<string, unknown> };
+
+export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
+  const res = await fetch(base + path, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    parsed = { raw: text };
+  }
+  return { status: res.status, headers: res.headers, body: parsed };
+}
+
+/** Names of the sandbox pods and services in a namespace, straight from the API server. */
+export async function objectsIn(ns: string): Promise<{ pods: string[]; services: string[] }> {
+  const kube = admin();
+  const pods = (await kube.list(`/api/v1/namespaces/${ns}/pods`)).items.map((p) => p.metadata.name).sort();
+  const services = (await kube.list(`/api/v1/namespaces/${ns}/services`)).items.map((s) => s.metadata.name).sort();
+  return { pods, services };
 }

@@ -261,13 +261,13 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   }
 }
 
-function apiserverArgs(state: ClusterState, dir: string): string[] {
+function apiserverArgs(state: ClusterState, dir: string, port = new URL(state.server).port, certDir = join(dir, 'pki')): string[] {
   return [
     `--etcd-servers=${state.etcdUrl}`,
     '--bind-address=127.0.0.1',
     '--advertise-address=127.0.0.1',
-    `--secure-port=${new URL(state.server).port}`,
-    `--cert-dir=${join(dir, 'pki')}`,
+    `--secure-port=${port}`,
+    `--cert-dir=${certDir}`,
     `--token-auth-file=${join(dir, 'tokens.csv')}`,
     '--authorization-mode=RBAC',
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
@@ -323,4 +323,40 @@ export async function startApiServer(state: ClusterState): Promise<void> {
   } finally {
     await agent.close();
   }
+}
+
+/**
+ * A second API server on the same etcd (its own port and serving certificate): lets a test change the
+ * cluster while the first API server, the one the code under test talks to, is down.
+ */
+export async function startSecondApiServer(state: ClusterState): Promise<{ server: string; caFile: string; stop: () => Promise<void> }> {
+  const bin = await binaries();
+  const port = await freePort();
+  const certDir = join(state.dir, 'pki-2');
+  mkdirSync(certDir, { recursive: true });
+  const pid = startDetached(state.dir, 'kube-apiserver-2', join(bin, 'kube-apiserver'), apiserverArgs(state, state.dir, String(port), certDir));
+  const second: ClusterState = { ...state, server: `https://127.0.0.1:${port}` };
+  const caFile = join(certDir, 'apiserver.crt');
+  await waitUntil(
+    'second kube-apiserver',
+    120_000,
+    async () => {
+      if (!existsSync(caFile)) return false;
+      const agent = new Agent({ connect: { ca: readFileSync(caFile) } });
+      try {
+        return (await apiGet(second, agent, '/readyz')).status === 200;
+      } finally {
+        await agent.close();
+      }
+    },
+    () => logTail(state.dir, 'kube-apiserver-2'),
+  );
+  return {
+    server: second.server,
+    caFile,
+    stop: async () => {
+      process.kill(pid, 'SIGKILL');
+      while (alive(pid)) await sleep(50);
+    },
+  };
 }

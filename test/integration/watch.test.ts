@@ -1,0 +1,132 @@
+// The sandbox view against the real API server: events, readiness, an API-server outage with changes
+// made meanwhile (through a second API server on the same etcd), and a forced 410 Gone.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadConfig } from '../../src/config.ts';
+import { makeKube } from '../../src/kube.ts';
+import { kubeSources } from '../../src/watch/kube-source.ts';
+import type { WatchFn } from '../../src/watch/reflector.ts';
+import { SandboxView } from '../../src/watch/sandbox-view.ts';
+import { startApiServer, startSecondApiServer, stopApiServer } from '../cluster/cluster.ts';
+import { KubeHttp } from '../cluster/kube-http.ts';
+import { admin, cluster, eventually, namespace } from '../helpers.ts';
+
+const pod = (id: string) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: `sandbox-${id}`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id }, annotations: { 'sandbox.deer-flow/thread-id': `t-${id}` } },
+  spec: { containers: [{ name: 'sandbox', image: 'standin' }] },
+});
+const service = (id: string) => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name: `sandbox-${id}-svc`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id } },
+  spec: { type: 'NodePort', selector: { 'sandbox-id': id }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
+});
+
+function viewFor(t: { after: (fn: () => Promise<void>) => void }, ns: string, wrap: (w: WatchFn) => WatchFn = (w) => w) {
+  const kube = makeKube(loadConfig({ KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, K8S_REQUEST_TIMEOUT_SECONDS: '5' }));
+  const sources = kubeSources(kube, ns);
+  const view = new SandboxView({ ...sources, watchPods: wrap(sources.watchPods), backoff: { initialMs: 100, maxMs: 1000 } });
+  view.start();
+  t.after(async () => {
+    await view.stop();
+    await kube.close();
+  });
+  return view;
+}
+
+async function create(kube: KubeHttp, ns: string, id: string): Promise<void> {
+  await kube.post(`/api/v1/namespaces/${ns}/pods`, pod(id));
+  await kube.post(`/api/v1/namespaces/${ns}/services`, service(id));
+}
+
+test('pods and services created, updated and deleted through the API show in the view', async (t) => {
+  const ns = await namespace(t, 'watch');
+  const kube = admin();
+  const view = viewFor(t, ns);
+  await view.synced;
+  assert.equal(view.size, 0);
+  await create(kube, ns, 'w1');
+  const running = await view.waitFor('w1', (r) => r?.status === 'Running', 15_000);
+  assert.equal(running?.status, 'Running', 'the fake node made the pod Ready');
+  assert.equal(running?.threadId, 't-w1');
+  assert.ok(running?.nodePort);
+  assert.ok(running?.podIP);
+
+  // Unrelated objects (no sandbox labels) never enter the view.
+  await kube.post(`/api/v1/namespaces/${ns}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'other' }, spec: { containers: [{ name: 'c', image: 'x' }] } });
+
+  await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-w1`);
+  const orphan = await view.waitFor('w1', (r) => r?.hasPod === false, 15_000);
+  assert.equal(orphan?.status, 'Unknown');
+  assert.equal(orphan?.reason, 'PodMissing');
+  await kube.delete(`/api/v1/namespaces/${ns}/services/sandbox-w1-svc`);
+  assert.equal(await view.waitFor('w1', (r) => r === undefined, 15_000), undefined);
+  assert.equal(view.list().length, 0);
+  assert.ok(view.recentlyDeleted.has('w1'));
+});
+
+test('an API server outage of any length ends with the view equal to the cluster', async (t) => {
+  const ns = await namespace(t, 'outage');
+  const kube = admin();
+  const view = viewFor(t, ns);
+  await view.synced;
+  for (const id of ['keep', 'gone', 'changed']) await create(kube, ns, id);
+  await eventually('three sandboxes running', () => (view.list((r) => r.status === 'Running').length === 3 ? true : undefined));
+
+  const state = cluster();
+  const second = await startSecondApiServer(state);
+  t.after(() => second.stop());
+  const other = new KubeHttp(second.server, state.tokens.admin, second.caFile);
+  t.after(() => other.close());
+  await stopApiServer(state);
+  try {
+    await eventually('view reports the watch down', () => (view.health().healthy ? undefined : view.health()), 20_000);
+    assert.equal(view.health().stale, true);
+    assert.equal(view.get('keep')?.status, 'Running', 'the view keeps serving while stale');
+    // Changes the view cannot see while its API server is down.
+    await other.delete(`/api/v1/namespaces/${ns}/pods/sandbox-gone`, { gracePeriodSeconds: 0 });
+    await other.delete(`/api/v1/namespaces/${ns}/services/sandbox-gone-svc`);
+    await other.mergePatch(`/api/v1/namespaces/${ns}/pods/sandbox-changed`, { metadata: { annotations: { 'sandbox.deer-flow/thread-id': 'new-thread' } } });
+    await other.post(`/api/v1/namespaces/${ns}/services`, service('new'));
+  } finally {
+    await startApiServer(state);
+  }
+  await eventually('view matches the cluster again', () => {
+    const ids = view.list().map((r) => r.sandboxId).sort().join(',');
+    return ids === 'changed,keep,new' && view.get('changed')?.threadId === 'new-thread' && view.health().healthy ? true : undefined;
+  }, 30_000);
+  assert.equal(view.get('new')?.reason, 'PodMissing');
+});
+
+test('a forced 410 Gone relists to the same final view with no duplicate adds', async (t) => {
+  const ns = await namespace(t, 'gone');
+  const kube = admin();
+  let forceGone = false;
+  let current: { abort: () => void } | undefined;
+  const view = viewFor(t, ns, (watch) => async (rv, onEvent, onDone) => {
+    // Once asked, watch from resourceVersion 1: long compacted, so the API server answers 410 Gone.
+    const handle = await watch(forceGone ? '1' : rv, onEvent, onDone);
+    if (forceGone) forceGone = false;
+    current = handle;
+    return handle;
+  });
+  await view.synced;
+  const adds = new Map<string, number>();
+  view.subscribe((c) => {
+    if (c.previous === undefined && c.record !== undefined) adds.set(c.id, (adds.get(c.id) ?? 0) + 1);
+  });
+  for (const id of ['g1', 'g2', 'g3']) await create(kube, ns, id);
+  await eventually('three running', () => (view.list((r) => r.status === 'Running').length === 3 ? true : undefined));
+  const relistsBefore = view.stats().relists;
+  forceGone = true;
+  current?.abort();
+  await eventually('a relist after 410', () => (view.stats().relists > relistsBefore ? true : undefined));
+  await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-g2`);
+  await kube.delete(`/api/v1/namespaces/${ns}/services/sandbox-g2-svc`);
+  await eventually('g2 gone', () => (view.get('g2') === undefined ? true : undefined));
+  assert.deepEqual(view.list().map((r) => r.sandboxId), ['g1', 'g3']);
+  assert.deepEqual([...adds.entries()].sort(), [['g1', 1], ['g2', 1], ['g3', 1]]);
+});
