@@ -14,21 +14,26 @@ export type RequestObserver = (info: { method: string; route: string; status: nu
 export type AppDeps = ApiDeps & {
   log: Logger;
   /** Other routes (proxy, metrics, openapi), tried after the API. */
-  routes?: ((req: IncomingMessage, res: ServerResponse, url: URL) => Route | undefined)[];
+  routes?: ((req: IncomingMessage, res: ServerResponse, url: RequestTarget) => Route | undefined)[];
   /** WebSocket upgrades (the proxy). */
-  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) => void;
+  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget) => void;
   observe?: RequestObserver;
 };
 
-/** Parses the request target as a path (never as an absolute URL: `//host/x` stays a path). */
-export function requestUrl(req: IncomingMessage): URL | undefined {
+/**
+ * The request target, split but not normalised: WHATWG URL parsing would resolve `..` and `%2e%2e`
+ * segments (`/sandboxes/a/%2e%2e/b` would become `/sandboxes/b`), so routing sees the raw path and
+ * each route validates its own segments. Only origin-form targets (`/path`) are accepted.
+ */
+export type RequestTarget = { pathname: string; search: string; searchParams: URLSearchParams };
+
+export function requestUrl(req: IncomingMessage): RequestTarget | undefined {
   const target = req.url ?? '/';
   if (!target.startsWith('/')) return undefined;
-  try {
-    return new URL(`http://provisioner${target}`);
-  } catch {
-    return undefined;
-  }
+  const q = target.indexOf('?');
+  const pathname = q === -1 ? target : target.slice(0, q);
+  const search = q === -1 ? '' : target.slice(q);
+  return { pathname, search, searchParams: new URLSearchParams(search) };
 }
 
 export function createApp(deps: AppDeps): Server {

@@ -101,3 +101,9 @@ export async function objectsIn(ns: string): Promise<{ pods: string[]; services:
   const services = (await kube.list(`/api/v1/namespaces/${ns}/services`)).items.map((s) => s.metadata.name).sort();
   return { pods, services };
 }
+
+/** Tells the fake node how to treat a pod when it appears (never-ready, crash, image-pull, ...). */
+export async function setBehavior(ns: string, pod: string, behavior: string): Promise<void> {
+  const res = await fetch(`${cluster().fakeNodeControl}/behavior`, { method: 'POST', body: JSON.stringify({ namespace: ns, name: pod, behavior }) });
+  if (res.status !== 200) throw new Error(`fake node refused behavior ${behavior}: ${await res.text()}`);
+}

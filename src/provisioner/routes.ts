@@ -3,6 +3,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
+import type { RequestTarget } from '../app.ts';
 import type { Config } from '../config.ts';
 import { HttpError } from '../errors.ts';
 import { hasApiKey, readJson, sendJson, validate } from '../http.ts';
@@ -25,7 +26,7 @@ export type ApiDeps = {
 };
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
-function waitSeconds(url: URL, max: number): number {
+function waitSeconds(url: RequestTarget, max: number): number {
   const raw = url.searchParams.get('wait');
   if (raw === null || raw === '') return 0;
   const n = Number(raw);
@@ -34,7 +35,7 @@ function waitSeconds(url: URL, max: number): number {
 }
 
 /** Finds the handler for an /api, /health or /readyz request; undefined when the path is not ours. */
-export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerResponse, url: URL): Route | undefined {
+export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerResponse, url: RequestTarget): Route | undefined {
   const { config, sandboxes } = deps;
   const view = sandboxes.view;
   const path = url.pathname;

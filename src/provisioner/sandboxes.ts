@@ -67,7 +67,8 @@ export class Sandboxes {
     });
     this.#inflight.set(req.sandboxId, attempt);
     try {
-      return { created, record: await attempt };
+      const record = await attempt;
+      return { created, record };
     } finally {
       this.#inflight.delete(req.sandboxId);
     }

@@ -1,0 +1,246 @@
+// The REST API end to end against the real control plane, as the reference's "Manual Testing" does it.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { request as rawRequest } from 'node:http';
+import { test } from 'node:test';
+import { admin, call, eventually, namespace, objectsIn, provisioner, setBehavior } from '../helpers.ts';
+
+test('create, read, turn Running, list, delete: the reference flow', async (t) => {
+  const ns = await namespace(t, 'api');
+  const p = await provisioner(t, ns);
+  const created = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'test-001', thread_id: 'thread-001' });
+  assert.equal(created.status, 201);
+  assert.equal(created.body['sandbox_id'], 'test-001');
+  assert.equal(created.body['thread_id'], 'thread-001');
+  assert.equal(created.body['user_id'], 'default');
+  assert.match(String(created.body['sandbox_url']), /^http:\/\/127\.0\.0\.1:3\d{4}$/);
+  assert.ok(['Pending', 'Running'].includes(String(created.body['status'])));
+  assert.ok(!Number.isNaN(Date.parse(String(created.body['created_at']))));
+
+  const objects = await objectsIn(ns);
+  assert.deepEqual(objects, { pods: ['sandbox-test-001'], services: ['sandbox-test-001-svc'] });
+
+  const running = await call(p.url, 'GET', '/api/sandboxes/test-001?wait=15');
+  assert.equal(running.status, 200);
+  assert.equal(running.body['status'], 'Running');
+  assert.equal(running.body['sandbox_url'], created.body['sandbox_url']);
+
+  const sandbox = await fetch(`${String(running.body['sandbox_url'])}/v1/sandbox`);
+  assert.equal(sandbox.status, 200);
+  assert.equal(((await sandbox.json()) as { data: { sandbox_id: string } }).data.sandbox_id, 'test-001');
+
+  const again = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'test-001', thread_id: 'thread-001' });
+  assert.equal(again.status, 200, 'idempotent');
+  assert.equal(again.body['sandbox_url'], created.body['sandbox_url']);
+
+  const list = await call(p.url, 'GET', '/api/sandboxes');
+  assert.equal(list.body['count'], 1);
+  assert.equal((list.body['sandboxes'] as { sandbox_id: string }[])[0]?.sandbox_id, 'test-001');
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes?thread_id=thread-001')).body['count'], 1);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes?thread_id=other')).body['count'], 0);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes?status=Running')).body['count'], 1);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes?status=Pending')).body['count'], 0);
+
+  const deleted = await call(p.url, 'DELETE', '/api/sandboxes/test-001');
+  assert.deepEqual(deleted.body, { ok: true, sandbox_id: 'test-001' });
+  await eventually('pod and service gone', async () => {
+    const o = await objectsIn(ns);
+    return o.pods.length === 0 && o.services.length === 0 ? true : undefined;
+  });
+  await eventually('view forgets it', async () => ((await call(p.url, 'GET', '/api/sandboxes/test-001')).status === 404 ? true : undefined));
+  const missing = await call(p.url, 'GET', '/api/sandboxes/test-001');
+  assert.equal(missing.body['code'], 'sandbox_not_found');
+  assert.equal(missing.body['detail'], "Sandbox 'test-001' not found");
+  assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/test-001')).status, 200, 'deleting a missing sandbox is 200');
+});
+
+test('POST ?wait= answers once the sandbox is Running; a stuck one answers early with its reason', async (t) => {
+  const ns = await namespace(t, 'wait');
+  const p = await provisioner(t, ns);
+  const started = Date.now();
+  const res = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'w1' });
+  assert.equal(res.status, 201);
+  assert.equal(res.body['status'], 'Running');
+  assert.ok(Date.now() - started < 10_000);
+
+  await setBehavior(ns, 'sandbox-w2', 'image-pull');
+  const stuckStarted = Date.now();
+  const stuck = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'w2' });
+  assert.equal(stuck.body['status'], 'Pending');
+  assert.equal(stuck.body['reason'], 'ImagePullBackOff');
+  assert.ok(Date.now() - stuckStarted < 10_000, 'answered on the ImagePullBackOff event, not at the end of the wait');
+});
+
+test('the pod and service in the cluster are the reference specification', async (t) => {
+  const ns = await namespace(t, 'spec');
+  const p = await provisioner(t, ns, { SKILLS_HOST_PATH: '/srv/skills', THREADS_HOST_PATH: '/srv/threads' });
+  await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'abc-123', thread_id: 'thread-456' });
+  const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-abc-123`);
+  const spec = pod.spec as { containers: Record<string, unknown>[]; volumes: Record<string, unknown>[]; restartPolicy: string };
+  const c = spec.containers[0] as Record<string, unknown>;
+  assert.equal(c['image'], 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest');
+  assert.equal(c['imagePullPolicy'], 'IfNotPresent');
+  assert.deepEqual(c['ports'], [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+  assert.deepEqual(c['resources'], { requests: { cpu: '100m', memory: '256Mi', 'ephemeral-storage': '500Mi' }, limits: { cpu: '1', memory: '1Gi', 'ephemeral-storage': '500Mi' } });
+  assert.deepEqual(c['volumeMounts'], [
+    { name: 'skills', mountPath: '/mnt/skills', readOnly: true },
+    { name: 'user-data', mountPath: '/mnt/user-data' },
+  ]);
+  const probe = (x: unknown) => {
+    const p = x as { httpGet: { path: string; port: number }; initialDelaySeconds: number; periodSeconds: number };
+    return [p.httpGet.path, p.httpGet.port, p.initialDelaySeconds, p.periodSeconds];
+  };
+  assert.deepEqual(probe(c['readinessProbe']), ['/v1/sandbox', 8080, 5, 5]);
+  assert.deepEqual(probe(c['livenessProbe']), ['/v1/sandbox', 8080, 10, 10]);
+  assert.deepEqual(spec.volumes, [
+    { name: 'skills', hostPath: { path: '/srv/skills', type: 'Directory' } },
+    { name: 'user-data', hostPath: { path: '/srv/threads/thread-456/user-data', type: 'DirectoryOrCreate' } },
+  ]);
+  assert.equal(spec.restartPolicy, 'Always');
+  assert.equal(pod.metadata.labels?.['app'], 'deer-flow-sandbox');
+  assert.equal(pod.metadata.labels?.['sandbox-id'], 'abc-123');
+
+  const svc = await admin().get(`/api/v1/namespaces/${ns}/services/sandbox-abc-123-svc`);
+  const s = svc.spec as { type: string; selector: object; ports: { name: string; port: number; targetPort: number; protocol: string; nodePort: number }[] };
+  assert.equal(s.type, 'NodePort');
+  assert.deepEqual(s.selector, { 'sandbox-id': 'abc-123' });
+  assert.deepEqual({ ...s.ports[0], nodePort: 0 }, { name: 'http', port: 8080, targetPort: 8080, protocol: 'TCP', nodePort: 0 });
+  assert.ok((s.ports[0]?.nodePort ?? 0) >= 30000);
+  assert.equal(svc.metadata.labels?.['app'], 'deer-flow-sandbox');
+  assert.deepEqual(svc.metadata.ownerReferences?.map((o) => [o.kind, o.name, o.uid]), [['Pod', 'sandbox-abc-123', pod.metadata.uid]]);
+});
+
+test('50 concurrent identical POSTs make one pod and one service, with consistent answers', async (t) => {
+  const ns = await namespace(t, 'concurrent');
+  const p = await provisioner(t, ns);
+  const answers = await Promise.all(Array.from({ length: 50 }, () => call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'same', thread_id: 'th' })));
+  assert.deepEqual([...new Set(answers.map((a) => a.status))].sort(), [200, 201]);
+  assert.equal(answers.filter((a) => a.status === 201).length, 1);
+  assert.equal(new Set(answers.map((a) => a.body['sandbox_url'])).size, 1);
+  assert.deepEqual(await objectsIn(ns), { pods: ['sandbox-same'], services: ['sandbox-same-svc'] });
+});
+
+function rawHttp(url: string, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<{ status: number; body: Record<string, unknown> }> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = rawRequest({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> });
+        } catch {
+          resolve({ status: res.statusCode ?? 0, body: { raw: text } });
+        }
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('bad input: every case is a 4xx JSON {detail, code}, and nothing is created', async (t) => {
+  const ns = await namespace(t, 'badinput');
+  const p = await provisioner(t, ns, { EXTRA_MOUNTS_BASE_DIR: '/srv/state' });
+  const json = { 'content-type': 'application/json' };
+  const post = (body: string | Buffer, headers: Record<string, string> = json) => rawHttp(p.url, 'POST', '/api/sandboxes', headers, body);
+  const cases: [string, () => Promise<{ status: number; body: Record<string, unknown> }>, number, string][] = [
+    ['malformed JSON', () => post('{"sandbox_id": '), 400, 'invalid_json'],
+    ['empty body', () => post(''), 400, 'invalid_json'],
+    ['JSON array', () => post('[]'), 422, 'validation_failed'],
+    ['JSON string', () => post('"x"'), 422, 'validation_failed'],
+    ['wrong content type', () => post('sandbox_id=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
+    ['text/plain', () => post('{"sandbox_id":"a"}', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type'],
+    ['oversized body', () => post(JSON.stringify({ sandbox_id: 'a', pad: 'x'.repeat(100_000) })), 413, 'payload_too_large'],
+    ['missing sandbox_id', () => post('{}'), 422, 'validation_failed'],
+    ['sandbox_id number', () => post('{"sandbox_id": 7}'), 422, 'validation_failed'],
+    ['sandbox_id uppercase', () => post('{"sandbox_id": "ABC"}'), 422, 'validation_failed'],
+    ['sandbox_id too long', () => post(JSON.stringify({ sandbox_id: 'a'.repeat(52) })), 422, 'validation_failed'],
+    ['sandbox_id with slash', () => post('{"sandbox_id": "a/b"}'), 422, 'validation_failed'],
+    ['sandbox_id dots', () => post('{"sandbox_id": ".."}'), 422, 'validation_failed'],
+    ['thread_id with slash', () => post('{"sandbox_id": "a", "thread_id": "x/y"}'), 422, 'validation_failed'],
+    ['thread_id traversal', () => post('{"sandbox_id": "a", "thread_id": ".."}'), 422, 'validation_failed'],
+    ['thread_id NUL', () => post('{"sandbox_id": "a", "thread_id": "a\\u0000b"}'), 422, 'validation_failed'],
+    ['thread_id unicode lookalike', () => post('{"sandbox_id": "a", "thread_id": "thread\\u2024001"}'), 422, 'validation_failed'],
+    ['thread_id fullwidth slash', () => post('{"sandbox_id": "a", "thread_id": "a\\uff0fb"}'), 422, 'validation_failed'],
+    ['thread_id number', () => post('{"sandbox_id": "a", "thread_id": 5}'), 422, 'validation_failed'],
+    ['user_id traversal', () => post('{"sandbox_id": "a", "user_id": "../root"}'), 422, 'validation_failed'],
+    ['flag not boolean', () => post('{"sandbox_id": "a", "include_legacy_skills": "yes"}'), 422, 'validation_failed'],
+    ['extra mount outside base', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/etc', container_path: '/mnt/acp-workspace' }] })), 400, 'invalid_request'],
+    ['extra mount traversal', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/../../etc', container_path: '/mnt/acp-workspace' }] })), 400, 'invalid_request'],
+    ['extra mount not allowed', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/x', container_path: '/root' }] })), 400, 'invalid_request'],
+    ['extra mount missing field', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/x' }] })), 422, 'validation_failed'],
+    ['lark runtime unconfigured', () => post('{"sandbox_id": "a", "provision_lark_cli_runtime": true}'), 400, 'unsupported_feature'],
+    ['lark broker unconfigured', () => post('{"sandbox_id": "a", "provision_lark_cli_broker": true}'), 400, 'unsupported_feature'],
+    ['bad wait', () => rawHttp(p.url, 'POST', '/api/sandboxes?wait=soon', json, '{"sandbox_id":"a"}'), 422, 'validation_failed'],
+    ['GET hostile id', () => rawHttp(p.url, 'GET', '/api/sandboxes/..%2F..%2Fetc', {}), 400, 'invalid_sandbox_id'],
+    ['GET encoded traversal', () => rawHttp(p.url, 'GET', '/api/sandboxes/%2e%2e', {}), 400, 'invalid_sandbox_id'],
+    ['GET uppercase id', () => rawHttp(p.url, 'GET', '/api/sandboxes/ABC', {}), 400, 'invalid_sandbox_id'],
+    ['DELETE hostile id', () => rawHttp(p.url, 'DELETE', '/api/sandboxes/a%00b', {}), 400, 'invalid_sandbox_id'],
+    ['GET unknown sandbox', () => rawHttp(p.url, 'GET', '/api/sandboxes/nope', {}), 404, 'sandbox_not_found'],
+    ['list bad status', () => rawHttp(p.url, 'GET', '/api/sandboxes?status=Exploded', {}), 422, 'validation_failed'],
+    ['list bad thread', () => rawHttp(p.url, 'GET', '/api/sandboxes?thread_id=../x', {}), 422, 'validation_failed'],
+    ['unknown route', () => rawHttp(p.url, 'GET', '/api/nothing', {}), 404, 'not_found'],
+    ['unknown top route', () => rawHttp(p.url, 'GET', '/etc/passwd', {}), 404, 'not_found'],
+    ['absolute-form path', () => rawHttp(p.url, 'GET', '//evil.example/api/sandboxes', {}), 404, 'not_found'],
+    ['wrong method', () => rawHttp(p.url, 'PUT', '/api/sandboxes', json, '{}'), 405, 'method_not_allowed'],
+    ['wrong method on id', () => rawHttp(p.url, 'POST', '/api/sandboxes/abc', json, '{}'), 405, 'method_not_allowed'],
+    ['deeper path', () => rawHttp(p.url, 'GET', '/api/sandboxes/a/b/c', {}), 404, 'not_found'],
+  ];
+  for (const [name, send, status, code] of cases) {
+    const res = await send();
+    assert.equal(res.status, status, `${name}: ${JSON.stringify(res.body)}`);
+    assert.equal(res.body['code'], code, name);
+    assert.equal(typeof res.body['detail'], 'string', name);
+    assert.ok(String(res.body['detail']).length > 0, name);
+  }
+  assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
+});
+
+test('PROVISIONER_API_KEY guards /api/* (X-API-Key or Bearer), never /health', async (t) => {
+  const ns = await namespace(t, 'apikey');
+  const p = await provisioner(t, ns, { PROVISIONER_API_KEY: 'sekret-key' });
+  assert.equal((await call(p.url, 'GET', '/health')).status, 200);
+  const denied = await call(p.url, 'GET', '/api/sandboxes');
+  assert.equal(denied.status, 401);
+  assert.equal(denied.body['code'], 'unauthorized');
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes', undefined, { 'x-api-key': 'wrong' })).status, 401);
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'k1' }, { 'x-api-key': 'wrong' })).status, 401);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes', undefined, { 'x-api-key': 'sekret-key' })).status, 200);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes', undefined, { authorization: 'Bearer sekret-key' })).status, 200);
+  assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
+});
+
+test('DeerFlow’s capability probe and the fields its client checks', async (t) => {
+  const ns = await namespace(t, 'deerflow');
+  const p = await provisioner(t, ns);
+  const caps = await call(p.url, 'GET', '/api/capabilities');
+  assert.equal(caps.body['mount_contract_version'], 2);
+  const created = await call(p.url, 'POST', '/api/sandboxes', {
+    sandbox_id: 'df1',
+    thread_id: null,
+    user_id: 'alice',
+    include_legacy_skills: false,
+    provision_lark_cli_runtime: false,
+    provision_lark_cli_broker: false,
+  });
+  assert.equal(created.status, 201);
+  assert.deepEqual([created.body['sandbox_id'], created.body['user_id'], created.body['thread_id'], created.body['mount_contract_version']], ['df1', 'alice', 'df1', 2]);
+  const discovered = await call(p.url, 'GET', '/api/sandboxes/df1');
+  assert.equal(discovered.body['mount_contract_version'], 2);
+  assert.equal(discovered.body['user_id'], 'alice');
+});
+
+test('configuration problems stop `npm start` with one line per problem', () => {
+  const run = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['src/main.ts'], { env: { PATH: process.env['PATH'] ?? '', ...env }, encoding: 'utf8', timeout: 20_000 });
+  const bad = run({ SKILLS_HOST_PATH: '../skills', THREADS_HOST_PATH: '~/threads', NODE_HOST: 'http://x:1' });
+  assert.equal(bad.status, 2);
+  const lines = bad.stderr.trim().split('\n');
+  assert.equal(lines.length, 3, bad.stderr);
+  assert.match(bad.stderr, /SKILLS_HOST_PATH: .*absolute/);
+  const dir = run({ KUBECONFIG_PATH: '/tmp' });
+  assert.equal(dir.status, 2);
+  assert.match(dir.stderr.trim(), /^fatal: KUBECONFIG_PATH=\/tmp is a directory, expected a kubeconfig file/);
+});
