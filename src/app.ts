@@ -15,8 +15,8 @@ export type AppDeps = ApiDeps & {
   log: Logger;
   /** Other routes (proxy, metrics, openapi), tried after the API. */
   routes?: ((req: IncomingMessage, res: ServerResponse, url: RequestTarget) => Route | undefined)[];
-  /** WebSocket upgrades (the proxy). */
-  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget) => void;
+  /** WebSocket upgrades (the proxy); returns false when the path is not its own. */
+  upgrade?: (req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget) => boolean;
   observe?: RequestObserver;
 };
 
@@ -70,7 +70,7 @@ export function createApp(deps: AppDeps): Server {
   });
   server.on('upgrade', (req, socket, head) => {
     const url = requestUrl(req);
-    if (url && deps.upgrade) return deps.upgrade(req, socket, head, url);
+    if (url && deps.upgrade?.(req, socket, head, url)) return;
     socket.end('HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{"detail":"Not Found","code":"not_found"}');
   });
   server.on('clientError', (err, socket) => {

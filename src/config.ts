@@ -103,6 +103,19 @@ const schema = z
     MAX_BODY_BYTES: positiveInt(64 * 1024, 16 * 1024 * 1024),
     CREATE_TIMEOUT_SECONDS: positiveInt(30, 600),
     MAX_WAIT_SECONDS: positiveInt(300, 3600),
+
+    PROXY_ENABLED: bool(true),
+    PROXY_UPSTREAM: z.enum(['nodeport', 'service', 'pod']).default('nodeport'),
+    PROXY_UPSTREAM_HOST: optional(hostname),
+    PROXY_CONNECT_TIMEOUT_SECONDS: positiveInt(5, 600),
+    PROXY_READ_TIMEOUT_SECONDS: positiveInt(900, 86_400),
+    PROXY_IDLE_TIMEOUT_SECONDS: positiveInt(900, 86_400),
+    PROXY_WAIT_READY_SECONDS: seconds(0),
+    PROXY_MAX_WAIT_READY_SECONDS: positiveInt(120, 3600),
+    PROXY_CONNECTIONS_PER_SANDBOX: positiveInt(64, 10_000),
+    PROXY_REQUIRE_API_KEY: bool(false),
+    SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy']).default('nodeport'),
+    PUBLIC_URL: optional(httpUrl('PUBLIC_URL')),
   })
   .superRefine((c, ctx) => {
     if (usesPvc(c) && (c.SKILLS_PVC_NAME === undefined || c.USERDATA_PVC_NAME === undefined)) {
@@ -110,6 +123,9 @@ const schema = z
     }
     for (const p of c.EXTRA_MOUNTS_ALLOWED_PATHS) {
       if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
+    }
+    if (c.SANDBOX_URL_MODE === 'proxy' && !c.PROXY_ENABLED) {
+      ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: 'proxy mode needs PROXY_ENABLED=true' });
     }
     const template = c.USERDATA_PATH_TEMPLATE;
     if (template.startsWith('/') || template.split('/').includes('..') || !template.includes('{thread_id}')) {
@@ -158,6 +174,19 @@ export type Config = {
   maxBodyBytes: number;
   createTimeoutMs: number;
   maxWaitSeconds: number;
+  proxy: {
+    enabled: boolean;
+    upstream: 'nodeport' | 'service' | 'pod';
+    upstreamHost: string;
+    connectTimeoutMs: number;
+    readTimeoutMs: number;
+    idleTimeoutMs: number;
+    waitReadyMs: number;
+    maxWaitReadyMs: number;
+    connectionsPerSandbox: number;
+    requireApiKey: boolean;
+  };
+  sandboxUrl: { mode: 'nodeport' | 'proxy'; publicUrl: string | undefined };
 };
 
 export class ConfigError extends Error {
@@ -215,5 +244,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxBodyBytes: e.MAX_BODY_BYTES,
     createTimeoutMs: e.CREATE_TIMEOUT_SECONDS * 1000,
     maxWaitSeconds: e.MAX_WAIT_SECONDS,
+    proxy: {
+      enabled: e.PROXY_ENABLED,
+      upstream: e.PROXY_UPSTREAM,
+      upstreamHost: e.PROXY_UPSTREAM_HOST ?? e.NODE_HOST,
+      connectTimeoutMs: e.PROXY_CONNECT_TIMEOUT_SECONDS * 1000,
+      readTimeoutMs: e.PROXY_READ_TIMEOUT_SECONDS * 1000,
+      idleTimeoutMs: e.PROXY_IDLE_TIMEOUT_SECONDS * 1000,
+      waitReadyMs: e.PROXY_WAIT_READY_SECONDS * 1000,
+      maxWaitReadyMs: e.PROXY_MAX_WAIT_READY_SECONDS * 1000,
+      connectionsPerSandbox: e.PROXY_CONNECTIONS_PER_SANDBOX,
+      requireApiKey: e.PROXY_REQUIRE_API_KEY,
+    },
+    sandboxUrl: { mode: e.SANDBOX_URL_MODE, publicUrl: e.PUBLIC_URL?.replace(/\/+$/, '') },
   };
 }

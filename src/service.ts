@@ -9,6 +9,7 @@ import type { Config } from './config.ts';
 import { KubeApiError, makeKube, type KubeClient } from './kube.ts';
 import type { Logger } from './log.ts';
 import { Sandboxes } from './provisioner/sandboxes.ts';
+import { SandboxProxy } from './proxy/proxy.ts';
 import { kubeSources } from './watch/kube-source.ts';
 import { SandboxView } from './watch/sandbox-view.ts';
 
@@ -63,7 +64,14 @@ export async function start(config: Config, log: Logger): Promise<Service> {
   const kube = makeKube(config);
   const view = new SandboxView({ ...kubeSources(kube, config.namespace), log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) } });
   const sandboxes = new Sandboxes(config, kube, view, log);
-  const server = createApp({ config, sandboxes, log });
+  const proxy = config.proxy.enabled ? new SandboxProxy({ config, view, log }) : undefined;
+  const server = createApp({
+    config,
+    sandboxes,
+    log,
+    routes: proxy ? [(req, res, url) => proxy.route(req, res, url)] : [],
+    ...(proxy ? { upgrade: (req, socket, head, url) => proxy.upgrade(req, socket, head, url) } : {}),
+  });
   const retryNamespace = async (): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -92,6 +100,7 @@ export async function start(config: Config, log: Logger): Promise<Service> {
     stop: async () => {
       server.close();
       server.closeIdleConnections();
+      await proxy?.close();
       await view.stop();
       server.closeAllConnections();
       await kube.close();

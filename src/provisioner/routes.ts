@@ -38,6 +38,7 @@ function waitSeconds(url: RequestTarget, max: number): number {
 export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerResponse, url: RequestTarget): Route | undefined {
   const { config, sandboxes } = deps;
   const view = sandboxes.view;
+  const base = requestBase(req);
   const path = url.pathname;
   const method = req.method ?? 'GET';
   const allow = (methods: string[], route: string, handlers: Record<string, () => Promise<void> | void>): Route => ({
@@ -89,7 +90,7 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
         GET: () => {
           const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
           const items = view.list((r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status));
-          sendJson(res, 200, { sandboxes: items.map((r) => sandboxes.response(r)), count: items.length });
+          sendJson(res, 200, { sandboxes: items.map((r) => sandboxes.response(r, base)), count: items.length });
         },
         POST: async () => {
           const wait = waitSeconds(url, config.maxWaitSeconds);
@@ -97,7 +98,7 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
           const request = toSandboxRequest(body, config);
           let { created, record } = await sandboxes.create(request);
           if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait * 1000, abortOnClose(req, res))) ?? record;
-          sendJson(res, created ? 201 : 200, sandboxes.response(record));
+          sendJson(res, created ? 201 : 200, sandboxes.response(record, base));
         },
       }),
     );
@@ -112,7 +113,7 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
           let record = view.get(id);
           if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, (r) => r === undefined || settled(r), wait * 1000, abortOnClose(req, res));
           if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
-          sendJson(res, 200, sandboxes.response(record));
+          sendJson(res, 200, sandboxes.response(record, base));
         },
         DELETE: async () => {
           const id = parseSandboxId(match[1] ?? '');
@@ -131,4 +132,13 @@ function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
   res.once('close', () => controller.abort());
   req.once('aborted', () => controller.abort());
   return controller.signal;
+}
+
+/** The origin the caller used to reach this service (honouring X-Forwarded-Proto/Host from a front proxy). */
+function requestBase(req: IncomingMessage): string | undefined {
+  const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
+  const host = first(req.headers['x-forwarded-host']) ?? req.headers.host;
+  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return undefined;
+  const proto = first(req.headers['x-forwarded-proto']) === 'https' ? 'https' : 'http';
+  return `${proto}://${host}`;
 }

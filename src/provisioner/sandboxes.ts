@@ -162,7 +162,16 @@ export class Sandboxes {
     this.#log.info({ sandbox_id: id }, 'sandbox deleted');
   }
 
-  url(record: SandboxRecord): string {
+  /**
+   * The sandbox's URL for the caller: the NodePort address (reference behaviour), the service's DNS name
+   * (ClusterIP), or in proxy mode `<PUBLIC_URL>/sandboxes/<id>` — with PUBLIC_URL unset, the address
+   * the caller itself used to reach this provisioner (`requestBase`).
+   */
+  url(record: SandboxRecord, requestBase?: string): string {
+    if (this.#config.sandboxUrl.mode === 'proxy') {
+      const base = this.#config.sandboxUrl.publicUrl ?? requestBase;
+      if (base) return `${base}/sandboxes/${record.sandboxId}`;
+    }
     if (record.nodePort !== undefined && this.#config.sandbox.serviceType === 'NodePort') return `http://${this.#config.nodeHost}:${record.nodePort}`;
     if (this.#config.sandbox.serviceType === 'ClusterIP' && record.hasService) {
       return `http://${serviceName(record.sandboxId)}.${this.#config.namespace}.svc.cluster.local:${this.#config.sandbox.port}`;
@@ -170,10 +179,10 @@ export class Sandboxes {
     return '';
   }
 
-  response(record: SandboxRecord): SandboxResponse {
+  response(record: SandboxRecord, requestBase?: string): SandboxResponse {
     return {
       sandbox_id: record.sandboxId,
-      sandbox_url: this.url(record),
+      sandbox_url: this.url(record, requestBase),
       status: record.status,
       thread_id: record.threadId ?? null,
       user_id: record.userId ?? null,

@@ -90,6 +90,11 @@ async function handle(info: StandinInfo, req: IncomingMessage, res: ServerRespon
       const body = await readBody(req);
       return json(res, 200, { success: true, data: { bytes: body.bytes, sha256: body.sha256 } });
     }
+    case 'GET /v1/slow': {
+      const timer = setTimeout(() => json(res, 200, { slept: true }), Number(url.searchParams.get('ms') ?? '1000'));
+      req.on('close', () => clearTimeout(timer));
+      return;
+    }
     case 'GET /v1/redirect':
       res.writeHead(302, { location: url.searchParams.get('to') ?? '/v1/sandbox' });
       return void res.end();

@@ -1,0 +1,279 @@
+// The proxy against the real control plane and the fake node's stand-in sandbox.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { request as rawRequest } from 'node:http';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import WebSocket from 'ws';
+import { call, cluster, eventually, namespace, provisioner, setBehavior } from '../helpers.ts';
+
+type Raw = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
+function raw(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Raw> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = rawRequest({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function ready(t: Parameters<typeof provisioner>[0], prefix: string, ids: string[], env: Record<string, string> = {}) {
+  const ns = await namespace(t, prefix);
+  const p = await provisioner(t, ns, env);
+  const urls: Record<string, string> = {};
+  const auth: Record<string, string> = env['PROVISIONER_API_KEY'] ? { 'x-api-key': env['PROVISIONER_API_KEY'] } : {};
+  for (const id of ids) {
+    const res = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: id }, auth);
+    assert.equal(res.body['status'], 'Running');
+    urls[id] = String(res.body['sandbox_url']);
+  }
+  return { ns, p, urls };
+}
+
+test('GET and POST through the proxy equal the direct answers', async (t) => {
+  const { p, urls } = await ready(t, 'proxy', ['pa']);
+  for (const [method, path, body] of [
+    ['GET', '/v1/sandbox', undefined],
+    ['POST', '/v1/shell/exec', JSON.stringify({ command: 'echo hi' })],
+    ['GET', '/missing/thing?x=1', undefined],
+  ] as const) {
+    const headers: Record<string, string> = body ? { 'content-type': 'application/json' } : {};
+    const direct = await raw(urls['pa'] ?? '', method, path, headers, body);
+    const proxied = await raw(p.url, method, `/sandboxes/pa${path}`, headers, body);
+    assert.equal(proxied.status, direct.status, path);
+    assert.equal(proxied.headers['content-type'], direct.headers['content-type'], path);
+    if (path.startsWith('/missing')) {
+      const d = JSON.parse(direct.body) as { url: string; method: string };
+      const q = JSON.parse(proxied.body) as { url: string; method: string };
+      assert.equal(q.url, '/missing/thing?x=1', 'forwarded as /<rest> with the query string');
+      assert.equal(q.method, d.method);
+    } else {
+      assert.equal(proxied.body, direct.body, path);
+    }
+  }
+});
+
+test('headers: hop-by-hop and the API key stay behind; X-Forwarded-* are set; redirects stay under the prefix', async (t) => {
+  const { p } = await ready(t, 'proxyhdr', ['ph'], { PROVISIONER_API_KEY: 'the-key' });
+  const res = await raw(p.url, 'GET', '/sandboxes/ph/echo', {
+    connection: 'keep-alive, x-hop',
+    'x-hop': 'drop me',
+    'keep-alive': 'timeout=5',
+    te: 'trailers',
+    'proxy-authorization': 'Basic abc',
+    'x-api-key': 'the-key',
+    authorization: 'Bearer the-key',
+    'x-sandbox-wait': '1',
+    'x-kept': 'yes',
+  });
+  assert.equal(res.status, 200);
+  const seen = (JSON.parse(res.body) as { headers: Record<string, string> }).headers;
+  for (const h of ['x-hop', 'keep-alive', 'te', 'proxy-authorization', 'x-api-key', 'authorization', 'x-sandbox-wait']) assert.equal(seen[h], undefined, h);
+  assert.equal(seen['x-kept'], 'yes');
+  assert.equal(seen['x-forwarded-prefix'], '/sandboxes/ph');
+  assert.equal(seen['x-forwarded-proto'], 'http');
+  assert.match(seen['x-forwarded-for'] ?? '', /127\.0\.0\.1/);
+  assert.match(seen['x-forwarded-host'] ?? '', /^127\.0\.0\.1:\d+$/);
+  const other = await raw(p.url, 'GET', '/sandboxes/ph/echo', { authorization: 'Bearer sandbox-own-token' });
+  assert.equal((JSON.parse(other.body) as { headers: Record<string, string> }).headers['authorization'], 'Bearer sandbox-own-token', 'a token that is not the provisioner key passes');
+  const redirect = await raw(p.url, 'GET', '/sandboxes/ph/v1/redirect?to=/v1/sandbox');
+  assert.equal(redirect.status, 302);
+  assert.equal(redirect.headers['location'], '/sandboxes/ph/v1/sandbox');
+});
+
+test('SSE: events written 200 ms apart arrive 200 ms apart', async (t) => {
+  const { p } = await ready(t, 'proxysse', ['ps']);
+  const res = await fetch(`${p.url}/sandboxes/ps/v1/stream?count=5&interval=200`, { headers: { accept: 'text/event-stream' } });
+  assert.equal(res.headers.get('content-type'), 'text/event-stream');
+  const arrivals: number[] = [];
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk);
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      buffer = buffer.slice(end + 2);
+      arrivals.push(performance.now());
+    }
+  }
+  assert.equal(arrivals.length, 5);
+  const gaps = arrivals.slice(1).map((a, i) => a - (arrivals[i] ?? 0));
+  for (const gap of gaps) assert.ok(gap > 120 && gap < 400, `events are not buffered: gaps ${gaps.map(Math.round).join(', ')} ms`);
+});
+
+test('WebSocket: text and binary echo both ways; closing either side closes the other', async (t) => {
+  const { p } = await ready(t, 'proxyws', ['pw', 'pw2']);
+  const ws = new WebSocket(`${p.url.replace('http', 'ws')}/sandboxes/pw/v1/shell/ws`);
+  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
+  const next = () => new Promise<[Buffer, boolean]>((ok) => ws.once('message', (d, bin) => ok([d as Buffer, bin])));
+  ws.send('ls -la');
+  assert.deepEqual((await next()).map(String), ['ls -la', 'false']);
+  ws.send(Buffer.from([0, 1, 2, 255]));
+  const [bin, isBinary] = await next();
+  assert.equal(isBinary, true);
+  assert.deepEqual([...bin], [0, 1, 2, 255]);
+  const closed = new Promise<number>((ok) => ws.once('close', ok));
+  ws.close(1000);
+  assert.ok([1000, 1005].includes(await closed));
+
+  // The sandbox side goes away (pod deleted, its listener closes): the client's socket closes too.
+  const ws2 = new WebSocket(`${p.url.replace('http', 'ws')}/sandboxes/pw2/v1/shell/ws`);
+  await new Promise((ok, fail) => ws2.once('open', ok).once('error', fail));
+  const closed2 = new Promise<number>((ok) => ws2.once('close', ok));
+  await call(p.url, 'DELETE', '/api/sandboxes/pw2');
+  await closed2;
+
+  const unknown = await new Promise<number>((ok) => {
+    const w = new WebSocket(`${p.url.replace('http', 'ws')}/sandboxes/nope/v1/shell/ws`);
+    w.once('unexpected-response', (_req, res) => ok(res.statusCode ?? 0));
+    w.once('error', () => ok(-1));
+  });
+  assert.equal(unknown, 404);
+});
+
+test('a 200 MB download streams with bounded proxy memory; a 200 MB upload arrives intact', async (t) => {
+  const { ns } = await ready(t, 'proxybig', ['pb']);
+  // The provisioner as its own process, as deployed, so its peak RSS (VmHWM) is its own.
+  const child = spawn(process.execPath, ['src/main.ts'], {
+    env: { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => void child.kill('SIGKILL'));
+  const port = await new Promise<number>((ok, fail) => {
+    const lines = createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; port?: number };
+      if (entry.msg === 'provisioner listening' && entry.port) ok(entry.port);
+    });
+    child.once('exit', (code) => fail(new Error(`provisioner exited ${code}`)));
+  });
+  const base = `http://127.0.0.1:${port}`;
+  await eventually('view synced', async () => ((await call(base, 'GET', '/api/sandboxes/pb')).status === 200 ? true : undefined));
+  const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  const download = (bytes: number) =>
+    new Promise<number>((ok, fail) => {
+      rawRequest(`${base}/sandboxes/pb/v1/file/download?size=${bytes}`, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => ok(n));
+      })
+        .on('error', fail)
+        .end();
+    });
+  await download(1024 * 1024);
+  const before = peakRss();
+  const size = 200 * 1024 * 1024;
+  assert.equal(await download(size), size);
+  const first = peakRss() - before;
+  // The first large stream grows the young generation and external buffers once (GC warm-up); what
+  // matters is that memory does not follow the size: a further 400 MiB must add next to nothing.
+  assert.ok(first < 100, `peak RSS of the proxy grew by ${first.toFixed(1)} MiB while streaming 200 MiB`);
+  assert.equal(await download(2 * size), 2 * size);
+  const second = peakRss() - before - first;
+  assert.ok(second < 25, `a further 400 MiB grew peak RSS by ${second.toFixed(1)} MiB`);
+  t.diagnostic(`proxy peak RSS growth: ${first.toFixed(1)} MiB for the first 200 MiB, ${second.toFixed(1)} MiB more for 400 MiB`);
+
+  const hash = createHash('sha256');
+  const chunk = Buffer.alloc(1024 * 1024, 7);
+  const upload = await new Promise<string>((ok, fail) => {
+    const req = rawRequest(`${base}/sandboxes/pb/v1/file/upload`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': size } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => ok(text));
+    });
+    req.on('error', fail);
+    let i = 0;
+    const write = (): void => {
+      while (i < 200) {
+        i += 1;
+        hash.update(chunk);
+        if (!req.write(chunk)) return void req.once('drain', write);
+      }
+      req.end();
+    };
+    write();
+  });
+  const result = (JSON.parse(upload) as { data: { bytes: number; sha256: string } }).data;
+  assert.equal(result.bytes, size);
+  assert.equal(result.sha256, hash.digest('hex'));
+  assert.ok(peakRss() - before < 125, `peak RSS after the upload grew by ${(peakRss() - before).toFixed(1)} MiB`);
+});
+
+test('unknown 404, not ready 503 with Retry-After (or held until Ready), upstream gone 502, slow 504', async (t) => {
+  const ns = await namespace(t, 'proxyerr');
+  const p = await provisioner(t, ns, { PROXY_READ_TIMEOUT_SECONDS: '1' });
+  const unknown = await raw(p.url, 'GET', '/sandboxes/nope/v1/sandbox');
+  assert.equal(unknown.status, 404);
+  assert.equal((JSON.parse(unknown.body) as { code: string }).code, 'sandbox_not_found');
+
+  await setBehavior(ns, 'sandbox-stuck', 'never-ready');
+  await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'stuck' });
+  await eventually('stuck is Running-but-not-ready', async () => ((await call(p.url, 'GET', '/api/sandboxes/stuck')).body['reason'] === 'ContainersNotReady' ? true : undefined));
+  const notReady = await raw(p.url, 'GET', '/sandboxes/stuck/v1/sandbox');
+  assert.equal(notReady.status, 503);
+  assert.equal(notReady.headers['retry-after'], '2');
+  assert.equal((JSON.parse(notReady.body) as { code: string }).code, 'sandbox_not_ready');
+
+  // Opt in to be held: the request answers when the sandbox turns Ready (driven by watch events).
+  await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'late' });
+  const held = await raw(p.url, 'GET', '/sandboxes/late/v1/sandbox', { 'x-sandbox-wait': '20' });
+  assert.equal(held.status, 200);
+
+  const slow = await raw(p.url, 'GET', '/sandboxes/late/v1/slow?ms=3000');
+  assert.equal(slow.status, 504);
+  assert.equal((JSON.parse(slow.body) as { code: string }).code, 'upstream_timeout');
+
+  const gone = await provisioner(t, ns, { PROXY_UPSTREAM_HOST: '127.0.0.2' });
+  const refused = await raw(gone.url, 'GET', '/sandboxes/late/v1/sandbox');
+  assert.equal(refused.status, 502);
+  assert.equal((JSON.parse(refused.body) as { code: string }).code, 'upstream_unreachable');
+});
+
+test('traversal and encoded paths never reach another sandbox', async (t) => {
+  const { p } = await ready(t, 'proxytrav', ['ta', 'tb']);
+  const attempts = [
+    '/sandboxes/ta/../tb/v1/sandbox',
+    '/sandboxes/ta/%2e%2e/tb/v1/sandbox',
+    '/sandboxes/ta%2f..%2ftb/v1/sandbox',
+    '/sandboxes/%2e%2e/tb/v1/sandbox',
+    '/sandboxes/..%2ftb/v1/sandbox',
+    '/sandboxes/ta/..%2f..%2fsandboxes%2ftb/v1/sandbox',
+    '/sandboxes/TB/v1/sandbox',
+  ];
+  for (const path of attempts) {
+    const res = await raw(p.url, 'GET', path);
+    if (res.status === 200) {
+      const body = JSON.parse(res.body) as { sandbox_id?: string; data?: { sandbox_id?: string } };
+      assert.notEqual(body.sandbox_id ?? body.data?.sandbox_id, 'tb', path);
+    } else {
+      assert.ok(res.status >= 400 && res.status < 500, `${path}: ${res.status}`);
+    }
+  }
+});
+
+test('proxy mode: sandbox_url points at the proxy and DeerFlow’s create → poll → exec flow works', async (t) => {
+  const ns = await namespace(t, 'proxymode');
+  const p = await provisioner(t, ns, { SANDBOX_URL_MODE: 'proxy' });
+  const created = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'pm', thread_id: 'th' });
+  const sandboxUrl = String(created.body['sandbox_url']);
+  assert.equal(sandboxUrl, `${p.url}/sandboxes/pm`);
+  await eventually('sandbox answers through the proxy', async () => ((await fetch(`${sandboxUrl}/v1/sandbox`)).status === 200 ? true : undefined), 20_000);
+  const exec = await fetch(`${sandboxUrl}/v1/shell/exec`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'python3 -V' }) });
+  assert.equal(((await exec.json()) as { data: { output: string } }).data.output, 'python3 -V');
+  const fixed = await provisioner(t, ns, { SANDBOX_URL_MODE: 'proxy', PUBLIC_URL: 'https://sandboxes.example.com/' });
+  assert.equal((await call(fixed.url, 'GET', '/api/sandboxes/pm')).body['sandbox_url'], 'https://sandboxes.example.com/sandboxes/pm');
+});
+
+test('PROXY_ENABLED=false: /sandboxes/* is 404 and nothing is proxied', async (t) => {
+  const { p: off } = await ready(t, 'proxyoff', ['po'], { PROXY_ENABLED: 'false' });
+  const res = await raw(off.url, 'GET', '/sandboxes/po/v1/sandbox');
+  assert.equal(res.status, 404);
+  assert.equal((JSON.parse(res.body) as { code: string }).code, 'not_found');
+});
