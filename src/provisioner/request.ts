@@ -102,13 +102,13 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
 export function parseSandboxId(raw: string): string {
   let id: string;
   try {
-    id = decodeURIComponent(raw);
+    id = raw.includes('%') ? decodeURIComponent(raw) : raw;
   } catch {
     throw new HttpError('invalid_sandbox_id', 'sandbox id is not valid percent-encoding');
   }
+  if (id.length <= MAX_SANDBOX_ID && SANDBOX_ID.test(id)) return id; // the hot path of every proxied request
   const parsed = sandboxIdSchema.safeParse(id);
-  if (!parsed.success) throw new HttpError('invalid_sandbox_id', parsed.error.issues[0]?.message ?? 'invalid sandbox id');
-  return parsed.data;
+  throw new HttpError('invalid_sandbox_id', parsed.error?.issues[0]?.message ?? 'invalid sandbox id');
 }
 
 /** Fills `{thread_id}` and `{user_id}` in a relative path template (values are already validated). */

@@ -143,14 +143,12 @@ export class SandboxProxy {
 
   #forwardHeaders(req: IncomingMessage, id: string): Record<string, string | string[]> {
     const out: Record<string, string | string[]> = {};
-    const connectionTokens = new Set(
-      String(req.headers.connection ?? '')
-        .split(',')
-        .map((t) => t.trim().toLowerCase())
-        .filter(Boolean),
-    );
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value === undefined || HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === 'x-api-key' || name === WAIT_HEADER) continue;
+    // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); usually it is just keep-alive.
+    const connection = req.headers.connection;
+    const named = connection && connection !== 'keep-alive' && connection !== 'close' ? new Set(connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+    for (const name in req.headers) {
+      const value = req.headers[name];
+      if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) continue;
       if (name === 'authorization' && this.#config.apiKey && /^Bearer\s+/i.test(String(value)) && hasApiKey({ headers: { authorization: String(value) } } as IncomingMessage, this.#config.apiKey)) continue;
       out[name] = value;
     }
@@ -193,13 +191,15 @@ export class SandboxProxy {
         ({ statusCode, headers, opaque }) => {
           const out = opaque as ServerResponse;
           const responseHeaders: Record<string, string | string[]> = {};
-          for (const [name, value] of Object.entries(headers)) {
+          for (const name in headers) {
+            const value = headers[name];
             if (value === undefined || HOP_BY_HOP.has(name)) continue;
             responseHeaders[name] = name === 'location' ? this.#rewriteLocation(String(value), id, origin) : value;
           }
           out.writeHead(statusCode, responseHeaders);
-          // Streams (SSE, chunked) are flushed as written: no buffering between the sandbox and the client.
-          out.flushHeaders();
+          // A stream of unknown length (SSE, chunked) gets its headers at once, then each chunk as it is
+          // written: nothing is buffered. Sized bodies send headers with the first chunk (one write).
+          if (headers['content-length'] === undefined) out.flushHeaders();
           return out;
         },
       );

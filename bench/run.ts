@@ -1,0 +1,67 @@
+// `npm run bench [-- scenario...]`: starts the local control plane and the provisioner, runs the
+// scenarios (status, list, create, proxy, scale; all by default), prints one table, writes
+// bench/results/latest.json and stops what it started. Every figure is measured side by side with its
+// baseline in the same run, and reported with the ratio.
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { down, up } from '../test/cluster/cluster.ts';
+import { kubeFromState } from '../test/cluster/kube-http.ts';
+import { spawn } from 'node:child_process';
+import { freePort, printTable, type Row } from './lib.ts';
+import { proxyBench } from './proxy.ts';
+
+const all = ['status', 'list', 'create', 'proxy', 'scale'];
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const scenarios = wanted.length ? wanted : all;
+const duration = Number(process.env['BENCH_DURATION'] ?? '8');
+const dir = join(import.meta.dirname, '..', '.local-cluster-bench');
+
+const state = await up({ dir, log: (l) => console.error(`[cluster] ${l}`) });
+const kube = kubeFromState(state);
+const rows: Row[] = [];
+const stops: (() => Promise<void> | void)[] = [];
+
+async function namespace(name: string): Promise<string> {
+  await kube.delete(`/api/v1/namespaces/${name}`);
+  for (let i = 0; i < 600 && (await kube.find(`/api/v1/namespaces/${name}`)); i++) await new Promise((r) => setTimeout(r, 100));
+  await kube.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  for (let i = 0; i < 100 && !(await kube.find(`/api/v1/namespaces/${name}/serviceaccounts/default`)); i++) await new Promise((r) => setTimeout(r, 100));
+  return name;
+}
+
+/** The provisioner as its own process, as deployed. */
+async function provisioner(ns: string, env: Record<string, string> = {}): Promise<string> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
+    env: { ...process.env, KUBECONFIG_PATH: state.kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  stops.push(() => void child.kill('SIGTERM'));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    const ready = await fetch(`${url}/readyz`).catch(() => undefined);
+    if (ready?.status === 200) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return url;
+}
+
+try {
+  if (scenarios.includes('proxy')) {
+    const ns = await namespace('bench-proxy');
+    const url = await provisioner(ns, { LOG_LEVEL: 'error' });
+    const created = (await (await fetch(`${url}/api/sandboxes?wait=30`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sandbox_id: 'bench' }) })).json()) as { sandbox_url: string };
+    const nodePort = Number(new URL(created.sandbox_url).port);
+    rows.push(...(await proxyBench({ provisioner: url, nodePort, sandboxId: 'bench', duration })));
+  }
+} finally {
+  for (const stop of stops) await stop();
+  await kube.close();
+  if (!process.argv.includes('--keep-cluster')) await down(dir);
+}
+
+printTable(rows);
+mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+writeFileSync(join(import.meta.dirname, 'results', 'latest.json'), `${JSON.stringify(rows, null, 2)}\n`);
+console.log(`\nwritten to bench/results/latest.json (${rows.length} rows)`);
