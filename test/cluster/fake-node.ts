@@ -35,6 +35,7 @@ export class FakeNode {
   #handled = new Map<string, string>(); // pod key -> uid it was started for
   #listeners = new Map<number, { server: Promise<Server | undefined>; service: string }>();
   #nextIp = 1;
+  #serving = new Set<string>(); // pods whose container listens (before Ready, as a readiness probe implies)
   #podIndex = new Map<string, Set<string>>(); // namespace/sandbox-id -> pod keys
   #serviceIndex = new Map<string, Set<string>>();
 
@@ -141,6 +142,7 @@ export class FakeNode {
       this.#timers.delete(key(obj));
       this.#handled.delete(key(obj));
       this.#behaviors.delete(key(obj));
+      this.#serving.delete(key(obj));
     }
     this.#unindex(store, obj);
     this.#refreshPortsFor(obj);
@@ -237,6 +239,11 @@ export class FakeNode {
     let status: Record<string, unknown>;
     switch (behavior) {
       case 'ready':
+        // A kubelet reports Ready only once the readiness probe passed, i.e. the server listens: start the
+        // stand-in first, so nobody who sees Ready can race its listener.
+        this.#serving.add(key(pod));
+        this.#refreshPortsFor(pod);
+        await Promise.all([...this.#listeners.values()].map((l) => l.server));
         status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: conditions(true), containerStatuses: statusOf(running, true) };
         break;
       case 'never-ready':
@@ -283,7 +290,7 @@ export class FakeNode {
 
   #refreshPortsFor(changed: KubeObject): void {
     const inGroup = this.#group(changed);
-    const pods = this.#candidates(this.#pods, changed).filter((p) => inGroup(p) && isReady(p) && !p.metadata.deletionTimestamp);
+    const pods = this.#candidates(this.#pods, changed).filter((p) => inGroup(p) && (isReady(p) || this.#serving.has(key(p))) && !p.metadata.deletionTimestamp);
     const wanted = new Map<number, { service: KubeObject; pod: KubeObject }>();
     const groupServices = this.#candidates(this.#services, changed).filter(inGroup);
     for (const svc of groupServices) {
