@@ -10,6 +10,7 @@ import { kubeFromState } from '../test/cluster/kube-http.ts';
 import { spawn } from 'node:child_process';
 import { freePort, printTable, type Row } from './lib.ts';
 import { proxyBench } from './proxy.ts';
+import { scaleBench } from './scale.ts';
 
 const all = ['status', 'list', 'create', 'proxy', 'scale'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -54,6 +55,10 @@ try {
     const created = (await (await fetch(`${url}/api/sandboxes?wait=30`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sandbox_id: 'bench' }) })).json()) as { sandbox_url: string };
     const nodePort = Number(new URL(created.sandbox_url).port);
     rows.push(...(await proxyBench({ provisioner: url, nodePort, sandboxId: 'bench', duration })));
+  }
+  if (scenarios.includes('scale')) {
+    const ns = await namespace('bench-scale');
+    rows.push(...(await scaleBench({ kube, kubeconfig: state.kubeconfig, ns, count: Number(process.env['BENCH_SCALE_COUNT'] ?? '10000') })));
   }
 } finally {
   for (const stop of stops) await stop();
