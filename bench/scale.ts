@@ -26,7 +26,9 @@ const sandboxService = (id: string) => ({
   apiVersion: 'v1',
   kind: 'Service',
   metadata: { name: `sandbox-${id}-svc`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id, 'app.kubernetes.io/managed-by': 'sandbox-provisioner' } },
-  spec: { type: 'NodePort', selector: { 'sandbox-id': id }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
+  // ClusterIP: a cluster has only 2,768 node ports (30000-32767), so thousands of sandboxes need
+  // SANDBOX_SERVICE_TYPE=ClusterIP and the proxy.
+  spec: { type: 'ClusterIP', selector: { 'sandbox-id': id }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
 });
 
 async function inParallel<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {

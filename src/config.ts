@@ -83,6 +83,39 @@ const schema = z
     SANDBOX_PROBE_TIMEOUT_SECONDS: positiveInt(3, 3600),
     SANDBOX_PROBE_FAILURE_THRESHOLD: positiveInt(3, 100),
     SANDBOX_SERVICE_TYPE: z.enum(['NodePort', 'ClusterIP']).default('NodePort'),
+    SANDBOX_ALLOW_PRIVILEGE_ESCALATION: bool(false),
+    SANDBOX_DROP_CAPABILITIES: list(['ALL']),
+    SANDBOX_ADD_CAPABILITIES: list([]),
+    SANDBOX_SECCOMP_PROFILE: z.enum(['RuntimeDefault', 'Unconfined', 'none']).default('RuntimeDefault'),
+    SANDBOX_RUN_AS_NON_ROOT: bool(false),
+    SANDBOX_RUNTIME_CLASS: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a RuntimeClass name')),
+    SANDBOX_NODE_SELECTOR: z
+      .string()
+      .default('')
+      .transform((s, ctx) => {
+        const out: Record<string, string> = {};
+        for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+          const [k, v, ...rest] = pair.split('=');
+          if (!k || v === undefined || rest.length) ctx.addIssue({ code: 'custom', message: `"${pair}" is not key=value` });
+          else out[k] = v;
+        }
+        return out;
+      }),
+    SANDBOX_TOLERATIONS: z
+      .string()
+      .default('[]')
+      .transform((s, ctx) => {
+        try {
+          const v = JSON.parse(s) as unknown;
+          if (Array.isArray(v) && v.every((t) => typeof t === 'object' && t !== null)) return v as Record<string, unknown>[];
+        } catch {
+          // reported below
+        }
+        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of tolerations, e.g. [{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]' });
+        return [];
+      }),
+    RECONCILE_INTERVAL_SECONDS: positiveInt(300, 86_400),
+    RECONCILE_GRACE_SECONDS: seconds(60),
 
     STORAGE_MODE: z.enum(['hostPath', 'pvc']).optional(),
     SKILLS_HOST_PATH: absolutePath('SKILLS_HOST_PATH').default('/skills'),
@@ -162,7 +195,18 @@ export type Config = {
     probeTimeoutSeconds: number;
     probeFailureThreshold: number;
     serviceType: 'NodePort' | 'ClusterIP';
+    security: {
+      allowPrivilegeEscalation: boolean;
+      dropCapabilities: string[];
+      addCapabilities: string[];
+      seccompProfile: 'RuntimeDefault' | 'Unconfined' | 'none';
+      runAsNonRoot: boolean;
+    };
+    runtimeClassName: string | undefined;
+    nodeSelector: Record<string, string>;
+    tolerations: Record<string, unknown>[];
   };
+  reconcile: { intervalMs: number; graceMs: number };
   storage:
     | { mode: 'hostPath'; skillsHostPath: string; threadsHostPath: string; userDataTemplate: string }
     | { mode: 'pvc'; skillsClaim: string; userDataClaim: string; skillsSubPath: string; userDataTemplate: string };
@@ -226,7 +270,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       probeTimeoutSeconds: e.SANDBOX_PROBE_TIMEOUT_SECONDS,
       probeFailureThreshold: e.SANDBOX_PROBE_FAILURE_THRESHOLD,
       serviceType: e.SANDBOX_SERVICE_TYPE,
+      security: {
+        allowPrivilegeEscalation: e.SANDBOX_ALLOW_PRIVILEGE_ESCALATION,
+        dropCapabilities: e.SANDBOX_DROP_CAPABILITIES,
+        addCapabilities: e.SANDBOX_ADD_CAPABILITIES,
+        seccompProfile: e.SANDBOX_SECCOMP_PROFILE,
+        runAsNonRoot: e.SANDBOX_RUN_AS_NON_ROOT,
+      },
+      runtimeClassName: e.SANDBOX_RUNTIME_CLASS,
+      nodeSelector: e.SANDBOX_NODE_SELECTOR,
+      tolerations: e.SANDBOX_TOLERATIONS,
     },
+    reconcile: { intervalMs: e.RECONCILE_INTERVAL_SECONDS * 1000, graceMs: e.RECONCILE_GRACE_SECONDS * 1000 },
     storage: usesPvc(e)
       ? {
           mode: 'pvc',

@@ -8,6 +8,8 @@ import { createApp } from './app.ts';
 import type { Config } from './config.ts';
 import { KubeApiError, makeKube, type KubeClient } from './kube.ts';
 import type { Logger } from './log.ts';
+import { preflight, type Check } from './provisioner/preflight.ts';
+import { reconcile } from './provisioner/reconciler.ts';
 import { Sandboxes } from './provisioner/sandboxes.ts';
 import { SandboxProxy } from './proxy/proxy.ts';
 import { kubeSources } from './watch/kube-source.ts';
@@ -19,6 +21,8 @@ export type Service = {
   kube: KubeClient;
   view: SandboxView;
   sandboxes: Sandboxes;
+  /** Runs the preflight and one reconcile now (tests, and the first run at startup). */
+  housekeeping: () => Promise<void>;
   stop: () => Promise<void>;
 };
 
@@ -65,10 +69,12 @@ export async function start(config: Config, log: Logger): Promise<Service> {
   const view = new SandboxView({ ...kubeSources(kube, config.namespace), log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) } });
   const sandboxes = new Sandboxes(config, kube, view, log);
   const proxy = config.proxy.enabled ? new SandboxProxy({ config, view, log }) : undefined;
+  let check: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
   const server = createApp({
     config,
     sandboxes,
     log,
+    readiness: () => [check],
     routes: proxy ? [(req, res, url) => proxy.route(req, res, url)] : [],
     ...(proxy ? { upgrade: (req, socket, head, url) => proxy.upgrade(req, socket, head, url) } : {}),
   });
@@ -86,6 +92,20 @@ export async function start(config: Config, log: Logger): Promise<Service> {
   };
   await Promise.race([retryNamespace(), new Promise((r) => setTimeout(r, 10_000))]);
   view.start();
+  // Housekeeping: the admission preflight and the orphan reconciler, at startup and periodically.
+  const housekeeping = async (): Promise<void> => {
+    try {
+      check = await preflight(kube, config);
+      if (!check.ok) log.error({ namespace: config.namespace }, check.detail ?? 'preflight failed');
+      await view.synced;
+      await reconcile({ config, kube, view, log, busy: (id) => sandboxes.busy(id) });
+    } catch (err) {
+      log.warn({ err: String(err) }, 'housekeeping failed; will retry');
+    }
+  };
+  const first = housekeeping();
+  const timer = setInterval(() => void housekeeping(), config.reconcile.intervalMs);
+  timer.unref();
   server.listen(config.port, config.host);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
@@ -97,7 +117,9 @@ export async function start(config: Config, log: Logger): Promise<Service> {
     kube,
     view,
     sandboxes,
+    housekeeping: () => first.then(housekeeping),
     stop: async () => {
+      clearInterval(timer);
       server.close();
       server.closeIdleConnections();
       await proxy?.close();

@@ -32,6 +32,13 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
   if (/admission webhook .* denied the request|ValidatingAdmissionPolicy .* denied request|denied request:/i.test(message)) {
     return new HttpError('admission_denied', `${what}: ${message}`, { extra, cause: err });
   }
+  if (/failed to allocate a nodePort: range is full/i.test(message)) {
+    return new HttpError('limit_reached', `${what}: the cluster's NodePort range is full (${message}); use SANDBOX_SERVICE_TYPE=ClusterIP with the proxy for more sandboxes`, {
+      headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) },
+      extra,
+      cause: err,
+    });
+  }
   if (err.status === 403 || err.body.reason === 'Forbidden') {
     if (/exceeded quota/i.test(message)) {
       return new HttpError('quota_exceeded', `${what}: ${message}`, { headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) }, extra, cause: err });

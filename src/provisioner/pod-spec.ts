@@ -1,7 +1,7 @@
 // Pure builders of the Kubernetes objects of one sandbox: the Pod and the Service, as the reference's
 // "Pod Specification" and "Service Specification" describe them, every number from configuration.
 
-import type { V1Container, V1Pod, V1Service, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1SecurityContext, V1Service, V1Toleration, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import {
   ANNOTATION_THREAD_ID,
@@ -73,6 +73,20 @@ function storage(config: Config, req: SandboxRequest): { volumes: V1Volume[]; mo
   return { volumes, mounts, sidecarMounts };
 }
 
+/** The sandbox container's security context: safe by default, every part configurable. */
+function containerSecurity(config: Config): V1SecurityContext {
+  const s = config.sandbox.security;
+  const capabilities = {
+    ...(s.dropCapabilities.length ? { drop: s.dropCapabilities } : {}),
+    ...(s.addCapabilities.length ? { add: s.addCapabilities } : {}),
+  };
+  return {
+    privileged: false,
+    allowPrivilegeEscalation: s.allowPrivilegeEscalation,
+    ...(Object.keys(capabilities).length ? { capabilities } : {}),
+  };
+}
+
 export function buildPod(config: Config, req: SandboxRequest): V1Pod {
   const c = config.sandbox;
   const probe = (p: { initialDelaySeconds: number; periodSeconds: number }) => ({
@@ -133,13 +147,27 @@ export function buildPod(config: Config, req: SandboxRequest): V1Pod {
           readinessProbe: probe(c.readiness),
           livenessProbe: probe(c.liveness),
           ...(env.length ? { env } : {}),
+          securityContext: containerSecurity(config),
         },
         ...sidecars,
       ],
       ...(initContainers.length ? { initContainers } : {}),
       volumes,
       restartPolicy: 'Always',
+      // Untrusted code gets no Kubernetes credentials.
       automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      ...(c.security.seccompProfile !== 'none' || c.security.runAsNonRoot
+        ? {
+            securityContext: {
+              ...(c.security.seccompProfile !== 'none' ? { seccompProfile: { type: c.security.seccompProfile } } : {}),
+              ...(c.security.runAsNonRoot ? { runAsNonRoot: true } : {}),
+            },
+          }
+        : {}),
+      ...(c.runtimeClassName ? { runtimeClassName: c.runtimeClassName } : {}),
+      ...(Object.keys(c.nodeSelector).length ? { nodeSelector: { ...c.nodeSelector } } : {}),
+      ...(c.tolerations.length ? { tolerations: c.tolerations as V1Toleration[] } : {}),
     },
   };
 }

@@ -47,6 +47,11 @@ export class Sandboxes {
     return this.#view;
   }
 
+  /** True while this process is creating that sandbox (the reconciler leaves it alone). */
+  busy(id: string): boolean {
+    return this.#inflight.has(id);
+  }
+
   /**
    * Creates the pod and the service of a sandbox, or returns the existing one (created=false).
    * Concurrent identical creates in this process share one attempt; across processes, the API server's

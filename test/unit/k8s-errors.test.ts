@@ -1,5 +1,6 @@
 // The mapping of the API server's refusals, fed with V1Status bodies captured from the real API server
-// (test/fixtures/k8s-status/*.json, captured with curl against `npm run cluster:up`).
+// (test/fixtures/k8s-status/*.json, captured with curl against `npm run cluster:up`; the node-port one
+// from the scale benchmark, which filled the 2,768-port range).
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ test('each refusal maps to its stable code, status and the API server’s own wo
     ['admission-policy-denied', 'pod', 'admission_denied', 422, /sandboxes are not allowed in this namespace/],
     ['rbac-forbidden', 'pod', 'provisioner_forbidden', 500, /permission to create pods/],
     ['invalid', 'pod', 'invalid_object', 422, /must not contain '\.\.'/],
+    ['nodeport-range-full', 'service', 'limit_reached', 429, /NodePort range is full.*ClusterIP/],
   ];
   for (const [name, target, code, status, detail] of cases) {
     const answer = fromKube(fixture(name), target, `create ${target} sandbox-x`);

@@ -126,3 +126,30 @@ test('extra mounts become volumes; the lark runtime comes from an init container
   assert.equal(pod.spec?.initContainers?.[0]?.image, 'lark-init:1');
   assert.deepEqual(mounts.filter((m) => m.mountPath === '/mnt/integrations/lark-cli/runtime'), [{ name: 'lark-cli-runtime', mountPath: '/mnt/integrations/lark-cli/runtime', readOnly: true }]);
 });
+
+test('safe by default: no service account token, no privilege escalation, capabilities dropped, RuntimeDefault seccomp', () => {
+  const config = loadConfig(env);
+  const pod = buildPod(config, request(config));
+  assert.equal(pod.spec?.automountServiceAccountToken, false);
+  assert.deepEqual(pod.spec?.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
+  assert.deepEqual(pod.spec?.containers[0]?.securityContext, { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  assert.equal(pod.spec?.runtimeClassName, undefined);
+
+  const tuned = loadConfig({
+    ...env,
+    SANDBOX_ALLOW_PRIVILEGE_ESCALATION: 'true',
+    SANDBOX_DROP_CAPABILITIES: '',
+    SANDBOX_ADD_CAPABILITIES: 'SYS_PTRACE',
+    SANDBOX_SECCOMP_PROFILE: 'none',
+    SANDBOX_RUN_AS_NON_ROOT: 'true',
+    SANDBOX_RUNTIME_CLASS: 'gvisor',
+    SANDBOX_NODE_SELECTOR: 'pool=sandboxes,zone=a',
+    SANDBOX_TOLERATIONS: '[{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
+  });
+  const p = buildPod(tuned, request(tuned));
+  assert.deepEqual(p.spec?.containers[0]?.securityContext, { privileged: false, allowPrivilegeEscalation: true, capabilities: { add: ['SYS_PTRACE'] } });
+  assert.deepEqual(p.spec?.securityContext, { runAsNonRoot: true });
+  assert.equal(p.spec?.runtimeClassName, 'gvisor');
+  assert.deepEqual(p.spec?.nodeSelector, { pool: 'sandboxes', zone: 'a' });
+  assert.deepEqual(p.spec?.tolerations, [{ key: 'sandbox', operator: 'Exists', effect: 'NoSchedule' }]);
+});

@@ -1,0 +1,173 @@
+// Admission-aware answers, nothing half-made, several replicas, crashes, and least privilege — against
+// the real API server's quota, LimitRanger, Pod Security admission and RBAC.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { KubeHttp } from '../cluster/kube-http.ts';
+import { admin, call, cluster, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+
+test('a ResourceQuota of 2 pods: the third create answers 429 quota_exceeded and leaves nothing', async (t) => {
+  const ns = await namespace(t, 'quota');
+  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'q' }, spec: { hard: { pods: '2' } } });
+  await eventually('quota observed', async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard);
+  const p = await provisioner(t, ns);
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q1' })).status, 201);
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q2' })).status, 201);
+  const third = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q3' });
+  assert.equal(third.status, 429);
+  assert.equal(third.body['code'], 'quota_exceeded');
+  assert.equal(third.headers.get('retry-after'), '30');
+  assert.match(String(third.body['detail']), /exceeded quota: q/);
+  assert.deepEqual(await objectsIn(ns), { pods: ['sandbox-q1', 'sandbox-q2'], services: ['sandbox-q1-svc', 'sandbox-q2-svc'] });
+});
+
+test('service refused after the pod was made (quota on services): the pod is removed, the answer names the service', async (t) => {
+  const ns = await namespace(t, 'svcquota');
+  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'nosvc' }, spec: { hard: { services: '0' } } });
+  await eventually('quota observed', async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/nosvc`)).status as { hard?: object } | undefined)?.hard);
+  const p = await provisioner(t, ns);
+  const res = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 's1' });
+  assert.equal(res.status, 429);
+  assert.equal(res.body['code'], 'quota_exceeded');
+  assert.equal(res.body['object'], 'service');
+  assert.match(String(res.body['detail']), /^Service creation refused/);
+  await eventually('no pod left', async () => ((await objectsIn(ns)).pods.length === 0 ? true : undefined));
+});
+
+test('Pod Security baseline with hostPath: 422 pod_security_violation, /readyz names it, PVC mode succeeds', async (t) => {
+  const ns = await namespace(t, 'pss', { 'pod-security.kubernetes.io/enforce': 'baseline' });
+  const p = await provisioner(t, ns);
+  await p.housekeeping();
+  const ready = await call(p.url, 'GET', '/readyz');
+  assert.match(String(ready.body['detail']), /Pod Security level "baseline".*hostPath.*STORAGE_MODE=pvc/);
+  const res = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'h1' });
+  assert.equal(res.status, 422);
+  assert.equal(res.body['code'], 'pod_security_violation');
+  assert.equal(res.body['level'], 'baseline');
+  assert.match(String(res.body['detail']), /hostPath volumes/);
+  assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
+
+  const pvc = await provisioner(t, ns, { SKILLS_PVC_NAME: 'skills', USERDATA_PVC_NAME: 'user-data' });
+  await pvc.housekeeping();
+  assert.equal((await call(pvc.url, 'GET', '/readyz')).body['detail'], undefined, 'the preflight passes in PVC mode');
+  const ok = await call(pvc.url, 'POST', '/api/sandboxes', { sandbox_id: 'v1' });
+  assert.equal(ok.status, 201, JSON.stringify(ok.body));
+});
+
+test('a LimitRange whose max is below the configured limits: 422 limit_range_violation', async (t) => {
+  const ns = await namespace(t, 'limits');
+  await admin().post(`/api/v1/namespaces/${ns}/limitranges`, { apiVersion: 'v1', kind: 'LimitRange', metadata: { name: 'lr' }, spec: { limits: [{ type: 'Container', max: { cpu: '500m' } }] } });
+  const p = await provisioner(t, ns);
+  const res = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'l1' });
+  assert.equal(res.status, 422);
+  assert.equal(res.body['code'], 'limit_range_violation');
+  assert.match(String(res.body['detail']), /maximum cpu usage per Container is 500m/);
+  assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
+});
+
+/** The provisioner as a separate process (so it can be killed), on a port of its own. */
+async function spawnProvisioner(t: { after: (fn: () => void) => void }, ns: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [join(root, 'src', 'main.ts')], {
+    env: { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => void child.kill('SIGKILL'));
+  const port = await new Promise<number>((ok, fail) => {
+    let buffer = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const m = /"port":(\d+)[^\n]*"msg":"provisioner listening"/.exec(buffer);
+      if (m) ok(Number(m[1]));
+    });
+    child.once('exit', (code) => fail(new Error(`provisioner exited with ${code}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await eventually('ready', async () => ((await call(url, 'GET', '/readyz')).status === 200 ? true : undefined));
+  return { child, url };
+}
+
+test('kill -9 during 50 concurrent creates and deletes: after restart and one reconcile, no orphans and the view agrees', async (t) => {
+  const ns = await namespace(t, 'crash');
+  const first = await spawnProvisioner(t, ns);
+  const ids = Array.from({ length: 25 }, (_, i) => `k${i}`);
+  const traffic = [
+    ...ids.map((id) => call(first.url, 'POST', '/api/sandboxes', { sandbox_id: id }).catch(() => undefined)),
+    ...ids.map((id, i) => new Promise((r) => setTimeout(r, i * 3)).then(() => call(first.url, 'DELETE', `/api/sandboxes/${id}`).catch(() => undefined))),
+  ];
+  await new Promise((r) => setTimeout(r, 60));
+  first.child.kill('SIGKILL');
+  await Promise.all(traffic);
+  // Certain orphans too, whatever the kill left: a pod without its service and a service without its pod.
+  const labels = (id: string) => ({ app: 'deer-flow-sandbox', 'sandbox-id': id });
+  await admin().post(`/api/v1/namespaces/${ns}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'sandbox-lonely', labels: labels('lonely') }, spec: { containers: [{ name: 'sandbox', image: 'x' }] } });
+  await admin().post(`/api/v1/namespaces/${ns}/services`, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'sandbox-stray-svc', labels: labels('stray') }, spec: { selector: { 'sandbox-id': 'stray' }, ports: [{ name: 'http', port: 8080 }] } });
+
+  const second = await spawnProvisioner(t, ns, { RECONCILE_GRACE_SECONDS: '0' });
+  await eventually('no orphans, and view = cluster', async () => {
+    const objects = await objectsIn(ns);
+    const pods = objects.pods.map((n) => n.slice('sandbox-'.length)).sort();
+    const services = objects.services.map((n) => n.slice('sandbox-'.length, -'-svc'.length)).sort();
+    const listed = ((await call(second.url, 'GET', '/api/sandboxes')).body['sandboxes'] as { sandbox_id: string; status: string }[]).map((s) => s.sandbox_id).sort();
+    return JSON.stringify(pods) === JSON.stringify(services) && JSON.stringify(listed) === JSON.stringify(pods) && !pods.includes('lonely') ? true : undefined;
+  }, 30_000);
+  assert.ok(!(await objectsIn(ns)).services.includes('sandbox-stray-svc'));
+});
+
+test('two replicas: 50 concurrent creates of the same 10 ids split across them make 10 pods and 10 services', async (t) => {
+  const ns = await namespace(t, 'replicas');
+  const a = await provisioner(t, ns);
+  const b = await provisioner(t, ns);
+  const ids = Array.from({ length: 10 }, (_, i) => `r${i}`);
+  const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => call(i % 2 ? a.url : b.url, 'POST', '/api/sandboxes', { sandbox_id: ids[i % 10] })));
+  assert.ok(answers.every((r) => r.status === 200 || r.status === 201), JSON.stringify(answers.filter((r) => r.status >= 300).map((r) => r.body)));
+  const objects = await objectsIn(ns);
+  assert.equal(objects.pods.length, 10);
+  assert.equal(objects.services.length, 10);
+  for (const id of ids) {
+    const urls = new Set(answers.filter((r) => r.body['sandbox_id'] === id).map((r) => r.body['sandbox_url']));
+    assert.equal(urls.size, 1, `one URL for ${id}`);
+  }
+  // A delete through one replica is seen by the other.
+  await call(a.url, 'DELETE', '/api/sandboxes/r0');
+  await eventually('b sees the delete', async () => ((await call(b.url, 'GET', '/api/sandboxes/r0')).status === 404 ? true : undefined));
+});
+
+test('least privilege: the Role in deploy/base is enough for the whole flow, and nothing more', async (t) => {
+  const ns = await namespace(t, 'rbac');
+  const other = await namespace(t, 'rbac-other');
+  const apply = spawnSync('kubectl', ['--kubeconfig', cluster().kubeconfig, 'apply', '-n', ns, '-f', join(root, 'deploy/base/serviceaccount.yaml'), '-f', join(root, 'deploy/base/rbac.yaml')], { encoding: 'utf8' });
+  assert.equal(apply.status, 0, apply.stderr);
+  const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/sandbox-provisioner/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 3600 },
+  });
+  const state = cluster();
+  const kubeconfig = join(state.dir, `kubeconfig-${ns}`);
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "${state.server}", certificate-authority: "${state.dir}/pki/apiserver.crt"}\nusers:\n- name: sa\n  user: {token: "${token.status.token}"}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
+  );
+  const p = await provisioner(t, ns, { KUBECONFIG_PATH: kubeconfig, CREATE_NAMESPACE: 'false' });
+  await p.housekeeping();
+  assert.equal((await call(p.url, 'GET', '/readyz')).status, 200);
+  const created = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'lp' });
+  assert.equal(created.status, 201, JSON.stringify(created.body));
+  assert.equal(created.body['status'], 'Running');
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes/lp')).status, 200);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes')).body['count'], 1);
+  assert.equal((await fetch(`${p.url}/sandboxes/lp/v1/sandbox`)).status, 200, 'proxy');
+  assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/lp')).status, 200);
+  await eventually('gone', async () => ((await objectsIn(ns)).pods.length === 0 ? true : undefined));
+
+  const sa = new KubeHttp(state.server, token.status.token, `${state.dir}/pki/apiserver.crt`);
+  t.after(() => sa.close());
+  await assert.rejects(sa.get(`/api/v1/namespaces/${ns}/secrets`), /403/);
+  await assert.rejects(sa.get(`/api/v1/namespaces/${other}/pods`), /403/);
+  await assert.rejects(sa.post(`/api/v1/namespaces/${other}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 'x' }] } }), /403/);
+});
