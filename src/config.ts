@@ -114,6 +114,16 @@ const schema = z
         ctx.addIssue({ code: 'custom', message: 'must be a JSON array of tolerations, e.g. [{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]' });
         return [];
       }),
+    SANDBOX_TTL_SECONDS: seconds(0),
+    SANDBOX_IDLE_SECONDS: seconds(0),
+    SANDBOX_SWEEP_SECONDS: positiveInt(60, 86_400),
+    ACTIVITY_WRITE_INTERVAL_SECONDS: seconds(60),
+    MAX_SANDBOXES: seconds(0),
+    MAX_SANDBOXES_PER_THREAD: seconds(0),
+    MAX_CONCURRENT_CREATES: positiveInt(16, 1000),
+    CREATE_QUEUE_SIZE: seconds(64),
+    CREATE_QUEUE_TIMEOUT_SECONDS: positiveInt(10, 600),
+    SHUTDOWN_GRACE_SECONDS: seconds(25),
     RECONCILE_INTERVAL_SECONDS: positiveInt(300, 86_400),
     RECONCILE_GRACE_SECONDS: seconds(60),
 
@@ -207,6 +217,8 @@ export type Config = {
     tolerations: Record<string, unknown>[];
   };
   reconcile: { intervalMs: number; graceMs: number };
+  lifecycle: { ttlMs: number; idleMs: number; sweepMs: number; activityWriteMs: number; shutdownGraceMs: number };
+  limits: { maxSandboxes: number; maxPerThread: number; maxConcurrentCreates: number; queueSize: number; queueTimeoutMs: number };
   storage:
     | { mode: 'hostPath'; skillsHostPath: string; threadsHostPath: string; userDataTemplate: string }
     | { mode: 'pvc'; skillsClaim: string; userDataClaim: string; skillsSubPath: string; userDataTemplate: string };
@@ -282,6 +294,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       tolerations: e.SANDBOX_TOLERATIONS,
     },
     reconcile: { intervalMs: e.RECONCILE_INTERVAL_SECONDS * 1000, graceMs: e.RECONCILE_GRACE_SECONDS * 1000 },
+    lifecycle: {
+      ttlMs: e.SANDBOX_TTL_SECONDS * 1000,
+      idleMs: e.SANDBOX_IDLE_SECONDS * 1000,
+      sweepMs: e.SANDBOX_SWEEP_SECONDS * 1000,
+      activityWriteMs: e.ACTIVITY_WRITE_INTERVAL_SECONDS * 1000,
+      shutdownGraceMs: e.SHUTDOWN_GRACE_SECONDS * 1000,
+    },
+    limits: {
+      maxSandboxes: e.MAX_SANDBOXES,
+      maxPerThread: e.MAX_SANDBOXES_PER_THREAD,
+      maxConcurrentCreates: e.MAX_CONCURRENT_CREATES,
+      queueSize: e.CREATE_QUEUE_SIZE,
+      queueTimeoutMs: e.CREATE_QUEUE_TIMEOUT_SECONDS * 1000,
+    },
     storage: usesPvc(e)
       ? {
           mode: 'pvc',

@@ -1,13 +1,18 @@
-// Wires the service together: Kubernetes client, watch view, API (and, when enabled, the proxy) on one
-// HTTP server. main.ts calls start(); tests call it in-process with their own configuration.
+// Wires the service together: Kubernetes client, watch view, API, proxy, housekeeping (preflight,
+// reconciler, expiry sweeps) and metrics on one HTTP server. main.ts calls start(); tests call it
+// in-process with their own configuration (and clock).
 
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
-import { createApp } from './app.ts';
+import type { AddressInfo } from 'node:net';
+import { createApp, type AppDeps } from './app.ts';
 import type { Config } from './config.ts';
 import { KubeApiError, makeKube, type KubeClient } from './kube.ts';
+import { Activity } from './lifecycle/activity.ts';
+import { sweep, type SweepResult } from './lifecycle/sweeper.ts';
 import type { Logger } from './log.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
+import { observeRoutes } from './observe.ts';
 import { preflight, type Check } from './provisioner/preflight.ts';
 import { reconcile } from './provisioner/reconciler.ts';
 import { Sandboxes } from './provisioner/sandboxes.ts';
@@ -21,10 +26,16 @@ export type Service = {
   kube: KubeClient;
   view: SandboxView;
   sandboxes: Sandboxes;
+  metrics: Metrics;
   /** Runs the preflight and one reconcile now (tests, and the first run at startup). */
   housekeeping: () => Promise<void>;
-  stop: () => Promise<void>;
+  /** Runs one expiry sweep now. */
+  sweep: () => Promise<SweepResult>;
+  /** Graceful stop: stop accepting, let requests finish within the grace period, then close the rest. */
+  stop: (graceMs?: number) => Promise<void>;
 };
+
+export type StartOptions = { now?: () => number };
 
 /** Makes sure the namespace exists (creating it when allowed), then that its default service account does. */
 export async function ensureNamespace(kube: KubeClient, config: Config, log: Logger): Promise<void> {
@@ -64,20 +75,61 @@ export async function ensureNamespace(kube: KubeClient, config: Config, log: Log
   }
 }
 
-export async function start(config: Config, log: Logger): Promise<Service> {
+export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
+  const now = options.now ?? Date.now;
   const kube = makeKube(config);
   const view = new SandboxView({ ...kubeSources(kube, config.namespace), log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) } });
-  const sandboxes = new Sandboxes(config, kube, view, log);
-  const proxy = config.proxy.enabled ? new SandboxProxy({ config, view, log }) : undefined;
+  const metrics = createMetrics(() => view);
+  const sandboxes = new Sandboxes({ config, kube, view, log, now });
+  const activity = new Activity({ config, kube, log, now });
+
+  // Create-to-Running time, and forgetting activity of sandboxes that are gone: both from watch events.
+  const pendingSince = new Map<string, number>();
+  view.subscribe((change) => {
+    if (change.record === undefined) {
+      pendingSince.delete(change.id);
+      activity.forget(change.id);
+      return;
+    }
+    if (change.record.status === 'Running' && change.previous?.status !== 'Running') {
+      const since = pendingSince.get(change.id);
+      if (since !== undefined) metrics.createToRunning.observe((performance.now() - since) / 1000);
+      pendingSince.delete(change.id);
+      if (change.record.lastTransitionAt !== undefined) metrics.watchLag.observe(Math.max(0, Date.now() - change.record.lastTransitionAt) / 1000);
+    }
+  });
+
+  const proxy = config.proxy.enabled
+    ? new SandboxProxy({
+        config,
+        view,
+        log,
+        onActivity: (id) => activity.touch(id),
+        stats: {
+          onRequest: (outcome) => metrics.proxyRequests.inc({ outcome }),
+          onBytes: (direction, bytes) => metrics.proxyBytes.inc({ direction }, bytes),
+          onUpstreamError: (kind) => metrics.proxyUpstreamErrors.inc({ kind }),
+        },
+      })
+    : undefined;
   let check: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
+  let shuttingDown = false;
+  let stopping: Promise<void> | undefined;
+  const routes: NonNullable<AppDeps['routes']> = [observeRoutes(metrics)];
+  if (proxy) routes.push((req, res, url) => proxy.route(req, res, url));
   const server = createApp({
     config,
     sandboxes,
     log,
-    readiness: () => [check],
-    routes: proxy ? [(req, res, url) => proxy.route(req, res, url)] : [],
+    activity,
+    metrics,
+    onCreateStarted: (id) => pendingSince.set(id, performance.now()),
+    readiness: () => [check, ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
+    routes,
     ...(proxy ? { upgrade: (req, socket, head, url) => proxy.upgrade(req, socket, head, url) } : {}),
+    observe: ({ method, route, status, seconds }) => metrics.requests.observe({ method, route, status: String(status) }, seconds),
   });
+
   const retryNamespace = async (): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -92,6 +144,7 @@ export async function start(config: Config, log: Logger): Promise<Service> {
   };
   await Promise.race([retryNamespace(), new Promise((r) => setTimeout(r, 10_000))]);
   view.start();
+
   // Housekeeping: the admission preflight and the orphan reconciler, at startup and periodically.
   const housekeeping = async (): Promise<void> => {
     try {
@@ -103,29 +156,46 @@ export async function start(config: Config, log: Logger): Promise<Service> {
       log.warn({ err: String(err) }, 'housekeeping failed; will retry');
     }
   };
+  const sweepNow = async (): Promise<SweepResult> => {
+    await view.synced;
+    return sweep({ config, sandboxes, activity, log, metrics, now });
+  };
   const first = housekeeping();
-  const timer = setInterval(() => void housekeeping(), config.reconcile.intervalMs);
-  timer.unref();
+  const timers = [setInterval(() => void housekeeping(), config.reconcile.intervalMs)];
+  if (config.lifecycle.ttlMs > 0 || config.lifecycle.idleMs > 0) timers.push(setInterval(() => void sweepNow().catch(() => undefined), config.lifecycle.sweepMs));
+  for (const t of timers) t.unref();
+
   server.listen(config.port, config.host);
   await once(server, 'listening');
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
   log.info({ port: address.port, namespace: config.namespace, kubeconfig: kube.source, api_server: kube.server }, 'provisioner listening');
+
+  /** Graceful stop: /readyz turns 503, no new connections, in-flight requests and streams get the grace period, then the rest is closed. */
+  const shutdown = async (graceMs: number): Promise<void> => {
+    shuttingDown = true;
+    for (const t of timers) clearInterval(t);
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const idle = setInterval(() => server.closeIdleConnections(), 100);
+    const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+    await Promise.race([closed, deadline]);
+    clearInterval(idle);
+    await proxy?.close();
+    server.closeAllConnections();
+    await view.stop();
+    await kube.close();
+  };
+
   return {
     server,
     url: `http://${host}:${address.port}`,
     kube,
     view,
     sandboxes,
+    metrics,
     housekeeping: () => first.then(housekeeping),
-    stop: async () => {
-      clearInterval(timer);
-      server.close();
-      server.closeIdleConnections();
-      await proxy?.close();
-      await view.stop();
-      server.closeAllConnections();
-      await kube.close();
-    },
+    sweep: sweepNow,
+    stop: (graceMs = config.lifecycle.shutdownGraceMs) => (stopping ??= shutdown(graceMs)),
   };
 }

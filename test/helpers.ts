@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { loadConfig } from '../src/config.ts';
 import { silentLogger } from '../src/log.ts';
-import { start, type Service } from '../src/service.ts';
+import { start, type Service, type StartOptions } from '../src/service.ts';
 import { readState, type ClusterState } from './cluster/cluster.ts';
 import { KubeHttp, kubeFromState } from './cluster/kube-http.ts';
 
@@ -58,7 +58,7 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
 }
 
 /** Starts the provisioner in-process against the test cluster, in `ns`; stopped when the test ends. */
-export async function provisioner(t: { after: (fn: () => Promise<void> | void) => void }, ns: string, env: Record<string, string> = {}): Promise<Service> {
+export async function provisioner(t: { after: (fn: () => Promise<void> | void) => void }, ns: string, env: Record<string, string> = {}, options: StartOptions = {}): Promise<Service> {
   const config = loadConfig({
     KUBECONFIG_PATH: cluster().kubeconfig,
     K8S_NAMESPACE: ns,
@@ -70,8 +70,8 @@ export async function provisioner(t: { after: (fn: () => Promise<void> | void) =
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const service = await start(config, silentLogger());
-  t.after(() => service.stop());
+  const service = await start(config, silentLogger(), options);
+  t.after(() => service.stop(0));
   await service.view.synced;
   return service;
 }

@@ -4,6 +4,7 @@
 import type { V1Container, V1Pod, V1SecurityContext, V1Service, V1Toleration, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import {
+  ANNOTATION_EXPIRES_AT,
   ANNOTATION_THREAD_ID,
   ANNOTATION_USER_ID,
   LABEL_APP,
@@ -87,7 +88,7 @@ function containerSecurity(config: Config): V1SecurityContext {
   };
 }
 
-export function buildPod(config: Config, req: SandboxRequest): V1Pod {
+export function buildPod(config: Config, req: SandboxRequest, now: number = Date.now()): V1Pod {
   const c = config.sandbox;
   const probe = (p: { initialDelaySeconds: number; periodSeconds: number }) => ({
     httpGet: { path: c.probePath, port: c.port },
@@ -133,7 +134,11 @@ export function buildPod(config: Config, req: SandboxRequest): V1Pod {
       name: podName(req.sandboxId),
       namespace: config.namespace,
       labels: sandboxLabels(req.sandboxId),
-      annotations: { [ANNOTATION_THREAD_ID]: req.threadId, [ANNOTATION_USER_ID]: req.userId },
+      annotations: {
+        [ANNOTATION_THREAD_ID]: req.threadId,
+        [ANNOTATION_USER_ID]: req.userId,
+        ...(req.ttlSeconds ? { [ANNOTATION_EXPIRES_AT]: new Date(now + req.ttlSeconds * 1000).toISOString() } : {}),
+      },
     },
     spec: {
       containers: [

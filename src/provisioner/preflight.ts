@@ -18,6 +18,7 @@ const SAMPLE: SandboxRequest = {
   includeLegacySkills: false,
   larkRuntime: false,
   larkBroker: false,
+  ttlSeconds: undefined,
 };
 
 function hint(code: string, config: Config, message: string): string {

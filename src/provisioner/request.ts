@@ -33,8 +33,11 @@ export const createRequestSchema = z
     include_legacy_skills: z.boolean().default(false),
     provision_lark_cli_runtime: z.boolean().default(false),
     provision_lark_cli_broker: z.boolean().default(false),
+    ttl_seconds: z.number().int().min(1).max(30 * 86_400).nullish(),
   })
   .meta({ id: 'CreateSandboxRequest' });
+
+export const keepaliveRequestSchema = z.object({ ttl_seconds: z.number().int().min(1).max(30 * 86_400).nullish() }).meta({ id: 'KeepaliveRequest' });
 
 export type ExtraMount = { hostPath: string; containerPath: string; readOnly: boolean };
 
@@ -47,6 +50,8 @@ export type SandboxRequest = {
   includeLegacySkills: boolean;
   larkRuntime: boolean;
   larkBroker: boolean;
+  /** Maximum age of this sandbox, overriding SANDBOX_TTL_SECONDS. */
+  ttlSeconds: number | undefined;
 };
 
 /** Container paths the provisioner itself mounts; extra mounts may neither equal nor contain them. */
@@ -95,6 +100,7 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     includeLegacySkills: body.include_legacy_skills,
     larkRuntime: body.provision_lark_cli_runtime,
     larkBroker: body.provision_lark_cli_broker,
+    ttlSeconds: body.ttl_seconds ?? undefined,
   };
 }
 

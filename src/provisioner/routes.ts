@@ -8,7 +8,10 @@ import type { Config } from '../config.ts';
 import { HttpError } from '../errors.ts';
 import { hasApiKey, readJson, sendJson, validate } from '../http.ts';
 import { STATUSES } from '../watch/sandbox.ts';
-import { createRequestSchema, parseSandboxId, THREAD_ID, toSandboxRequest } from './request.ts';
+import type { Activity } from '../lifecycle/activity.ts';
+import type { Metrics } from '../metrics.ts';
+import type { SandboxRecord } from '../watch/sandbox-view.ts';
+import { createRequestSchema, keepaliveRequestSchema, parseSandboxId, THREAD_ID, toSandboxRequest } from './request.ts';
 import { settled, type Sandboxes } from './sandboxes.ts';
 
 export type Route = { route: string; handle: () => Promise<void> | void };
@@ -21,8 +24,11 @@ const listQuerySchema = z.object({
 export type ApiDeps = {
   config: Config;
   sandboxes: Sandboxes;
-  /** Extra readiness checks (e.g. the admission preflight) shown in /readyz. */
-  readiness?: () => { ok: boolean; detail?: string }[];
+  /** Extra readiness checks (the admission preflight, shutdown) shown in /readyz; a failing `shutdown` makes it 503. */
+  readiness?: () => { name: string; ok: boolean; detail?: string }[];
+  activity?: Activity;
+  metrics?: Metrics;
+  onCreateStarted?: (id: string) => void;
 };
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
@@ -57,8 +63,9 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
         const h = view.health();
         const extra = deps.readiness?.() ?? [];
         const problems = [h.reason, ...extra.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
-        const body = { status: h.synced && h.healthy ? 'ok' : 'unavailable', synced: h.synced, healthy: h.healthy, stale: h.stale, sandboxes: view.size, checks: extra };
-        if (!h.synced || !h.healthy) return sendJson(res, 503, { ...body, detail: problems.join('; '), code: 'not_ready' });
+        const down = !h.synced || !h.healthy || extra.some((c) => c.name === 'shutdown' && !c.ok);
+        const body = { status: down ? 'unavailable' : 'ok', synced: h.synced, healthy: h.healthy, stale: h.stale, sandboxes: view.size, checks: extra };
+        if (down) return sendJson(res, 503, { ...body, detail: problems.join('; '), code: 'not_ready' });
         return sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
       },
     });
@@ -96,7 +103,17 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
           const wait = waitSeconds(url, config.maxWaitSeconds);
           const body = validate(createRequestSchema, await readJson(req, config.maxBodyBytes));
           const request = toSandboxRequest(body, config);
-          let { created, record } = await sandboxes.create(request);
+          deps.onCreateStarted?.(request.sandboxId);
+          let created: boolean;
+          let record: SandboxRecord;
+          try {
+            ({ created, record } = await sandboxes.create(request));
+          } catch (err) {
+            deps.metrics?.creates.inc({ outcome: err instanceof HttpError ? err.code : 'internal_error' });
+            throw err;
+          }
+          deps.metrics?.creates.inc({ outcome: created ? 'created' : 'existing' });
+          deps.activity?.touch(request.sandboxId);
           if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait * 1000, abortOnClose(req, res))) ?? record;
           sendJson(res, created ? 201 : 200, sandboxes.response(record, base));
         },
@@ -113,17 +130,81 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
           let record = view.get(id);
           if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, (r) => r === undefined || settled(r), wait * 1000, abortOnClose(req, res));
           if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+          deps.activity?.touch(id);
           sendJson(res, 200, sandboxes.response(record, base));
         },
         DELETE: async () => {
           const id = parseSandboxId(match[1] ?? '');
-          await sandboxes.delete(id);
+          try {
+            deps.metrics?.deletes.inc({ outcome: (await sandboxes.delete(id)) ? 'deleted' : 'missing' });
+          } catch (err) {
+            deps.metrics?.deletes.inc({ outcome: err instanceof HttpError ? err.code : 'internal_error' });
+            throw err;
+          }
           sendJson(res, 200, { ok: true, sandbox_id: id });
         },
       }),
     );
   }
+  const sub = /^\/api\/sandboxes\/([^/]+)\/(keepalive|events)\/?$/.exec(path);
+  if (sub?.[2] === 'keepalive') {
+    return guarded(
+      allow(['POST'], '/api/sandboxes/{id}/keepalive', {
+        POST: async () => {
+          const id = parseSandboxId(sub[1] ?? '');
+          const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
+          const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.maxBodyBytes) : {});
+          if (!view.get(id)) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+          await sandboxes.keepalive(id, body.ttl_seconds ?? undefined);
+          deps.activity?.touch(id);
+          const record = await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000);
+          if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+          sendJson(res, 200, sandboxes.response(record, base));
+        },
+      }),
+    );
+  }
+  if (sub?.[2] === 'events') {
+    return guarded(allow(['GET'], '/api/sandboxes/{id}/events', { GET: () => streamEvents(sandboxes, parseSandboxId(sub[1] ?? ''), req, res, base) }));
+  }
   return undefined;
+}
+
+/**
+ * GET /api/sandboxes/{id}/events: Server-Sent Events of the sandbox's status transitions, fed by the
+ * watch (no API server cost): `event: status` with the sandbox answer on connect and on each change of
+ * status or reason, `event: deleted` when it is gone (then the stream ends), and a comment every 15 s.
+ */
+function streamEvents(sandboxes: Sandboxes, id: string, req: IncomingMessage, res: ServerResponse, base: string | undefined): void {
+  const view = sandboxes.view;
+  const first = view.get(id);
+  if (!first) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+  let seq = 0;
+  const send = (event: string, data: unknown): void => {
+    seq += 1;
+    res.write(`id: ${seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  };
+  let last = `${first.status}/${first.reason ?? ''}`;
+  send('status', sandboxes.response(first, base));
+  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  const end = (): void => {
+    clearInterval(heartbeat);
+    unsubscribe();
+    if (!res.writableEnded) res.end();
+  };
+  const unsubscribe = view.subscribe((change) => {
+    if (change.record === undefined) {
+      send('deleted', { sandbox_id: id });
+      return end();
+    }
+    const key = `${change.record.status}/${change.record.reason ?? ''}`;
+    if (key === last) return;
+    last = key;
+    send('status', sandboxes.response(change.record, base));
+  }, id);
+  res.once('close', end);
+  req.socket.setTimeout(0);
 }
 
 /** An AbortSignal that fires when the client goes away (so waits end with it). */

@@ -3,10 +3,11 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import { HttpError } from '../errors.ts';
-import type { KubeClient } from '../kube.ts';
+import { KubeApiError, type KubeClient } from '../kube.ts';
+import { Gate } from '../lifecycle/gate.ts';
 import type { Logger } from '../log.ts';
 import { joinRecord, type SandboxRecord, type SandboxView } from '../watch/sandbox-view.ts';
-import { podName, serviceName, slimPod, slimService, STUCK_REASONS, type RawPod, type RawService } from '../watch/sandbox.ts';
+import { ANNOTATION_EXPIRES_AT, ANNOTATION_LAST_ACTIVITY, podName, serviceName, slimPod, slimService, STUCK_REASONS, type RawPod, type RawService } from '../watch/sandbox.ts';
 import { fromKube, isAlreadyExists, isNotFound } from './k8s-errors.ts';
 import { buildPod, buildService } from './pod-spec.ts';
 import type { SandboxRequest } from './request.ts';
@@ -18,6 +19,7 @@ export type SandboxResponse = {
   thread_id: string | null;
   user_id: string | null;
   created_at: string | null;
+  expires_at?: string;
   mount_contract_version: number;
   reason?: string;
   message?: string;
@@ -27,20 +29,27 @@ export type SandboxResponse = {
 export const settled = (r: SandboxRecord | undefined): boolean =>
   r !== undefined && (r.status === 'Running' || r.status === 'Succeeded' || r.status === 'Failed' || (r.reason !== undefined && STUCK_REASONS.has(r.reason)));
 
+export type SandboxesDeps = { config: Config; kube: KubeClient; view: SandboxView; log: Logger; now?: () => number; gate?: Gate };
+
 export class Sandboxes {
   #config: Config;
   #kube: KubeClient;
   #view: SandboxView;
   #log: Logger;
+  #now: () => number;
+  #gate: Gate;
   #inflight = new Map<string, Promise<SandboxRecord>>();
   #base: string;
 
-  constructor(config: Config, kube: KubeClient, view: SandboxView, log: Logger) {
-    this.#config = config;
-    this.#kube = kube;
-    this.#view = view;
-    this.#log = log;
-    this.#base = `/api/v1/namespaces/${encodeURIComponent(config.namespace)}`;
+  constructor(deps: SandboxesDeps) {
+    this.#config = deps.config;
+    this.#kube = deps.kube;
+    this.#view = deps.view;
+    this.#log = deps.log;
+    this.#now = deps.now ?? Date.now;
+    const l = deps.config.limits;
+    this.#gate = deps.gate ?? new Gate(l.maxConcurrentCreates, l.queueSize, l.queueTimeoutMs);
+    this.#base = `/api/v1/namespaces/${encodeURIComponent(deps.config.namespace)}`;
   }
 
   get view(): SandboxView {
@@ -65,8 +74,9 @@ export class Sandboxes {
     if (existing && existing.hasPod && existing.hasService && !existing.deleting && existing.nodePort !== undefined) {
       return { created: false, record: existing };
     }
+    this.#checkLimits(req);
     let created = false;
-    const attempt = this.#create(req).then(({ record, madePod }) => {
+    const attempt = this.#gate.run(() => this.#create(req)).then(({ record, madePod }) => {
       created = madePod;
       return record;
     });
@@ -76,6 +86,20 @@ export class Sandboxes {
       return { created, record };
     } finally {
       this.#inflight.delete(req.sandboxId);
+    }
+  }
+
+  /** MAX_SANDBOXES and MAX_SANDBOXES_PER_THREAD, counted from the view plus the creates in flight. */
+  #checkLimits(req: SandboxRequest): void {
+    const { maxSandboxes, maxPerThread } = this.#config.limits;
+    if (maxSandboxes > 0) {
+      const n = this.#view.count((r) => !r.deleting) + this.#inflight.size;
+      if (n >= maxSandboxes) {
+        throw new HttpError('limit_reached', `The limit of ${maxSandboxes} sandboxes (MAX_SANDBOXES) is reached; delete one first`, { headers: { 'retry-after': '30' } });
+      }
+    }
+    if (maxPerThread > 0 && this.#view.count((r) => !r.deleting && r.threadId === req.threadId) >= maxPerThread) {
+      throw new HttpError('limit_reached', `Thread '${req.threadId}' already has ${maxPerThread} sandboxes (MAX_SANDBOXES_PER_THREAD)`, { headers: { 'retry-after': '30' } });
     }
   }
 
@@ -92,7 +116,7 @@ export class Sandboxes {
     let pod: RawPod;
     let madePod = false;
     try {
-      pod = (await this.#kube.request('POST', `${this.#base}/pods`, { body: buildPod(this.#config, req) })).body as RawPod;
+      pod = (await this.#kube.request('POST', `${this.#base}/pods`, { body: buildPod(this.#config, req, this.#now()) })).body as RawPod;
       madePod = true;
     } catch (err) {
       if (!isAlreadyExists(err)) throw fromKube(err, 'pod', `create pod ${podName(id)}`);
@@ -151,8 +175,57 @@ export class Sandboxes {
     }
   }
 
-  /** Deletes the service and the pod; a missing sandbox is not an error (the reference answers 200). */
-  async delete(id: string): Promise<void> {
+  /**
+   * Deletes an expired sandbox only if its pod is still the one seen (uid and resourceVersion
+   * preconditions). True when this call deleted it; false when someone else did, or it changed.
+   */
+  async expire(id: string, podUid: string, podResourceVersion: string | undefined): Promise<boolean> {
+    // The resourceVersion precondition makes concurrent sweeps safe: the first delete changes the pod
+    // (deletionTimestamp), so any other replica's delete conflicts. A conflict for another reason (the
+    // pod's status moved on since the view saw it) is retried with the fresh version.
+    let resourceVersion = podResourceVersion;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#kube.request('DELETE', `${this.#base}/pods/${podName(id)}`, {
+          body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', preconditions: { uid: podUid, ...(resourceVersion ? { resourceVersion } : {}) } },
+        });
+        break;
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        if (!(err instanceof KubeApiError && err.status === 409) || attempt >= 3) throw fromKube(err, 'pod', `delete pod ${podName(id)}`);
+      }
+      const current = await this.#kube.request('GET', `${this.#base}/pods/${podName(id)}`).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw fromKube(err, 'pod', `read pod ${podName(id)}`);
+      });
+      const meta = (current?.body as V1Pod | undefined)?.metadata;
+      if (!meta || meta.uid !== podUid || meta.deletionTimestamp) return false; // gone, replaced, or deleted by someone else
+      resourceVersion = meta.resourceVersion;
+    }
+    try {
+      await this.#kube.request('DELETE', `${this.#base}/services/${serviceName(id)}`, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'expired sandbox: service not deleted (the garbage collector will, through its ownerReference)');
+    }
+    return true;
+  }
+
+  /** Extends a sandbox's life: records activity now and, with ttlSeconds, moves its expiry. */
+  async keepalive(id: string, ttlSeconds: number | undefined): Promise<void> {
+    const now = this.#now();
+    const annotations: Record<string, string> = { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() };
+    const ttl = ttlSeconds ?? (this.#config.lifecycle.ttlMs > 0 ? this.#config.lifecycle.ttlMs / 1000 : undefined);
+    if (ttl !== undefined) annotations[ANNOTATION_EXPIRES_AT] = new Date(now + ttl * 1000).toISOString();
+    try {
+      await this.#kube.request('PATCH', `${this.#base}/pods/${podName(id)}`, { body: { metadata: { annotations } }, contentType: 'application/merge-patch+json' });
+    } catch (err) {
+      if (isNotFound(err)) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+      throw fromKube(err, 'pod', `update pod ${podName(id)}`);
+    }
+  }
+
+  /** Deletes the service and the pod; true when something was deleted. A missing sandbox is not an error (the reference answers 200). */
+  async delete(id: string): Promise<boolean> {
     const options = { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } };
     const results = await Promise.allSettled([
       this.#kube.request('DELETE', `${this.#base}/services/${serviceName(id)}`, options),
@@ -164,7 +237,9 @@ export class Sandboxes {
         throw fromKube(r.reason, targets[i] ?? 'sandbox', `delete ${targets[i]} of sandbox ${id}`);
       }
     }
-    this.#log.info({ sandbox_id: id }, 'sandbox deleted');
+    const deleted = results.some((r) => r.status === 'fulfilled');
+    if (deleted) this.#log.info({ sandbox_id: id }, 'sandbox deleted');
+    return deleted;
   }
 
   /**
@@ -192,6 +267,7 @@ export class Sandboxes {
       thread_id: record.threadId ?? null,
       user_id: record.userId ?? null,
       created_at: Number.isFinite(record.createdAt) ? new Date(record.createdAt).toISOString() : null,
+      ...(record.expiresAt !== undefined ? { expires_at: new Date(record.expiresAt).toISOString() } : this.#config.lifecycle.ttlMs > 0 && Number.isFinite(record.createdAt) ? { expires_at: new Date(record.createdAt + this.#config.lifecycle.ttlMs).toISOString() } : {}),
       mount_contract_version: this.#config.mountContractVersion,
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.message ? { message: record.message } : {}),

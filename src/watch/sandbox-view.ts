@@ -21,9 +21,11 @@ export type SandboxRecord = {
   deleting: boolean;
   lastTransitionAt: number | undefined;
   lastActivity: number | undefined;
+  expiresAt: number | undefined;
   hasPod: boolean;
   hasService: boolean;
   podUid: string | undefined;
+  podResourceVersion: string | undefined;
 };
 
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
@@ -63,9 +65,11 @@ export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFa
     deleting: (pod?.deleting ?? false) || (svc?.deleting ?? false),
     lastTransitionAt: pod?.transitionAt,
     lastActivity: pod?.lastActivity,
+    expiresAt: pod?.expiresAt,
     hasPod: pod !== undefined,
     hasService: svc !== undefined,
     podUid: pod?.uid,
+    podResourceVersion: pod?.resourceVersion,
   };
 }
 
@@ -180,6 +184,13 @@ export class SandboxView {
     const out: SandboxRecord[] = [];
     for (const r of this.#records.values()) if (filter === undefined || filter(r)) out.push(r);
     return out.sort((a, b) => a.createdAt - b.createdAt || (a.sandboxId < b.sandboxId ? -1 : 1));
+  }
+
+  /** How many sandboxes match `filter` (no sorting, no copies). */
+  count(filter: (r: SandboxRecord) => boolean): number {
+    let n = 0;
+    for (const r of this.#records.values()) if (filter(r)) n += 1;
+    return n;
   }
 
   /** Subscribes to every change (id given: only that sandbox's). Returns the unsubscribe function. */

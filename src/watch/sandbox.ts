@@ -12,6 +12,7 @@ export const MANAGED_BY = 'sandbox-provisioner';
 export const ANNOTATION_THREAD_ID = 'sandbox.deer-flow/thread-id';
 export const ANNOTATION_USER_ID = 'sandbox.deer-flow/user-id';
 export const ANNOTATION_LAST_ACTIVITY = 'sandbox.deer-flow/last-activity';
+export const ANNOTATION_EXPIRES_AT = 'sandbox.deer-flow/expires-at';
 /** What both the list and the watch select: every sandbox object, including ones made by the reference. */
 export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
 
@@ -34,6 +35,7 @@ export type PodFacts = {
   message: string | undefined;
   transitionAt: number | undefined;
   lastActivity: number | undefined;
+  expiresAt: number | undefined;
 };
 
 export type ServiceFacts = {
@@ -160,6 +162,7 @@ export function slimPod(pod: RawPod): PodFacts | undefined {
     (status.reason ? { reason: status.reason, message: status.message } : undefined);
   const transitions = conditions.map((c) => time(c.lastTransitionTime) ?? 0);
   const activity = meta.annotations?.[ANNOTATION_LAST_ACTIVITY];
+  const expires = meta.annotations?.[ANNOTATION_EXPIRES_AT];
   return {
     sandboxId,
     uid: meta.uid ?? '',
@@ -175,6 +178,7 @@ export function slimPod(pod: RawPod): PodFacts | undefined {
     message: why?.message,
     transitionAt: transitions.length ? Math.max(...transitions) : undefined,
     lastActivity: activity === undefined ? undefined : time(activity),
+    expiresAt: expires === undefined ? undefined : time(expires),
   };
 }
 

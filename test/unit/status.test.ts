@@ -17,6 +17,7 @@ const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   message: undefined,
   transitionAt: undefined,
   lastActivity: undefined,
+  expiresAt: undefined,
   ...over,
 });
 const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({ sandboxId: 'a', uid: 's', resourceVersion: '1', nodePort: 30001, clusterIP: '10.96.0.1', createdAt: 0, deleting: false, ...over });

@@ -1,0 +1,109 @@
+// The OpenAPI 3.1 document, generated from the zod schemas: the request schemas are the ones that
+// validate requests, so the document cannot drift from the code.
+
+import { z } from 'zod';
+import { ERRORS } from './errors.ts';
+import { createRequestSchema, keepaliveRequestSchema } from './provisioner/request.ts';
+import { STATUSES } from './watch/sandbox.ts';
+
+export const sandboxSchema = z
+  .object({
+    sandbox_id: z.string(),
+    sandbox_url: z.string(),
+    status: z.enum(STATUSES),
+    thread_id: z.string().nullable(),
+    user_id: z.string().nullable(),
+    created_at: z.string().nullable(),
+    expires_at: z.string().optional(),
+    mount_contract_version: z.number().int(),
+    reason: z.string().optional(),
+    message: z.string().optional(),
+  })
+  .meta({ id: 'Sandbox' });
+export const sandboxListSchema = z.object({ sandboxes: z.array(sandboxSchema), count: z.number().int() }).meta({ id: 'SandboxList' });
+export const deletedSchema = z.object({ ok: z.literal(true), sandbox_id: z.string() }).meta({ id: 'Deleted' });
+export const errorSchema = z.object({ detail: z.string(), code: z.enum(Object.keys(ERRORS) as [keyof typeof ERRORS, ...(keyof typeof ERRORS)[]]) }).loose().meta({ id: 'Error' });
+export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+export const readySchema = z
+  .object({ status: z.enum(['ok', 'unavailable']), synced: z.boolean(), healthy: z.boolean(), stale: z.boolean(), sandboxes: z.number().int(), checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() })), detail: z.string().optional(), code: z.string().optional() })
+  .meta({ id: 'Readiness' });
+export const capabilitiesSchema = z
+  .object({ mount_contract_version: z.number().int(), lark_cli_init_image: z.boolean(), lark_cli_broker_image: z.boolean(), storage_mode: z.enum(['hostPath', 'pvc']), service_type: z.enum(['NodePort', 'ClusterIP']) })
+  .meta({ id: 'Capabilities' });
+
+type Op = { summary: string; params?: string[]; query?: Record<string, string>; body?: z.ZodType; ok: Record<number, z.ZodType | 'text'>; errors: (keyof typeof ERRORS)[] };
+
+const ref = (schema: z.ZodType): { $ref: string } => ({ $ref: `#/components/schemas/${(schema.meta() as { id: string }).id}` });
+
+function operation(op: Op): Record<string, unknown> {
+  const responses: Record<string, unknown> = {};
+  for (const [status, schema] of Object.entries(op.ok)) {
+    responses[status] = schema === 'text' ? { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } } : { description: 'OK', content: { 'application/json': { schema: ref(schema) } } };
+  }
+  for (const code of op.errors) responses[String(ERRORS[code].status)] ??= { description: ERRORS[code].doc, content: { 'application/json': { schema: ref(errorSchema) } } };
+  return {
+    summary: op.summary,
+    parameters: [
+      ...(op.params ?? []).map((name) => ({ name, in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 51 } })),
+      ...Object.entries(op.query ?? {}).map(([name, description]) => ({ name, in: 'query', required: false, description, schema: { type: 'string' } })),
+    ],
+    ...(op.body ? { requestBody: { required: op.body !== keepaliveRequestSchema, content: { 'application/json': { schema: ref(op.body) } } } } : {}),
+    responses,
+  };
+}
+
+export function openApiDocument(): Record<string, unknown> {
+  const api: (keyof typeof ERRORS)[] = ['unauthorized', 'cluster_unavailable'];
+  const schemas: Record<string, unknown> = {};
+  for (const s of [createRequestSchema, keepaliveRequestSchema, sandboxSchema, sandboxListSchema, deletedSchema, errorSchema, healthSchema, readySchema, capabilitiesSchema]) {
+    schemas[(s.meta() as { id: string }).id] = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Sandbox provisioner', version: '0.1.0', description: 'Creates one Pod and one Service per sandbox on Kubernetes; compatible with DeerFlow’s provisioner API.' },
+    paths: {
+      '/health': { get: operation({ summary: 'Liveness (no Kubernetes call)', ok: { 200: healthSchema }, errors: [] }) },
+      '/readyz': { get: operation({ summary: 'Readiness: the view has synced and its watches are live', ok: { 200: readySchema }, errors: ['not_ready'] }) },
+      '/metrics': { get: operation({ summary: 'Prometheus metrics', ok: { 200: 'text' }, errors: [] }) },
+      '/api/capabilities': { get: operation({ summary: 'Capabilities (DeerFlow’s probe)', ok: { 200: capabilitiesSchema }, errors: api }) },
+      '/api/sandboxes': {
+        get: operation({ summary: 'List sandboxes (from the watch view)', query: { thread_id: 'only this thread', status: 'only this status' }, ok: { 200: sandboxListSchema }, errors: [...api, 'validation_failed'] }),
+        post: operation({
+          summary: 'Create a sandbox (idempotent)',
+          query: { wait: 'seconds to wait for Running' },
+          body: createRequestSchema,
+          ok: { 200: sandboxSchema, 201: sandboxSchema },
+          errors: [...api, 'invalid_json', 'invalid_request', 'unsupported_feature', 'payload_too_large', 'unsupported_media_type', 'validation_failed', 'invalid_object', 'pod_security_violation', 'limit_range_violation', 'admission_denied', 'conflict', 'quota_exceeded', 'limit_reached', 'too_many_requests', 'provisioner_forbidden', 'create_timeout'],
+        }),
+      },
+      '/api/sandboxes/{sandbox_id}': {
+        get: operation({ summary: 'A sandbox (from the watch view)', params: ['sandbox_id'], query: { wait: 'seconds to wait for Running' }, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found'] }),
+        delete: operation({ summary: 'Delete a sandbox (also 200 when missing)', params: ['sandbox_id'], ok: { 200: deletedSchema }, errors: [...api, 'invalid_sandbox_id', 'provisioner_forbidden'] }),
+      },
+      '/api/sandboxes/{sandbox_id}/keepalive': {
+        post: operation({ summary: 'Record activity and optionally extend the sandbox’s life', params: ['sandbox_id'], body: keepaliveRequestSchema, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'] }),
+      },
+      '/api/sandboxes/{sandbox_id}/events': {
+        get: {
+          summary: 'Server-Sent Events of the sandbox’s status transitions, ending when it is deleted',
+          parameters: [{ name: 'sandbox_id', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { 200: { description: 'event: status (data: Sandbox), then event: deleted', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 404: { description: ERRORS.sandbox_not_found.doc, content: { 'application/json': { schema: ref(errorSchema) } } } },
+        },
+      },
+      '/sandboxes/{sandbox_id}/{path}': {
+        get: {
+          summary: 'Reverse proxy to the sandbox (any method; WebSocket upgrades too)',
+          parameters: [
+            { name: 'sandbox_id', in: 'path', required: true, schema: { type: 'string' } },
+            { name: 'path', in: 'path', required: true, schema: { type: 'string' } },
+          ],
+          responses: { 200: { description: 'The sandbox’s answer' }, 404: { description: ERRORS.sandbox_not_found.doc }, 502: { description: ERRORS.upstream_unreachable.doc }, 503: { description: ERRORS.sandbox_not_ready.doc }, 504: { description: ERRORS.upstream_timeout.doc } },
+        },
+      },
+    },
+    components: {
+      schemas,
+      securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' }, bearer: { type: 'http', scheme: 'bearer' } },
+    },
+  };
+}
