@@ -1,0 +1,135 @@
+// Deploy and observe: manifests validated by the real API server, the Dockerfile, metrics, logs and the
+// OpenAPI document against live answers.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { test } from 'node:test';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { loadConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { start } from '../../src/service.ts';
+import { admin, call, cluster, namespace } from '../helpers.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+
+test('kubectl apply -k deploy/overlays/{dev,production} --dry-run=server passes', async () => {
+  if (!(await admin().find('/api/v1/namespaces/deer-flow'))) {
+    await admin().post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'deer-flow' } });
+  }
+  for (const overlay of ['dev', 'production']) {
+    const run = spawnSync('kubectl', ['--kubeconfig', cluster().kubeconfig, 'apply', '-k', join(root, 'deploy', 'overlays', overlay), '--dry-run=server'], { encoding: 'utf8' });
+    assert.equal(run.status, 0, `${overlay}: ${run.stderr}`);
+    for (const kind of ['role.rbac.authorization.k8s.io/sandbox-provisioner', 'deployment.apps/sandbox-provisioner', 'service/provisioner', 'configmap/sandbox-provisioner']) {
+      assert.match(run.stdout, new RegExp(`${kind.replace('.', '\\.')} .*\\(server dry run\\)`), `${overlay}: ${kind}`);
+    }
+    if (overlay === 'production') {
+      for (const kind of ['poddisruptionbudget.policy/sandbox-provisioner', 'networkpolicy.networking.k8s.io/sandboxes', 'persistentvolumeclaim/deer-flow-user-data']) assert.match(run.stdout, new RegExp(kind.replace('.', '\\.')));
+    }
+  }
+});
+
+test('the Dockerfile names files that exist, runs src/main.ts as non-root on Node 24, and has a health check', () => {
+  const dockerfile = readFileSync(join(root, 'deploy', 'Dockerfile'), 'utf8');
+  const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => (m[1] ?? '').split(/\s+/));
+  assert.ok(copies.length >= 3);
+  for (const file of copies) assert.ok(existsSync(join(root, file)), `COPY ${file}`);
+  const cmd = /^CMD \["node", "([^"]+)"\]/m.exec(dockerfile)?.[1];
+  assert.ok(cmd && existsSync(join(root, cmd)), `CMD ${cmd}`);
+  assert.match(dockerfile, /^FROM node:24-slim/m);
+  assert.match(dockerfile, /^USER node$/m);
+  assert.match(dockerfile, /--omit=dev/);
+  assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/health/m);
+});
+
+function startLogged(t: Parameters<typeof test>[0] extends never ? never : { after: (fn: () => Promise<void>) => void }, ns: string, env: Record<string, string>) {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString().split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const config = loadConfig({ KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t', ...env });
+  return start(config, createLogger('info', sink)).then((service) => {
+    t.after(() => service.stop(0));
+    return { service, lines };
+  });
+}
+
+test('metrics move after a create, a proxied request and a delete; logs have one line per request and no secrets', async (t) => {
+  const ns = await namespace(t, 'observe');
+  const key = 'super-secret-api-key-1234';
+  const { service: p, lines } = await startLogged(t, ns, { PROVISIONER_API_KEY: key });
+  await p.view.synced;
+  const auth = { 'x-api-key': key };
+  const metric = async (name: string): Promise<number> => {
+    const text = await (await fetch(`${p.url}/metrics`)).text();
+    return [...text.matchAll(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+  };
+  const before = {
+    creates: await metric('sandbox_provisioner_creates_total{outcome="created"}'),
+    proxied: await metric('sandbox_provisioner_proxy_requests_total{outcome="ok"}'),
+    deletes: await metric('sandbox_provisioner_deletes_total{outcome="deleted"}'),
+  };
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'obs' }, auth)).status, 201);
+  assert.equal((await fetch(`${p.url}/sandboxes/obs/v1/sandbox`, { headers: { authorization: `Bearer ${key}` } })).status, 200);
+  assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/obs', undefined, auth)).status, 200);
+  assert.equal(await metric('sandbox_provisioner_creates_total{outcome="created"}'), before.creates + 1);
+  assert.equal(await metric('sandbox_provisioner_proxy_requests_total{outcome="ok"}'), before.proxied + 1);
+  assert.equal(await metric('sandbox_provisioner_deletes_total{outcome="deleted"}'), before.deletes + 1);
+  const text = await (await fetch(`${p.url}/metrics`)).text();
+  for (const name of ['sandbox_provisioner_sandboxes', 'sandbox_provisioner_http_request_duration_seconds_bucket', 'sandbox_provisioner_create_to_running_seconds_count', 'sandbox_provisioner_proxy_bytes_total', 'sandbox_provisioner_watch_restarts', 'sandbox_provisioner_process_cpu_seconds_total']) {
+    assert.match(text, new RegExp(`^${name}`, 'm'), name);
+  }
+  assert.equal(/sandbox_id=|sandbox="/.test(text), false, 'no per-sandbox label');
+
+  const requests = lines.map((l) => JSON.parse(l) as { msg: string; req_id?: string; route?: string; status?: number }).filter((l) => l.msg === 'request');
+  assert.ok(requests.some((r) => r.route === '/api/sandboxes' && r.status === 201 && r.req_id));
+  assert.ok(requests.some((r) => r.route === '/sandboxes/{id}/*' && r.status === 200));
+  assert.equal(new Set(requests.map((r) => r.req_id)).size, requests.length, 'each request has its own id');
+  const token = /token: (\S+)/.exec(readFileSync(cluster().kubeconfig, 'utf8'))?.[1] ?? 'no-token';
+  const all = lines.join('\n');
+  assert.equal(all.includes(key), false, 'the API key is never logged');
+  assert.equal(all.includes(token), false, 'the kubeconfig token is never logged');
+});
+
+test('the OpenAPI document is valid, and live answers of every endpoint validate against it', async (t) => {
+  const ns = await namespace(t, 'openapi');
+  const { service: p } = await startLogged(t, ns, {});
+  await p.view.synced;
+  const doc = (await (await fetch(`${p.url}/openapi.json`)).json()) as {
+    openapi: string;
+    paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: { $ref?: string } }> }> }>>;
+    components: { schemas: Record<string, object> };
+  };
+  assert.equal(doc.openapi, '3.1.0');
+  const ajv = new Ajv2020({ strict: false });
+  const id = (ref: string) => `https://sandbox-provisioner.local/schemas/${ref.split('/').at(-1)}`;
+  for (const [name, schema] of Object.entries(doc.components.schemas)) ajv.addSchema({ ...schema, $id: id(name) });
+  const check = async (method: string, path: string, template: string, res: Response) => {
+    const body = (await res.json()) as unknown;
+    const response = doc.paths[template]?.[method]?.responses[String(res.status)];
+    assert.ok(response, `${method} ${template} ${res.status} is documented`);
+    const ref = response.content?.['application/json']?.schema.$ref;
+    assert.ok(ref, `${method} ${template} ${res.status} has a schema`);
+    const validate = ajv.getSchema(id(ref));
+    assert.ok(validate, ref);
+    assert.ok(validate(body), `${method} ${path} -> ${res.status}: ${JSON.stringify(validate.errors)} in ${JSON.stringify(body)}`);
+  };
+  const json = { 'content-type': 'application/json' };
+  await check('get', '/health', '/health', await fetch(`${p.url}/health`));
+  await check('get', '/readyz', '/readyz', await fetch(`${p.url}/readyz`));
+  await check('get', '/api/capabilities', '/api/capabilities', await fetch(`${p.url}/api/capabilities`));
+  await check('post', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes?wait=20`, { method: 'POST', headers: json, body: JSON.stringify({ sandbox_id: 'oa', thread_id: 'th', ttl_seconds: 600 }) }));
+  await check('post', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: json, body: JSON.stringify({ sandbox_id: 'oa' }) }));
+  await check('post', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: json, body: '{"sandbox_id": 5}' }));
+  await check('get', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes`));
+  await check('get', '/api/sandboxes/oa', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/oa`));
+  await check('get', '/api/sandboxes/nope', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/nope`));
+  await check('post', '/api/sandboxes/oa/keepalive', '/api/sandboxes/{sandbox_id}/keepalive', await fetch(`${p.url}/api/sandboxes/oa/keepalive`, { method: 'POST' }));
+  await check('delete', '/api/sandboxes/oa', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/oa`, { method: 'DELETE' }));
+  await check('delete', '/api/sandboxes/BAD', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/BAD`, { method: 'DELETE' }));
+});
