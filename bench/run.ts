@@ -10,7 +10,8 @@ import { kubeFromState } from '../test/cluster/kube-http.ts';
 import { spawn } from 'node:child_process';
 import { freePort, printTable, type Row } from './lib.ts';
 import { proxyBench } from './proxy.ts';
-import { scaleBench } from './scale.ts';
+import { createBench, queryBench } from './api.ts';
+import { fill, scaleBench } from './scale.ts';
 
 const all = ['status', 'list', 'create', 'proxy', 'scale'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
@@ -49,6 +50,18 @@ async function provisioner(ns: string, env: Record<string, string> = {}): Promis
 }
 
 try {
+  if (scenarios.includes('status') || scenarios.includes('list')) {
+    const ns = await namespace('bench-query');
+    await fill(kube, ns, 1000);
+    const url = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP' });
+    for (let i = 0; i < 600 && (await (await fetch(`${url}/api/sandboxes/s999`)).status) !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    rows.push(...(await queryBench({ provisioner: url, kubeconfig: state.kubeconfig, ns, id: 's500', duration })));
+  }
+  if (scenarios.includes('create')) {
+    const ns = await namespace('bench-create');
+    const url = await provisioner(ns);
+    rows.push(...(await createBench({ provisioner: url, kube, ns, count: Number(process.env['BENCH_CREATE_COUNT'] ?? '30') })));
+  }
   if (scenarios.includes('proxy')) {
     const ns = await namespace('bench-proxy');
     const url = await provisioner(ns, { LOG_LEVEL: 'error' });

@@ -1,6 +1,9 @@
 // Shared test helpers: the run's control plane, a namespace per test file, and small HTTP utilities.
 
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { loadConfig } from '../src/config.ts';
@@ -106,4 +109,24 @@ export async function objectsIn(ns: string): Promise<{ pods: string[]; services:
 export async function setBehavior(ns: string, pod: string, behavior: string): Promise<void> {
   const res = await fetch(`${cluster().fakeNodeControl}/behavior`, { method: 'POST', body: JSON.stringify({ namespace: ns, name: pod, behavior }) });
   if (res.status !== 200) throw new Error(`fake node refused behavior ${behavior}: ${await res.text()}`);
+}
+
+/** The provisioner as its own process (`node src/main.ts`, as deployed), on a free port; killed at the end. */
+export async function spawnProvisioner(t: { after: (fn: () => void) => void }, ns: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
+    env: { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => void child.kill('SIGKILL'));
+  const port = await new Promise<number>((ok, fail) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    lines.on('line', (line) => {
+      const m = /"port":(\d+)[^\n]*"msg":"provisioner listening"/.exec(line);
+      if (m) ok(Number(m[1]));
+    });
+    child.once('exit', (code) => fail(new Error(`provisioner exited with ${code}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await eventually('ready', async () => ((await call(url, 'GET', '/readyz')).status === 200 ? true : undefined));
+  return { child, url };
 }

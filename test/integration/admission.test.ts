@@ -2,12 +2,12 @@
 // the real API server's quota, LimitRanger, Pod Security admission and RBAC.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { KubeHttp } from '../cluster/kube-http.ts';
-import { admin, call, cluster, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
+import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -69,27 +69,6 @@ test('a LimitRange whose max is below the configured limits: 422 limit_range_vio
   assert.match(String(res.body['detail']), /maximum cpu usage per Container is 500m/);
   assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
 });
-
-/** The provisioner as a separate process (so it can be killed), on a port of its own. */
-async function spawnProvisioner(t: { after: (fn: () => void) => void }, ns: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [join(root, 'src', 'main.ts')], {
-    env: { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.after(() => void child.kill('SIGKILL'));
-  const port = await new Promise<number>((ok, fail) => {
-    let buffer = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const m = /"port":(\d+)[^\n]*"msg":"provisioner listening"/.exec(buffer);
-      if (m) ok(Number(m[1]));
-    });
-    child.once('exit', (code) => fail(new Error(`provisioner exited with ${code}`)));
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await eventually('ready', async () => ((await call(url, 'GET', '/readyz')).status === 200 ? true : undefined));
-  return { child, url };
-}
 
 test('kill -9 during 50 concurrent creates and deletes: after restart and one reconcile, no orphans and the view agrees', async (t) => {
   const ns = await namespace(t, 'crash');

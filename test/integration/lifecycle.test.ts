@@ -1,13 +1,10 @@
 // Lifecycle: expiry (TTL and idle, with an injected clock), limits, the event stream, and SIGTERM.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { admin, call, cluster, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
+import { admin, call, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
 
-const root = join(import.meta.dirname, '..', '..');
 const MINUTE = 60_000;
 
 test('TTL and idle expiry; active sandboxes are kept; a restart in between changes nothing', async (t) => {
@@ -135,20 +132,8 @@ test('the event stream shows Pending then Running for a new sandbox, and ends on
 
 test('SIGTERM during a long proxied download and an open WebSocket: exit 0 within the grace period, sandboxes kept', async (t) => {
   const ns = await namespace(t, 'sigterm');
-  const env = { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', SHUTDOWN_GRACE_SECONDS: '2', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t' };
-  const child = spawn(process.execPath, [join(root, 'src', 'main.ts')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  t.after(() => void child.kill('SIGKILL'));
-  const port = await new Promise<number>((ok, fail) => {
-    let buffer = '';
-    child.stdout.on('data', (c: Buffer) => {
-      buffer += c.toString();
-      const m = /"port":(\d+)[^\n]*"msg":"provisioner listening"/.exec(buffer);
-      if (m) ok(Number(m[1]));
-    });
-    child.once('exit', (code) => fail(new Error(`exited ${code}`)));
-  });
-  const url = `http://127.0.0.1:${port}`;
-  await eventually('ready', async () => ((await call(url, 'GET', '/readyz')).status === 200 ? true : undefined));
+  const { child, url } = await spawnProvisioner(t, ns, { SHUTDOWN_GRACE_SECONDS: '2' });
+  const port = new URL(url).port;
   assert.equal((await call(url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'keepme' })).body['status'], 'Running');
 
   const download = await fetch(`${url}/sandboxes/keepme/v1/file/download?size=${8 * 1024 * 1024 * 1024}`);

@@ -3,12 +3,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { request as rawRequest } from 'node:http';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { call, cluster, eventually, namespace, provisioner, setBehavior } from '../helpers.ts';
+import { call, eventually, namespace, provisioner, setBehavior, spawnProvisioner } from '../helpers.ts';
 
 type Raw = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
 function raw(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Raw> {
@@ -141,20 +139,7 @@ test('WebSocket: text and binary echo both ways; closing either side closes the 
 test('a 200 MB download streams with bounded proxy memory; a 200 MB upload arrives intact', async (t) => {
   const { ns } = await ready(t, 'proxybig', ['pb']);
   // The provisioner as its own process, as deployed, so its peak RSS (VmHWM) is its own.
-  const child = spawn(process.execPath, ['src/main.ts'], {
-    env: { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.after(() => void child.kill('SIGKILL'));
-  const port = await new Promise<number>((ok, fail) => {
-    const lines = createInterface({ input: child.stdout });
-    lines.on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; port?: number };
-      if (entry.msg === 'provisioner listening' && entry.port) ok(entry.port);
-    });
-    child.once('exit', (code) => fail(new Error(`provisioner exited ${code}`)));
-  });
-  const base = `http://127.0.0.1:${port}`;
+  const { child, url: base } = await spawnProvisioner(t, ns);
   await eventually('view synced', async () => ((await call(base, 'GET', '/api/sandboxes/pb')).status === 200 ? true : undefined));
   const peakRss = () => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
   const download = (bytes: number) =>
