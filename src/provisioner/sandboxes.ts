@@ -113,31 +113,27 @@ export class Sandboxes {
         throw new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
       }
     }
-    let pod: RawPod;
-    let madePod = false;
-    try {
-      pod = (await this.#kube.request('POST', `${this.#base}/pods`, { body: buildPod(this.#config, req, this.#now()) })).body as RawPod;
-      madePod = true;
-    } catch (err) {
-      if (!isAlreadyExists(err)) throw fromKube(err, 'pod', `create pod ${podName(id)}`);
-      pod = await this.#read<RawPod>('pods', podName(id), 'pod');
-      if ((pod as V1Pod).metadata?.deletionTimestamp) {
-        throw new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
-      }
+    // Pod and service are created at once (a create costs the slower of the two, not their sum). If one
+    // is refused, the other is removed if this call made it, and the answer names the refused one.
+    const [podResult, serviceResult] = await Promise.allSettled([
+      this.#createOrAdopt<RawPod>('pods', buildPod(this.#config, req, this.#now()), podName(id), 'pod'),
+      this.#createOrAdopt<RawService>('services', buildService(this.#config, id), serviceName(id), 'service'),
+    ]);
+    if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {
+      const answer = podResult.status === 'rejected' ? (podResult.reason as HttpError) : (serviceResult as PromiseRejectedResult).reason as HttpError;
+      if (podResult.status === 'fulfilled' && podResult.value.made) await this.#rollback('pods', podName(id), answer.message);
+      if (serviceResult.status === 'fulfilled' && serviceResult.value.made) await this.#rollback('services', serviceName(id), answer.message);
+      throw answer;
     }
-    const owner = { name: podName(id), uid: (pod as V1Pod).metadata?.uid ?? '' };
-    let service: RawService;
-    try {
-      service = (await this.#kube.request('POST', `${this.#base}/services`, { body: buildService(this.#config, id, owner) })).body as RawService;
-    } catch (err) {
-      if (isAlreadyExists(err)) {
-        service = await this.#read<RawService>('services', serviceName(id), 'service');
-      } else {
-        const answer = fromKube(err, 'service', `create service ${serviceName(id)}`);
-        if (madePod) await this.#rollbackPod(id, answer.message);
-        throw answer;
-      }
+    const pod = podResult.value.object;
+    const service = serviceResult.value.object;
+    const madePod = podResult.value.made;
+    if ((pod as V1Pod).metadata?.deletionTimestamp) {
+      throw new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
     }
+    // The service is owned by its pod, so the garbage collector removes it with the pod. Set after both
+    // exist (the pod's uid is known only then), off the answer's path; the reconciler covers a crash here.
+    if (serviceResult.value.made) void this.#adopt(id, (pod as V1Pod).metadata?.uid);
     const podFacts = slimPod(pod);
     let serviceFacts = slimService(service);
     if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
@@ -158,6 +154,28 @@ export class Sandboxes {
     return seen && seen.podUid === record.podUid && seen.hasService ? seen : record;
   }
 
+  /** Creates an object, or reads the existing one on AlreadyExists (another request or replica made it). */
+  async #createOrAdopt<T>(collection: string, body: object, name: string, target: 'pod' | 'service'): Promise<{ object: T; made: boolean }> {
+    try {
+      return { object: (await this.#kube.request('POST', `${this.#base}/${collection}`, { body })).body as T, made: true };
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw fromKube(err, target, `create ${target} ${name}`);
+      return { object: await this.#read<T>(collection, name, target), made: false };
+    }
+  }
+
+  async #adopt(id: string, podUid: string | undefined): Promise<void> {
+    if (!podUid) return;
+    try {
+      await this.#kube.request('PATCH', `${this.#base}/services/${serviceName(id)}`, {
+        body: { metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }] } },
+        contentType: 'application/merge-patch+json',
+      });
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not set the service owner reference (the reconciler still removes orphans)');
+    }
+  }
+
   async #read<T>(collection: string, name: string, target: 'pod' | 'service'): Promise<T> {
     try {
       return (await this.#kube.request('GET', `${this.#base}/${collection}/${name}`)).body as T;
@@ -166,12 +184,12 @@ export class Sandboxes {
     }
   }
 
-  async #rollbackPod(id: string, why: string): Promise<void> {
+  async #rollback(collection: 'pods' | 'services', name: string, why: string): Promise<void> {
     try {
-      await this.#kube.request('DELETE', `${this.#base}/pods/${podName(id)}`, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
-      this.#log.warn({ sandbox_id: id }, `removed pod ${podName(id)} because its service was refused: ${why}`);
+      await this.#kube.request('DELETE', `${this.#base}/${collection}/${name}`, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
+      this.#log.warn({ object: name }, `removed ${name}: the other half of its sandbox was refused: ${why}`);
     } catch (err) {
-      if (!isNotFound(err)) this.#log.error({ sandbox_id: id, err: String(err) }, `could not remove pod ${podName(id)} after its service was refused; the reconciler will`);
+      if (!isNotFound(err)) this.#log.error({ object: name, err: String(err) }, `could not remove ${name} after the other half of its sandbox was refused; the reconciler will`);
     }
   }
 

@@ -108,7 +108,8 @@ test('the pod and service in the cluster are the reference specification', async
   assert.deepEqual({ ...s.ports[0], nodePort: 0 }, { name: 'http', port: 8080, targetPort: 8080, protocol: 'TCP', nodePort: 0 });
   assert.ok((s.ports[0]?.nodePort ?? 0) >= 30000);
   assert.equal(svc.metadata.labels?.['app'], 'deer-flow-sandbox');
-  assert.deepEqual(svc.metadata.ownerReferences?.map((o) => [o.kind, o.name, o.uid]), [['Pod', 'sandbox-abc-123', pod.metadata.uid]]);
+  const owned = await eventually('the service is owned by its pod', async () => (await admin().get(`/api/v1/namespaces/${ns}/services/sandbox-abc-123-svc`)).metadata.ownerReferences);
+  assert.deepEqual(owned.map((o) => [o.kind, o.name, o.uid]), [['Pod', 'sandbox-abc-123', pod.metadata.uid]]);
 });
 
 test('50 concurrent identical POSTs make one pod and one service, with consistent answers', async (t) => {
