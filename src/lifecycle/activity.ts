@@ -35,6 +35,13 @@ export class Activity {
     void this.persist(id, now);
   }
 
+  /** A new sandbox: its creation time is its first activity, so nothing needs writing yet. */
+  created(id: string): void {
+    const now = this.#now();
+    this.#touched.set(id, now);
+    this.#written.set(id, now);
+  }
+
   async persist(id: string, at: number): Promise<void> {
     try {
       await this.#kube.request('PATCH', `${this.#base}/${podName(id)}`, {

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import type { RequestTarget } from '../app.ts';
 import type { Config } from '../config.ts';
 import { HttpError } from '../errors.ts';
-import { hasApiKey, readJson, sendJson, validate } from '../http.ts';
+import { hasApiKey, readJson, sendJson, sendJsonText, validate } from '../http.ts';
 import { STATUSES } from '../watch/sandbox.ts';
 import type { Activity } from '../lifecycle/activity.ts';
 import type { Metrics } from '../metrics.ts';
@@ -44,7 +44,6 @@ function waitSeconds(url: RequestTarget, max: number): number {
 export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerResponse, url: RequestTarget): Route | undefined {
   const { config, sandboxes } = deps;
   const view = sandboxes.view;
-  const base = requestBase(req);
   const path = url.pathname;
   const method = req.method ?? 'GET';
   const allow = (methods: string[], route: string, handlers: Record<string, () => Promise<void> | void>): Route => ({
@@ -97,7 +96,7 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
         GET: () => {
           const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
           const items = view.list((r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status));
-          sendJson(res, 200, { sandboxes: items.map((r) => sandboxes.response(r, base)), count: items.length });
+          sendJson(res, 200, { sandboxes: items.map((r) => sandboxes.response(r, requestBase(req))), count: items.length });
         },
         POST: async () => {
           const wait = waitSeconds(url, config.maxWaitSeconds);
@@ -113,9 +112,10 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
             throw err;
           }
           deps.metrics?.creates.inc({ outcome: created ? 'created' : 'existing' });
-          deps.activity?.touch(request.sandboxId);
+          if (created) deps.activity?.created(request.sandboxId);
+          else deps.activity?.touch(request.sandboxId);
           if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait * 1000, abortOnClose(req, res))) ?? record;
-          sendJson(res, created ? 201 : 200, sandboxes.response(record, base));
+          sendJsonText(res, created ? 201 : 200, sandboxes.responseText(record, requestBase(req)));
         },
       }),
     );
@@ -131,7 +131,7 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
           if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, (r) => r === undefined || settled(r), wait * 1000, abortOnClose(req, res));
           if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
           deps.activity?.touch(id);
-          sendJson(res, 200, sandboxes.response(record, base));
+          sendJsonText(res, 200, sandboxes.responseText(record, requestBase(req)));
         },
         DELETE: async () => {
           const id = parseSandboxId(match[1] ?? '');
@@ -159,13 +159,13 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
           deps.activity?.touch(id);
           const record = await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000);
           if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
-          sendJson(res, 200, sandboxes.response(record, base));
+          sendJsonText(res, 200, sandboxes.responseText(record, requestBase(req)));
         },
       }),
     );
   }
   if (sub?.[2] === 'events') {
-    return guarded(allow(['GET'], '/api/sandboxes/{id}/events', { GET: () => streamEvents(sandboxes, parseSandboxId(sub[1] ?? ''), req, res, base) }));
+    return guarded(allow(['GET'], '/api/sandboxes/{id}/events', { GET: () => streamEvents(sandboxes, parseSandboxId(sub[1] ?? ''), req, res, requestBase(req)) }));
   }
   return undefined;
 }

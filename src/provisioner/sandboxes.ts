@@ -39,6 +39,7 @@ export class Sandboxes {
   #now: () => number;
   #gate: Gate;
   #inflight = new Map<string, Promise<SandboxRecord>>();
+  #texts = new WeakMap<SandboxRecord, string>();
   #base: string;
 
   constructor(deps: SandboxesDeps) {
@@ -275,6 +276,21 @@ export class Sandboxes {
       return `http://${serviceName(record.sandboxId)}.${this.#config.namespace}.svc.cluster.local:${this.#config.sandbox.port}`;
     }
     return '';
+  }
+
+  /**
+   * The answer for a record, serialized. Records are immutable (a change makes a new one), so the text
+   * is cached per record unless it depends on the caller's address (proxy mode without PUBLIC_URL).
+   */
+  responseText(record: SandboxRecord, requestBase?: string): string {
+    const perCaller = this.#config.sandboxUrl.mode === 'proxy' && this.#config.sandboxUrl.publicUrl === undefined;
+    if (perCaller) return JSON.stringify(this.response(record, requestBase));
+    let text = this.#texts.get(record);
+    if (text === undefined) {
+      text = JSON.stringify(this.response(record));
+      this.#texts.set(record, text);
+    }
+    return text;
   }
 
   response(record: SandboxRecord, requestBase?: string): SandboxResponse {
