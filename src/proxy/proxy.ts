@@ -141,16 +141,26 @@ export class SandboxProxy {
     return { id, origin };
   }
 
-  #forwardHeaders(req: IncomingMessage, id: string): Record<string, string | string[]> {
-    const out: Record<string, string | string[]> = {};
-    // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1); usually it is just keep-alive.
+  /**
+   * Which client headers go on to the sandbox: not hop-by-hop ones (those listed in RFC 9110 7.6.1, and
+   * any named in Connection), not the provisioner's own API key, not this proxy's X-Sandbox-Wait.
+   */
+  #passes(req: IncomingMessage): (name: string, value: string | string[]) => boolean {
     const connection = req.headers.connection;
     const named = connection && connection !== 'keep-alive' && connection !== 'close' ? new Set(connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+    const key = this.#config.apiKey;
+    return (name, value) => {
+      if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) return false;
+      return !(name === 'authorization' && key && hasApiKey({ headers: { authorization: String(value) } } as IncomingMessage, key));
+    };
+  }
+
+  #forwardHeaders(req: IncomingMessage, id: string): Record<string, string | string[]> {
+    const out: Record<string, string | string[]> = {};
+    const passes = this.#passes(req);
     for (const name in req.headers) {
       const value = req.headers[name];
-      if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) continue;
-      if (name === 'authorization' && this.#config.apiKey && /^Bearer\s+/i.test(String(value)) && hasApiKey({ headers: { authorization: String(value) } } as IncomingMessage, this.#config.apiKey)) continue;
-      out[name] = value;
+      if (value !== undefined && passes(name, value)) out[name] = value;
     }
     const remote = req.socket.remoteAddress ?? '';
     out['x-forwarded-for'] = req.headers['x-forwarded-for'] ? `${String(req.headers['x-forwarded-for'])}, ${remote}` : remote;
@@ -245,11 +255,13 @@ export class SandboxProxy {
     socket.once('close', () => abort.abort());
     this.#resolve(req, parts.rawId, abort.signal).then(
       ({ id, origin }) => {
+        // The same header rules as HTTP, except that an upgrade needs its Connection and Upgrade headers;
+        // http-proxy-3 (xfwd) adds X-Forwarded-For/-Port/-Proto/-Host.
         req.url = parts.rest + url.search;
-        const headers = this.#forwardHeaders(req, id);
-        for (const name of Object.keys(req.headers)) if (!(name in headers) && name !== 'connection' && name !== 'upgrade' && name !== 'host') delete req.headers[name];
-        for (const name of ['x-api-key', WAIT_HEADER, 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']) delete req.headers[name];
-        if (headers['authorization'] === undefined) delete req.headers.authorization;
+        const passes = this.#passes(req);
+        for (const [name, value] of Object.entries(req.headers)) {
+          if (value !== undefined && name !== 'connection' && name !== 'upgrade' && name !== 'host' && !passes(name, value)) delete req.headers[name];
+        }
         req.headers['x-forwarded-prefix'] = `${PREFIX}${id}`;
         const tracked = { destroy: () => socket.destroy() };
         this.#open.add(tracked);

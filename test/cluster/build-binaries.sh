@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kube-controller-manager (k8s.io/kubernetes v1.37.2) and etcd (v3.6.x) from the
+# Builds kube-apiserver, kube-controller-manager, kubectl (k8s.io/kubernetes v1.37.2) and etcd (v3.6.x) from the
 # Go module proxy into a cache outside the checkout, keyed by version, and prints that folder.
 # Already-built binaries are reused; KUBEBUILDER_ASSETS (envtest convention) short-circuits the build.
 set -euo pipefail
@@ -33,4 +33,5 @@ build_etcd() {
 build_etcd
 build_k8s kube-apiserver
 build_k8s kube-controller-manager
+build_k8s kubectl
 echo "$cache"

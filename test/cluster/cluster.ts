@@ -20,6 +20,8 @@ export type ClusterTokens = { admin: string; nobody: string };
 
 export type ClusterState = {
   dir: string;
+  /** kubectl of the same version as the API server (built with it; `kubectl` from PATH with KUBEBUILDER_ASSETS). */
+  kubectl: string;
   kubeconfig: string;
   server: string;
   etcdUrl: string;
@@ -182,6 +184,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   const server = `https://127.0.0.1:${apiPort}`;
   const state: ClusterState = {
     dir,
+    kubectl: existsSync(join(bin, 'kubectl')) ? join(bin, 'kubectl') : 'kubectl',
     kubeconfig: join(dir, 'kubeconfig'),
     server,
     etcdUrl,

@@ -119,7 +119,7 @@ test('two replicas: 50 concurrent creates of the same 10 ids split across them m
 test('least privilege: the Role in deploy/base is enough for the whole flow, and nothing more', async (t) => {
   const ns = await namespace(t, 'rbac');
   const other = await namespace(t, 'rbac-other');
-  const apply = spawnSync('kubectl', ['--kubeconfig', cluster().kubeconfig, 'apply', '-n', ns, '-f', join(root, 'deploy/base/serviceaccount.yaml'), '-f', join(root, 'deploy/base/rbac.yaml')], { encoding: 'utf8' });
+  const apply = spawnSync(cluster().kubectl, ['--kubeconfig', cluster().kubeconfig, 'apply', '-n', ns, '-f', join(root, 'deploy/base/serviceaccount.yaml'), '-f', join(root, 'deploy/base/rbac.yaml')], { encoding: 'utf8' });
   assert.equal(apply.status, 0, apply.stderr);
   const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/sandbox-provisioner/token`, {
     apiVersion: 'authentication.k8s.io/v1',

@@ -20,7 +20,7 @@ test('kubectl apply -k deploy/overlays/{dev,production} --dry-run=server passes'
     await admin().post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'deer-flow' } });
   }
   for (const overlay of ['dev', 'production']) {
-    const run = spawnSync('kubectl', ['--kubeconfig', cluster().kubeconfig, 'apply', '-k', join(root, 'deploy', 'overlays', overlay), '--dry-run=server'], { encoding: 'utf8' });
+    const run = spawnSync(cluster().kubectl, ['--kubeconfig', cluster().kubeconfig, 'apply', '-k', join(root, 'deploy', 'overlays', overlay), '--dry-run=server'], { encoding: 'utf8' });
     assert.equal(run.status, 0, `${overlay}: ${run.stderr}`);
     for (const kind of ['role.rbac.authorization.k8s.io/sandbox-provisioner', 'deployment.apps/sandbox-provisioner', 'service/provisioner', 'configmap/sandbox-provisioner']) {
       assert.match(run.stdout, new RegExp(`${kind.replace('.', '\\.')} .*\\(server dry run\\)`), `${overlay}: ${kind}`);
