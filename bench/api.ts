@@ -4,7 +4,7 @@
 
 import { join } from 'node:path';
 import { KubeHttp } from '../test/cluster/kube-http.ts';
-import { freePort, load, percentile, row, startProcess, type Row } from './lib.ts';
+import { freePort, load, loadInterleaved, percentile, row, startProcess, type Load, type Row } from './lib.ts';
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -26,9 +26,8 @@ export async function queryBench(ctx: { provisioner: string; kubeconfig: string;
     const cachelessUrl = `http://127.0.0.1:${cachelessPort}/api/sandboxes/${ctx.id}`;
     const ours = `${ctx.provisioner}/api/sandboxes/${ctx.id}`;
     for (const url of [bareUrl, ours, cachelessUrl]) await load(url, { duration: 1 });
-    const b = await load(bareUrl, { duration: ctx.duration });
-    const o = await load(ours, { duration: ctx.duration });
-    const c = await load(cachelessUrl, { duration: ctx.duration });
+    const m = await loadInterleaved({ bare: bareUrl, ours, cacheless: cachelessUrl }, { rounds: 3, duration: Math.max(2, Math.round(ctx.duration / 2)) });
+    const [b, o, c] = [m['bare'], m['ours'], m['cacheless']] as [Load, Load, Load];
     const s1 = '1 status (1,000 present)';
     const rows = [
       row(s1, 'bare node:http constant JSON req/s', b.rps, `req/s (p99 ${b.p99} ms)`),

@@ -78,3 +78,27 @@ export async function freePort(): Promise<number> {
   await new Promise((ok) => server.close(ok));
   return port;
 }
+
+/**
+ * Loads several targets in interleaved rounds (the order rotates each round) and keeps each target's
+ * median: on a shared, noisy machine, back-to-back runs of one target after another mostly measure
+ * the machine's mood; interleaving gives every target the same conditions.
+ */
+export async function loadInterleaved(urls: Record<string, string>, options: { rounds?: number; duration?: number } = {}): Promise<Record<string, Load>> {
+  const rounds = options.rounds ?? 3;
+  const names = Object.keys(urls);
+  const seen: Record<string, Load[]> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < names.length; i++) {
+      const name = names[(i + r) % names.length] ?? '';
+      seen[name]?.push(await load(urls[name] ?? '', { duration: options.duration ?? 4 }));
+    }
+  }
+  const median = (values: number[]): number => percentile(values, 50);
+  return Object.fromEntries(
+    names.map((n) => {
+      const all = seen[n] ?? [];
+      return [n, { rps: median(all.map((l) => l.rps)), p50: median(all.map((l) => l.p50)), p99: median(all.map((l) => l.p99)), errors: all.reduce((s, l) => s + l.errors, 0), non2xx: all.reduce((s, l) => s + l.non2xx, 0) }];
+    }),
+  );
+}

@@ -47,7 +47,7 @@ export function createApp(deps: AppDeps): Server {
       const seconds = (performance.now() - started) / 1000;
       const status = res.headersSent ? res.statusCode : 499;
       deps.observe?.({ method: req.method ?? 'GET', route, status, seconds });
-      if (route === '/health' || route === '/readyz' || route === '/metrics') return;
+      if (route === '/health' || route === '/readyz' || route === '/metrics' || !log.isLevelEnabled('info')) return;
       log.info({ req_id: requestId, method: req.method, path: req.url?.split('?')[0], route, status, ms: Math.round(seconds * 10_000) / 10 }, 'request');
     });
     const handle = async (): Promise<void> => {

@@ -99,6 +99,15 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     }
   });
 
+  // Label children bound once: every proxied request counts, and prom-client's label hashing is not free.
+  const bytesIn = metrics.proxyBytes.labels({ direction: 'in' });
+  const bytesOut = metrics.proxyBytes.labels({ direction: 'out' });
+  const outcomes = new Map<string, ReturnType<typeof metrics.proxyRequests.labels>>();
+  const proxyOutcome = (outcome: string) => {
+    let child = outcomes.get(outcome);
+    if (!child) outcomes.set(outcome, (child = metrics.proxyRequests.labels({ outcome })));
+    return child;
+  };
   const proxy = config.proxy.enabled
     ? new SandboxProxy({
         config,
@@ -106,8 +115,8 @@ export async function start(config: Config, log: Logger, options: StartOptions =
         log,
         onActivity: (id) => activity.touch(id),
         stats: {
-          onRequest: (outcome) => metrics.proxyRequests.inc({ outcome }),
-          onBytes: (direction, bytes) => metrics.proxyBytes.inc({ direction }, bytes),
+          onRequest: (outcome) => proxyOutcome(outcome).inc(),
+          onBytes: (direction, bytes) => (direction === 'in' ? bytesIn : bytesOut).inc(bytes),
           onUpstreamError: (kind) => metrics.proxyUpstreamErrors.inc({ kind }),
         },
       })
@@ -116,6 +125,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   let shuttingDown = false;
   let stopping: Promise<void> | undefined;
   const routes: NonNullable<AppDeps['routes']> = [observeRoutes(metrics)];
+  const requestTimers = new Map<string, ReturnType<typeof metrics.requests.labels>>();
   if (proxy) routes.push((req, res, url) => proxy.route(req, res, url));
   const server = createApp({
     config,
@@ -127,7 +137,13 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     readiness: () => [check, ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
     routes,
     ...(proxy ? { upgrade: (req, socket, head, url) => proxy.upgrade(req, socket, head, url) } : {}),
-    observe: ({ method, route, status, seconds }) => metrics.requests.observe({ method, route, status: String(status) }, seconds),
+    observe: ({ method, route, status, seconds }) => {
+      // One histogram child per (method, route, status), looked up without prom-client's label hashing.
+      const key = `${method} ${route} ${status}`;
+      let child = requestTimers.get(key);
+      if (!child) requestTimers.set(key, (child = metrics.requests.labels({ method, route, status: String(status) })));
+      child.observe(seconds);
+    },
   });
 
   const retryNamespace = async (): Promise<void> => {
