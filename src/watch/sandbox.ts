@@ -50,7 +50,10 @@ export type ServiceFacts = {
 
 export type Derived = { status: SandboxStatus; reason: string | undefined; message: string | undefined };
 
-/** Reasons after which waiting for Running is pointless without a change by someone. */
+/**
+ * Reasons after which waiting for Running is pointless without a change by someone. Not PodMissing: pod
+ * and service are created at once, so the watch may see the service a moment before the pod.
+ */
 export const STUCK_REASONS = new Set([
   'CrashLoopBackOff',
   'ImagePullBackOff',
@@ -59,7 +62,6 @@ export const STUCK_REASONS = new Set([
   'CreateContainerConfigError',
   'CreateContainerError',
   'Unschedulable',
-  'PodMissing',
 ]);
 
 /**

@@ -94,3 +94,13 @@ test('slimService takes the http node port', () => {
   assert.equal(facts?.nodePort, 30123);
   assert.equal(slimService({ metadata: { name: 'sandbox-a', labels: { 'sandbox-id': 'a' } } }), undefined);
 });
+
+test('a wait for Running ends on Running, finished or stuck sandboxes, not on a service seen before its pod', async () => {
+  const { settled } = await import('../../src/provisioner/sandboxes.ts');
+  const { joinRecord } = await import('../../src/watch/sandbox-view.ts');
+  assert.equal(settled(joinRecord('a', undefined, svc())), false, 'pod and service are created at once: the service may be seen first');
+  assert.equal(settled(joinRecord('a', pod(), svc())), true);
+  assert.equal(settled(joinRecord('a', pod({ phase: 'Pending', ready: 'False', reason: 'ImagePullBackOff' }), svc())), true);
+  assert.equal(settled(joinRecord('a', pod({ phase: 'Pending', ready: 'False', reason: 'ContainerCreating' }), svc())), false);
+  assert.equal(settled(joinRecord('a', pod({ phase: 'Failed', ready: 'False' }), svc())), true);
+});
