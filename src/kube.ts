@@ -57,6 +57,9 @@ function replaceCluster(kc: KubeConfig, old: Cluster, next: Cluster): void {
   kc.clusters = kc.clusters.map((c) => (c.name === old.name ? next : c));
 }
 
+/** DeleteOptions for every delete here: dependents (a pod's service) are collected in the background. */
+export const DELETE_IN_BACKGROUND = { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } as const;
+
 export type KubeResponse = { status: number; body: unknown; text: string };
 
 /** An error answer of the API server: the HTTP status and its V1Status body (parsed). */

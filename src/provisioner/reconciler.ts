@@ -4,7 +4,7 @@
 // idempotent, so several replicas may reconcile at once.
 
 import type { Config } from '../config.ts';
-import type { KubeClient } from '../kube.ts';
+import { DELETE_IN_BACKGROUND, type KubeClient } from '../kube.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { podName, serviceName } from '../watch/sandbox.ts';
@@ -22,7 +22,7 @@ export async function reconcile(deps: { config: Config; kube: KubeClient; view: 
     const orphan = !r.hasPod && r.hasService ? { kind: 'service', path: `${base}/services/${serviceName(r.sandboxId)}` } : r.hasPod && !r.hasService ? { kind: 'pod', path: `${base}/pods/${podName(r.sandboxId)}` } : undefined;
     if (!orphan) continue;
     try {
-      await kube.request('DELETE', orphan.path, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
+      await kube.request('DELETE', orphan.path, { body: DELETE_IN_BACKGROUND });
       (orphan.kind === 'service' ? result.removedServices : result.removedPods).push(r.sandboxId);
       log.warn({ sandbox_id: r.sandboxId, object: orphan.kind }, `reconciler removed an orphaned ${orphan.kind} (its ${orphan.kind === 'service' ? 'pod' : 'service'} is gone)`);
     } catch (err) {

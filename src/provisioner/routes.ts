@@ -96,7 +96,8 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
         GET: () => {
           const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
           const items = view.list((r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status));
-          sendJson(res, 200, { sandboxes: items.map((r) => sandboxes.response(r, requestBase(req))), count: items.length });
+          const base = requestBase(req);
+          sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => sandboxes.responseText(r, base)).join(',')}],"count":${items.length}}`);
         },
         POST: async () => {
           const wait = waitSeconds(url, config.maxWaitSeconds);

@@ -3,7 +3,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import { HttpError } from '../errors.ts';
-import { KubeApiError, type KubeClient } from '../kube.ts';
+import { DELETE_IN_BACKGROUND, KubeApiError, type KubeClient } from '../kube.ts';
 import { Gate } from '../lifecycle/gate.ts';
 import type { Logger } from '../log.ts';
 import { joinRecord, type SandboxRecord, type SandboxView } from '../watch/sandbox-view.ts';
@@ -65,14 +65,15 @@ export class Sandboxes {
   /**
    * Creates the pod and the service of a sandbox, or returns the existing one (created=false).
    * Concurrent identical creates in this process share one attempt; across processes, the API server's
-   * AlreadyExists makes the loser adopt the winner's objects. If the service is refused, the pod this
-   * call made is removed before answering.
+   * AlreadyExists makes the loser adopt the winner's objects. A sandbox missing one half (a crash of
+   * an earlier create) is completed.
    */
   async create(req: SandboxRequest): Promise<{ created: boolean; record: SandboxRecord }> {
     const running = this.#inflight.get(req.sandboxId);
     if (running) return { created: false, record: await running };
     const existing = this.#view.get(req.sandboxId);
-    if (existing && existing.hasPod && existing.hasService && !existing.deleting && existing.nodePort !== undefined) {
+    const reachable = this.#config.sandbox.serviceType !== 'NodePort' || existing?.nodePort !== undefined;
+    if (existing && existing.hasPod && existing.hasService && !existing.deleting && reachable) {
       return { created: false, record: existing };
     }
     this.#checkLimits(req);
@@ -187,7 +188,7 @@ export class Sandboxes {
 
   async #rollback(collection: 'pods' | 'services', name: string, why: string): Promise<void> {
     try {
-      await this.#kube.request('DELETE', `${this.#base}/${collection}/${name}`, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
+      await this.#kube.request('DELETE', `${this.#base}/${collection}/${name}`, { body: DELETE_IN_BACKGROUND });
       this.#log.warn({ object: name }, `removed ${name}: the other half of its sandbox was refused: ${why}`);
     } catch (err) {
       if (!isNotFound(err)) this.#log.error({ object: name, err: String(err) }, `could not remove ${name} after the other half of its sandbox was refused; the reconciler will`);
@@ -206,7 +207,7 @@ export class Sandboxes {
     for (let attempt = 0; ; attempt++) {
       try {
         await this.#kube.request('DELETE', `${this.#base}/pods/${podName(id)}`, {
-          body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background', preconditions: { uid: podUid, ...(resourceVersion ? { resourceVersion } : {}) } },
+          body: { ...DELETE_IN_BACKGROUND, preconditions: { uid: podUid, ...(resourceVersion ? { resourceVersion } : {}) } },
         });
         break;
       } catch (err) {
@@ -222,7 +223,7 @@ export class Sandboxes {
       resourceVersion = meta.resourceVersion;
     }
     try {
-      await this.#kube.request('DELETE', `${this.#base}/services/${serviceName(id)}`, { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } });
+      await this.#kube.request('DELETE', `${this.#base}/services/${serviceName(id)}`, { body: DELETE_IN_BACKGROUND });
     } catch (err) {
       if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'expired sandbox: service not deleted (the garbage collector will, through its ownerReference)');
     }
@@ -245,7 +246,7 @@ export class Sandboxes {
 
   /** Deletes the service and the pod; true when something was deleted. A missing sandbox is not an error (the reference answers 200). */
   async delete(id: string): Promise<boolean> {
-    const options = { body: { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } };
+    const options = { body: DELETE_IN_BACKGROUND };
     const results = await Promise.allSettled([
       this.#kube.request('DELETE', `${this.#base}/services/${serviceName(id)}`, options),
       this.#kube.request('DELETE', `${this.#base}/pods/${podName(id)}`, options),
