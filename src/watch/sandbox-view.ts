@@ -3,7 +3,7 @@
 // of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
 
 import { LRUCache } from 'lru-cache';
-import { Reflector, type ListFn, type ReflectorLog, type WatchFn } from './reflector.ts';
+import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
 import { deriveStatus, slimPod, slimService, type PodFacts, type RawPod, type RawService, type SandboxStatus, type ServiceFacts } from './sandbox.ts';
 
 export type SandboxRecord = {
@@ -96,46 +96,42 @@ export class SandboxView {
     this.#staleAfterMs = options.staleAfterMs ?? 90_000;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
     const common = { log: this.#log, now: this.#now, ...(options.backoff ? { backoff: options.backoff } : {}), ...(options.delay ? { delay: options.delay } : {}) };
-    this.#podReflector = new Reflector<RawPod, PodFacts>({
-      ...common,
-      name: 'pods',
-      list: options.listPods,
-      watch: options.watchPods,
-      slim: (raw) => {
-        const obj = slimPod(raw);
-        return obj && { key: obj.sandboxId, obj, resourceVersion: obj.resourceVersion };
-      },
-      handler: this.#handler(this.#pods),
-    });
-    this.#serviceReflector = new Reflector<RawService, ServiceFacts>({
-      ...common,
-      name: 'services',
-      list: options.listServices,
-      watch: options.watchServices,
-      slim: (raw) => {
-        const obj = slimService(raw);
-        return obj && { key: obj.sandboxId, obj, resourceVersion: obj.resourceVersion };
-      },
-      handler: this.#handler(this.#services),
-    });
+    this.#podReflector = this.#reflector('pods', options.listPods, options.watchPods, slimPod, this.#pods, common);
+    this.#serviceReflector = this.#reflector('services', options.listServices, options.watchServices, slimService, this.#services, common);
     this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced]).then(() => undefined);
   }
 
-  #handler<T>(store: Map<string, T>) {
-    return {
-      add: (id: string, obj: T) => {
-        store.set(id, obj);
-        this.#refresh(id);
-      },
-      update: (id: string, obj: T) => {
-        store.set(id, obj);
-        this.#refresh(id);
-      },
-      delete: (id: string) => {
-        store.delete(id);
-        this.#refresh(id);
-      },
+  /** A reflector that keeps `store` (slim facts by sandbox id) and refreshes the joined record on each change. */
+  #reflector<Raw, T extends { sandboxId: string; resourceVersion: string }>(
+    name: string,
+    list: ListFn<Raw>,
+    watch: WatchFn,
+    slim: (raw: Raw) => T | undefined,
+    store: Map<string, T>,
+    common: Pick<ReflectorOptions<Raw, T>, 'log' | 'now' | 'backoff' | 'delay'>,
+  ): Reflector<Raw, T> {
+    const put = (id: string, obj: T): void => {
+      store.set(id, obj);
+      this.#refresh(id);
     };
+    return new Reflector<Raw, T>({
+      ...common,
+      name,
+      list,
+      watch,
+      slim: (raw) => {
+        const obj = slim(raw);
+        return obj && { key: obj.sandboxId, obj, resourceVersion: obj.resourceVersion };
+      },
+      handler: {
+        add: put,
+        update: put,
+        delete: (id) => {
+          store.delete(id);
+          this.#refresh(id);
+        },
+      },
+    });
   }
 
   #refresh(id: string): void {
