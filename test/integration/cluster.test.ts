@@ -5,20 +5,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { KubeError, KubeHttp } from '../cluster/kube-http.ts';
+import { sandboxPod, sandboxService } from '../cluster/objects.ts';
 import { admin, cluster, eventually, namespace } from '../helpers.ts';
-
-const sandboxPod = (id: string, annotations: Record<string, string> = {}) => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name: `sandbox-${id}`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id }, annotations },
-  spec: { containers: [{ name: 'sandbox', image: 'standin' }] },
-});
-const sandboxService = (id: string) => ({
-  apiVersion: 'v1',
-  kind: 'Service',
-  metadata: { name: `sandbox-${id}-svc`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id } },
-  spec: { type: 'NodePort', selector: { 'sandbox-id': id }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
-});
 
 test('the API server is v1.37.2 and the fake node is Ready', async () => {
   const kube = admin();

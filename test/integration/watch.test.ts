@@ -10,20 +10,11 @@ import type { WatchFn } from '../../src/watch/reflector.ts';
 import { SandboxView } from '../../src/watch/sandbox-view.ts';
 import { startApiServer, startSecondApiServer, stopApiServer } from '../cluster/cluster.ts';
 import { KubeHttp } from '../cluster/kube-http.ts';
+import { sandboxPod, sandboxService } from '../cluster/objects.ts';
 import { admin, cluster, eventually, namespace } from '../helpers.ts';
 
-const pod = (id: string) => ({
-  apiVersion: 'v1',
-  kind: 'Pod',
-  metadata: { name: `sandbox-${id}`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id }, annotations: { 'sandbox.deer-flow/thread-id': `t-${id}` } },
-  spec: { containers: [{ name: 'sandbox', image: 'standin' }] },
-});
-const service = (id: string) => ({
-  apiVersion: 'v1',
-  kind: 'Service',
-  metadata: { name: `sandbox-${id}-svc`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id } },
-  spec: { type: 'NodePort', selector: { 'sandbox-id': id }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
-});
+const pod = (id: string) => sandboxPod(id, { 'sandbox.deer-flow/thread-id': `t-${id}` });
+const service = sandboxService;
 
 function viewFor(t: { after: (fn: () => Promise<void>) => void }, ns: string, wrap: (w: WatchFn) => WatchFn = (w) => w) {
   const kube = makeKube(loadConfig({ KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, K8S_REQUEST_TIMEOUT_SECONDS: '5' }));

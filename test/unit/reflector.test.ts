@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Reflector, type WatchEventType } from '../../src/watch/reflector.ts';
+import { Reflector, type ReflectorHandler, type ReflectorOptions, type WatchEventType } from '../../src/watch/reflector.ts';
 
 type Obj = { metadata: { name: string; resourceVersion: string }; v: number };
 const obj = (name: string, rv: number, v = rv): Obj => ({ metadata: { name, resourceVersion: String(rv) }, v });
@@ -54,7 +54,7 @@ function recorder() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-function make(api: ReturnType<typeof fakeApi>, handler: ReturnType<typeof recorder>['handler'], delays: number[] = []) {
+function make(api: ReturnType<typeof fakeApi>, handler: ReflectorHandler<Obj>, delays: number[] = [], overrides: Partial<ReflectorOptions<Obj, Obj>> = {}) {
   return new Reflector<Obj, Obj>({
     name: 'test',
     list: api.list,
@@ -67,6 +67,7 @@ function make(api: ReturnType<typeof fakeApi>, handler: ReturnType<typeof record
       delays.push(ms);
       await tick();
     },
+    ...overrides,
   });
 }
 
@@ -157,18 +158,7 @@ test('jitter spreads retries between half and all of the cap', async () => {
   const api = fakeApi();
   api.failNextLists(1);
   const delays: number[] = [];
-  const r = new Reflector<Obj, Obj>({
-    name: 'j',
-    list: api.list,
-    watch: api.watch,
-    slim: (raw) => ({ key: raw.metadata.name, obj: raw, resourceVersion: raw.metadata.resourceVersion }),
-    handler: recorder().handler,
-    backoff: { initialMs: 100, maxMs: 1000 },
-    random: () => 0,
-    delay: async (ms) => {
-      delays.push(ms);
-    },
-  });
+  const r = make(api, recorder().handler, delays, { random: () => 0 });
   r.start();
   await r.synced;
   assert.deepEqual(delays, [50]);
@@ -181,21 +171,15 @@ test('a handler that throws is isolated and counted; later events still flow', a
   api.put('fine');
   const seen: string[] = [];
   const errors: string[] = [];
-  const r = new Reflector<Obj, Obj>({
-    name: 'h',
-    list: api.list,
-    watch: api.watch,
-    slim: (raw) => ({ key: raw.metadata.name, obj: raw, resourceVersion: raw.metadata.resourceVersion }),
-    handler: {
-      add: (k) => {
-        if (k === 'boom') throw new Error('handler bug');
-        seen.push(k);
-      },
-      update: () => {},
-      delete: () => {},
+  const handler = {
+    add: (k: string) => {
+      if (k === 'boom') throw new Error('handler bug');
+      seen.push(k);
     },
-    log: { info() {}, warn() {}, error: (m) => errors.push(m) },
-  });
+    update: () => {},
+    delete: () => {},
+  };
+  const r = make(api, handler, [], { log: { info() {}, warn() {}, error: (m) => errors.push(m) } });
   r.start();
   await r.synced;
   assert.deepEqual(seen, ['fine']);
