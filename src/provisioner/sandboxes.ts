@@ -147,6 +147,9 @@ export class Sandboxes {
     const record = joinRecord(id, podFacts, serviceFacts);
     if (record === undefined) throw new HttpError('internal_error', `Sandbox '${id}' objects could not be read back`);
     this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
+    // Read-your-writes: answer once this replica's view holds both objects (the watch lags the API by
+    // about a millisecond), so a status query or event stream right after the create finds the sandbox.
+    await this.#view.waitFor(id, (r) => r !== undefined && r.podUid === record.podUid && r.hasService, Math.min(2000, Math.max(0, deadline - Date.now())));
     return { record: this.#fresher(record), madePod };
   }
 
