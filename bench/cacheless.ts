@@ -3,7 +3,7 @@
 // Usage: cacheless.ts <port> <kubeconfig> <namespace>
 import { createServer } from 'node:http';
 import { loadConfig } from '../src/config.ts';
-import { makeKube } from '../src/kube.ts';
+import { makeKube } from '../src/kube/client.ts';
 
 const [port, kubeconfig, namespace] = process.argv.slice(2);
 const config = loadConfig({ KUBECONFIG_PATH: kubeconfig, K8S_NAMESPACE: namespace });

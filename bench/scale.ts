@@ -3,7 +3,7 @@
 // turning Ready in the API until the view says Running).
 
 import { loadConfig } from '../src/config.ts';
-import { makeKube } from '../src/kube.ts';
+import { makeKube } from '../src/kube/client.ts';
 import { kubeSources } from '../src/watch/kube-source.ts';
 import { SandboxView } from '../src/watch/sandbox-view.ts';
 import type { KubeHttp } from '../test/cluster/kube-http.ts';

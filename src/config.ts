@@ -1,22 +1,12 @@
 // Environment -> typed, validated configuration. Parsed once in main (never at import time), so tests
-// pass their own env. Names from the reference provisioner are kept.
+// pass their own env. Names from the reference provisioner are kept. Each setting is declared once: the
+// schema validates the environment and its transform shapes it; `Config` is the schema's output type.
 
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_EXTRA_MOUNT_PATHS } from './domain/sandbox.ts';
 
 const DEFAULT_IMAGE = 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest';
-
-/** Container paths DeerFlow's current client may send as extra mounts (its own allowlist). */
-export const DEFAULT_EXTRA_MOUNT_PATHS = [
-  '/mnt/user-data/.upload-conversions',
-  '/mnt/acp-workspace',
-  '/mnt/skills/custom',
-  '/mnt/skills/integrations',
-  '/mnt/integrations/lark-cli/config',
-  '/mnt/integrations/lark-cli/config/locks',
-  '/mnt/integrations/lark-cli/data',
-  '/mnt/integrations/lark-cli/runtime',
-];
 
 const QUANTITY = /^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -29,6 +19,8 @@ const absolutePath = (what: string) =>
 const quantity = z.string().regex(QUANTITY, 'must be a Kubernetes quantity such as 500m, 256Mi or 1Gi');
 const seconds = (def: number) => z.coerce.number().int().min(0).max(86_400 * 365).default(def);
 const positiveInt = (def: number, max: number) => z.coerce.number().int().min(1).max(max).default(def);
+/** A count where 0 means none or no limit. */
+const count = (def: number) => z.coerce.number().int().min(0).max(1_000_000).default(def);
 const bool = (def: boolean) => z.stringbool().default(def);
 const optional = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
@@ -118,10 +110,10 @@ const schema = z
     SANDBOX_IDLE_SECONDS: seconds(0),
     SANDBOX_SWEEP_SECONDS: positiveInt(60, 86_400),
     ACTIVITY_WRITE_INTERVAL_SECONDS: seconds(60),
-    MAX_SANDBOXES: seconds(0),
-    MAX_SANDBOXES_PER_THREAD: seconds(0),
+    MAX_SANDBOXES: count(0),
+    MAX_SANDBOXES_PER_THREAD: count(0),
     MAX_CONCURRENT_CREATES: positiveInt(16, 1000),
-    CREATE_QUEUE_SIZE: seconds(64),
+    CREATE_QUEUE_SIZE: count(64),
     CREATE_QUEUE_TIMEOUT_SECONDS: positiveInt(10, 600),
     SHUTDOWN_GRACE_SECONDS: seconds(25),
     RECONCILE_INTERVAL_SECONDS: positiveInt(300, 86_400),
@@ -174,93 +166,8 @@ const schema = z
     if (template.startsWith('/') || template.split('/').includes('..') || !template.includes('{thread_id}')) {
       ctx.addIssue({ code: 'custom', path: ['USERDATA_PATH_TEMPLATE'], message: 'must be a relative path without .. that contains {thread_id} (and may contain {user_id})' });
     }
-  });
-
-type Env = z.infer<typeof schema>;
-
-/** PVC storage when asked for, or when a claim name is given without STORAGE_MODE (the reference's rule). */
-function usesPvc(e: Pick<Env, 'STORAGE_MODE' | 'SKILLS_PVC_NAME' | 'USERDATA_PVC_NAME'>): boolean {
-  return e.STORAGE_MODE === 'pvc' || (e.STORAGE_MODE === undefined && (e.SKILLS_PVC_NAME !== undefined || e.USERDATA_PVC_NAME !== undefined));
-}
-
-export type Config = {
-  port: number;
-  host: string;
-  logLevel: Env['LOG_LEVEL'];
-  namespace: string;
-  kubeconfigPath: string;
-  apiServer: string | undefined;
-  apiServerInsecure: boolean;
-  k8sTimeoutMs: number;
-  createNamespace: boolean;
-  sandbox: {
-    image: string;
-    pullPolicy: Env['SANDBOX_IMAGE_PULL_POLICY'];
-    port: number;
-    requests: { cpu: string; memory: string; 'ephemeral-storage': string };
-    limits: { cpu: string; memory: string; 'ephemeral-storage': string };
-    probePath: string;
-    readiness: { initialDelaySeconds: number; periodSeconds: number };
-    liveness: { initialDelaySeconds: number; periodSeconds: number };
-    probeTimeoutSeconds: number;
-    probeFailureThreshold: number;
-    serviceType: 'NodePort' | 'ClusterIP';
-    security: {
-      allowPrivilegeEscalation: boolean;
-      dropCapabilities: string[];
-      addCapabilities: string[];
-      seccompProfile: 'RuntimeDefault' | 'Unconfined' | 'none';
-      runAsNonRoot: boolean;
-    };
-    runtimeClassName: string | undefined;
-    nodeSelector: Record<string, string>;
-    tolerations: Record<string, unknown>[];
-  };
-  reconcile: { intervalMs: number; graceMs: number };
-  lifecycle: { ttlMs: number; idleMs: number; sweepMs: number; activityWriteMs: number; shutdownGraceMs: number };
-  limits: { maxSandboxes: number; maxPerThread: number; maxConcurrentCreates: number; queueSize: number; queueTimeoutMs: number };
-  storage:
-    | { mode: 'hostPath'; skillsHostPath: string; threadsHostPath: string; userDataTemplate: string }
-    | { mode: 'pvc'; skillsClaim: string; userDataClaim: string; skillsSubPath: string; userDataTemplate: string };
-  mountContractVersion: number;
-  extraMounts: { baseDir: string | undefined; allowedPaths: string[] };
-  lark: { initImage: string; brokerImage: string };
-  nodeHost: string;
-  apiKey: string;
-  maxBodyBytes: number;
-  createTimeoutMs: number;
-  maxWaitSeconds: number;
-  proxy: {
-    enabled: boolean;
-    upstream: 'nodeport' | 'service' | 'pod';
-    upstreamHost: string;
-    connectTimeoutMs: number;
-    readTimeoutMs: number;
-    idleTimeoutMs: number;
-    waitReadyMs: number;
-    maxWaitReadyMs: number;
-    connectionsPerSandbox: number;
-    requireApiKey: boolean;
-  };
-  sandboxUrl: { mode: 'nodeport' | 'proxy'; publicUrl: string | undefined };
-};
-
-export class ConfigError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n${problems.join('\n')}`);
-    this.problems = problems;
-  }
-}
-
-/** Parses the environment. Throws ConfigError with one line per problem, naming the variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`));
-  }
-  const e = parsed.data;
-  return {
+  })
+  .transform((e) => ({
     port: e.PORT,
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
@@ -310,13 +217,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     storage: usesPvc(e)
       ? {
-          mode: 'pvc',
+          mode: 'pvc' as const,
           skillsClaim: e.SKILLS_PVC_NAME ?? '',
           userDataClaim: e.USERDATA_PVC_NAME ?? '',
           skillsSubPath: e.SKILLS_PVC_SUBPATH,
           userDataTemplate: e.USERDATA_PATH_TEMPLATE,
         }
-      : { mode: 'hostPath', skillsHostPath: e.SKILLS_HOST_PATH, threadsHostPath: e.THREADS_HOST_PATH, userDataTemplate: e.USERDATA_PATH_TEMPLATE },
+      : { mode: 'hostPath' as const, skillsHostPath: e.SKILLS_HOST_PATH, threadsHostPath: e.THREADS_HOST_PATH, userDataTemplate: e.USERDATA_PATH_TEMPLATE },
     mountContractVersion: e.MOUNT_CONTRACT_VERSION,
     extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
     lark: { initImage: e.LARK_CLI_INIT_IMAGE, brokerImage: e.LARK_CLI_BROKER_IMAGE },
@@ -338,5 +245,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       requireApiKey: e.PROXY_REQUIRE_API_KEY,
     },
     sandboxUrl: { mode: e.SANDBOX_URL_MODE, publicUrl: e.PUBLIC_URL?.replace(/\/+$/, '') },
-  };
+  }));
+
+export type Config = z.output<typeof schema>;
+
+/** PVC storage when asked for, or when a claim name is given without STORAGE_MODE (the reference's rule). */
+function usesPvc(e: { STORAGE_MODE?: 'hostPath' | 'pvc' | undefined; SKILLS_PVC_NAME?: string | undefined; USERDATA_PVC_NAME?: string | undefined }): boolean {
+  return e.STORAGE_MODE === 'pvc' || (e.STORAGE_MODE === undefined && (e.SKILLS_PVC_NAME !== undefined || e.USERDATA_PVC_NAME !== undefined));
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/** Parses the environment. Throws ConfigError with one line per problem, naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`));
+  return parsed.data;
 }

@@ -1,7 +1,7 @@
 // Entry point: configuration from the environment, then the service; SIGTERM/SIGINT stop it cleanly.
 
 import { ConfigError, loadConfig } from './config.ts';
-import { KubeconfigError } from './kube.ts';
+import { KubeconfigError } from './kube/errors.ts';
 import { createLogger } from './log.ts';
 import { start } from './service.ts';
 

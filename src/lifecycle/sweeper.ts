@@ -1,40 +1,41 @@
 // Expiry: deletes sandboxes past their maximum age (SANDBOX_TTL_SECONDS, or a per-sandbox expires-at
-// set on create or keepalive) or idle longer than SANDBOX_IDLE_SECONDS. Safe with several replicas:
-// each delete carries preconditions (the pod's uid and resourceVersion as seen), so when two replicas
-// sweep at once exactly one deletes and the other sees a conflict, counted by neither as an error.
+// set on create or keepalive) or idle longer than SANDBOX_IDLE_SECONDS. The decision is a pure function
+// of a record, its last activity and a time; the deletes go through the writer. Safe with several
+// replicas: each delete carries preconditions (the pod's uid and resourceVersion as seen), so when two
+// replicas sweep at once exactly one deletes and the other sees a conflict, counted by neither as an error.
 
 import type { Config } from '../config.ts';
+import type { SandboxRecord } from '../domain/record.ts';
 import type { Logger } from '../log.ts';
-import type { Metrics } from '../metrics.ts';
-import type { Sandboxes } from '../provisioner/sandboxes.ts';
-import type { SandboxRecord } from '../watch/sandbox-view.ts';
-import type { Activity } from './activity.ts';
+import type { Metrics } from '../observe/metrics.ts';
+import type { SandboxWriter } from '../provisioner/writer.ts';
+import type { SandboxView } from '../watch/sandbox-view.ts';
 
 export type Expiry = { id: string; reason: 'ttl' | 'idle' };
 export type SweepResult = { expired: Expiry[]; errors: string[] };
 
-export function expiryReason(record: SandboxRecord, config: Config, activity: Activity, now: number): 'ttl' | 'idle' | undefined {
-  const { ttlMs, idleMs } = config.lifecycle;
+export function expiryReason(record: SandboxRecord, lifecycle: Config['lifecycle'], lastActivity: number, now: number): Expiry['reason'] | undefined {
+  const { ttlMs, idleMs } = lifecycle;
   const expiresAt = record.expiresAt ?? (ttlMs > 0 ? record.createdAt + ttlMs : undefined);
   if (expiresAt !== undefined && now >= expiresAt) return 'ttl';
-  if (idleMs > 0 && now - activity.last(record) >= idleMs) return 'idle';
+  if (idleMs > 0 && now - lastActivity >= idleMs) return 'idle';
   return undefined;
 }
 
-export async function sweep(deps: { config: Config; sandboxes: Sandboxes; activity: Activity; log: Logger; metrics?: Metrics; now: () => number }): Promise<SweepResult> {
-  const { config, sandboxes, activity, log } = deps;
+export async function sweep(deps: { config: Config; view: SandboxView; writer: SandboxWriter; log: Logger; metrics?: Metrics; now: () => number }): Promise<SweepResult> {
+  const { config, view, writer, log } = deps;
   const result: SweepResult = { expired: [], errors: [] };
   const now = deps.now();
-  for (const record of sandboxes.view.list()) {
+  for (const record of view.list()) {
     if (record.deleting || !record.hasPod || record.podUid === undefined) continue;
-    const reason = expiryReason(record, config, activity, now);
+    const lastActivity = writer.lastActivity(record);
+    const reason = expiryReason(record, config.lifecycle, lastActivity, now);
     if (!reason) continue;
     try {
-      if (await sandboxes.expire(record.sandboxId, record.podUid, record.podResourceVersion)) {
+      if (await writer.expire(record.sandboxId, record.podUid, record.podResourceVersion)) {
         result.expired.push({ id: record.sandboxId, reason });
         deps.metrics?.expiries.inc({ reason });
-        activity.forget(record.sandboxId);
-        log.info({ sandbox_id: record.sandboxId, reason, age_s: Math.round((now - record.createdAt) / 1000), idle_s: Math.round((now - activity.last(record)) / 1000) }, `sandbox expired (${reason})`);
+        log.info({ sandbox_id: record.sandboxId, reason, age_s: Math.round((now - record.createdAt) / 1000), idle_s: Math.round((now - lastActivity) / 1000) }, `sandbox expired (${reason})`);
       }
     } catch (err) {
       result.errors.push(`${record.sandboxId}: ${(err as Error).message}`);

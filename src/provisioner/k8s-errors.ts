@@ -3,8 +3,8 @@
 // their own message, webhooks and policies say "denied", RBAC says "cannot <verb> resource" — and the
 // caller deserves a stable `code` plus the API server's own words in `detail`.
 
-import { HttpError } from '../errors.ts';
-import { KubeApiError, KubeUnavailableError } from '../kube.ts';
+import { HttpError } from '../http/errors.ts';
+import { KubeApiError, KubeUnavailableError } from '../kube/errors.ts';
 
 export type KubeTarget = 'pod' | 'service' | 'namespace' | 'sandbox';
 
@@ -96,6 +96,3 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
 }
 
 const capitalize = (s: string): string => s.charAt(0).toUpperCase() + s.slice(1);
-
-export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.status === 404;
-export const isAlreadyExists = (err: unknown): boolean => err instanceof KubeApiError && err.status === 409 && err.body.reason === 'AlreadyExists';

@@ -5,6 +5,10 @@ import type { V1Container, V1Pod, V1SecurityContext, V1Service, V1Toleration, V1
 import type { Config } from '../config.ts';
 import {
   ANNOTATION_EXPIRES_AT,
+  LARK_CREDENTIAL_PATHS,
+  LARK_RUNTIME_PATH,
+  SKILLS_PATH,
+  USER_DATA_PATH,
   ANNOTATION_THREAD_ID,
   ANNOTATION_USER_ID,
   LABEL_APP,
@@ -14,16 +18,10 @@ import {
   MANAGED_BY,
   podName,
   serviceName,
-} from '../watch/sandbox.ts';
+} from '../domain/sandbox.ts';
 import { userDataPath, type SandboxRequest } from './request.ts';
 
 export const CONTAINER_NAME = 'sandbox';
-export const LARK_RUNTIME_PATH = '/mnt/integrations/lark-cli/runtime';
-const LARK_CREDENTIAL_PATHS: Record<string, string> = {
-  '/mnt/integrations/lark-cli/config': '/var/lark/config',
-  '/mnt/integrations/lark-cli/config/locks': '/var/lark/config/locks',
-  '/mnt/integrations/lark-cli/data': '/var/lark/data',
-};
 const LARK_BROKER_PORT = 8788;
 
 export function sandboxLabels(id: string): Record<string, string> {
@@ -53,8 +51,8 @@ function storage(config: Config, req: SandboxRequest): { volumes: V1Volume[]; mo
           { name: 'user-data', persistentVolumeClaim: { claimName: s.userDataClaim } },
         ];
   const mounts: V1VolumeMount[] = [
-    { name: 'skills', mountPath: '/mnt/skills', readOnly: true, ...(s.mode === 'pvc' && s.skillsSubPath ? { subPath: s.skillsSubPath } : {}) },
-    { name: 'user-data', mountPath: '/mnt/user-data', readOnly: false, ...(s.mode === 'pvc' ? { subPath: dataPath } : {}) },
+    { name: 'skills', mountPath: SKILLS_PATH, readOnly: true, ...(s.mode === 'pvc' && s.skillsSubPath ? { subPath: s.skillsSubPath } : {}) },
+    { name: 'user-data', mountPath: USER_DATA_PATH, readOnly: false, ...(s.mode === 'pvc' ? { subPath: dataPath } : {}) },
   ];
   const sidecarMounts: V1VolumeMount[] = [];
   const base = config.extraMounts.baseDir ?? '/';

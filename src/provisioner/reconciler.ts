@@ -4,30 +4,22 @@
 // idempotent, so several replicas may reconcile at once.
 
 import type { Config } from '../config.ts';
-import { DELETE_IN_BACKGROUND, type KubeClient } from '../kube.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
-import { podName, serviceName } from '../watch/sandbox.ts';
-import { isNotFound } from './k8s-errors.ts';
+import type { SandboxWriter } from './writer.ts';
 
 export type ReconcileResult = { removedServices: string[]; removedPods: string[] };
 
-export async function reconcile(deps: { config: Config; kube: KubeClient; view: SandboxView; log: Logger; busy?: (id: string) => boolean; now?: () => number }): Promise<ReconcileResult> {
-  const { config, kube, view, log } = deps;
+export async function reconcile(deps: { config: Config; view: SandboxView; writer: SandboxWriter; log: Logger; now?: () => number }): Promise<ReconcileResult> {
+  const { config, view, writer, log } = deps;
   const now = deps.now?.() ?? Date.now();
-  const base = `/api/v1/namespaces/${encodeURIComponent(config.namespace)}`;
   const result: ReconcileResult = { removedServices: [], removedPods: [] };
   for (const r of view.list()) {
-    if (r.deleting || deps.busy?.(r.sandboxId) || now - r.createdAt < config.reconcile.graceMs) continue;
-    const orphan = !r.hasPod && r.hasService ? { kind: 'service', path: `${base}/services/${serviceName(r.sandboxId)}` } : r.hasPod && !r.hasService ? { kind: 'pod', path: `${base}/pods/${podName(r.sandboxId)}` } : undefined;
-    if (!orphan) continue;
-    try {
-      await kube.request('DELETE', orphan.path, { body: DELETE_IN_BACKGROUND });
-      (orphan.kind === 'service' ? result.removedServices : result.removedPods).push(r.sandboxId);
-      log.warn({ sandbox_id: r.sandboxId, object: orphan.kind }, `reconciler removed an orphaned ${orphan.kind} (its ${orphan.kind === 'service' ? 'pod' : 'service'} is gone)`);
-    } catch (err) {
-      if (!isNotFound(err)) log.error({ sandbox_id: r.sandboxId, err: String(err) }, `reconciler could not remove orphaned ${orphan.kind}`);
-    }
+    if (r.deleting || writer.busy(r.sandboxId) || now - r.createdAt < config.reconcile.graceMs) continue;
+    const orphan = !r.hasPod && r.hasService ? 'service' : r.hasPod && !r.hasService ? 'pod' : undefined;
+    if (!orphan || !(await writer.removeObject(r.sandboxId, orphan))) continue;
+    (orphan === 'service' ? result.removedServices : result.removedPods).push(r.sandboxId);
+    log.warn({ sandbox_id: r.sandboxId, object: orphan }, `reconciler removed an orphaned ${orphan} (its ${orphan === 'service' ? 'pod' : 'service'} is gone)`);
   }
   return result;
 }

@@ -4,19 +4,17 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
-import { HttpError } from '../errors.ts';
+import { BUILTIN_MOUNT_PATHS, MAX_SANDBOX_ID, SANDBOX_ID, SANDBOX_ID_LENGTH_RULE, SANDBOX_ID_RULE, THREAD_ID, USER_ID } from '../domain/sandbox.ts';
+import { HttpError } from '../http/errors.ts';
 
-/** `sandbox-<id>-svc` must fit a 63-character DNS label, so the id has at most 51 characters. */
-export const MAX_SANDBOX_ID = 63 - 'sandbox-'.length - '-svc'.length;
-export const SANDBOX_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-export const THREAD_ID = /^[A-Za-z0-9_-]{1,64}$/;
-export const USER_ID = /^[A-Za-z0-9_-]{1,128}$/;
 export const MAX_EXTRA_MOUNTS = 10;
 
 export const sandboxIdSchema = z
   .string()
-  .max(MAX_SANDBOX_ID, `sandbox_id must be at most ${MAX_SANDBOX_ID} characters (so that sandbox-<id>-svc fits 63)`)
-  .regex(SANDBOX_ID, 'sandbox_id must be a DNS-1123 label: lowercase letters, digits and -, starting and ending with a letter or digit');
+  .max(MAX_SANDBOX_ID, SANDBOX_ID_LENGTH_RULE)
+  .regex(SANDBOX_ID, SANDBOX_ID_RULE);
+
+export const threadIdSchema = z.string().regex(THREAD_ID, `thread_id must match ${THREAD_ID.source}`);
 
 export const extraMountSchema = z.strictObject({
   host_path: z.string().min(1).max(4096),
@@ -27,8 +25,8 @@ export const extraMountSchema = z.strictObject({
 export const createRequestSchema = z
   .object({
     sandbox_id: sandboxIdSchema,
-    thread_id: z.string().regex(THREAD_ID, 'thread_id must match ^[A-Za-z0-9_-]{1,64}$').nullish(),
-    user_id: z.string().regex(USER_ID, 'user_id must match ^[A-Za-z0-9_-]{1,128}$').nullish(),
+    thread_id: threadIdSchema.nullish(),
+    user_id: z.string().regex(USER_ID, `user_id must match ${USER_ID.source}`).nullish(),
     extra_mounts: z.array(extraMountSchema).nullish(),
     include_legacy_skills: z.boolean().default(false),
     provision_lark_cli_runtime: z.boolean().default(false),
@@ -53,9 +51,6 @@ export type SandboxRequest = {
   /** Maximum age of this sandbox, overriding SANDBOX_TTL_SECONDS. */
   ttlSeconds: number | undefined;
 };
-
-/** Container paths the provisioner itself mounts; extra mounts may neither equal nor contain them. */
-export const BUILTIN_MOUNT_PATHS = ['/mnt/skills', '/mnt/user-data'];
 
 const isUnder = (path: string, base: string): boolean => path === base || path.startsWith(base.endsWith('/') ? base : `${base}/`);
 
@@ -102,19 +97,6 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     larkBroker: body.provision_lark_cli_broker,
     ttlSeconds: body.ttl_seconds ?? undefined,
   };
-}
-
-/** Validates an id taken from a URL path. */
-export function parseSandboxId(raw: string): string {
-  let id: string;
-  try {
-    id = raw.includes('%') ? decodeURIComponent(raw) : raw;
-  } catch {
-    throw new HttpError('invalid_sandbox_id', 'sandbox id is not valid percent-encoding');
-  }
-  if (id.length <= MAX_SANDBOX_ID && SANDBOX_ID.test(id)) return id; // the hot path of every proxied request
-  const parsed = sandboxIdSchema.safeParse(id);
-  throw new HttpError('invalid_sandbox_id', parsed.error?.issues[0]?.message ?? 'invalid sandbox id');
 }
 
 /** Fills `{thread_id}` and `{user_id}` in a relative path template (values are already validated). */

@@ -1,85 +1,90 @@
-// The REST API: /health, /readyz, /api/capabilities and /api/sandboxes[/{id}]. Status and list queries
-// are answered from the watch view alone; only create and delete talk to the Kubernetes API.
+// The REST API's rows of the route table: /health, /readyz, /openapi.json, /api/capabilities and
+// /api/sandboxes[/{id}[/keepalive|/events]]. Status and list queries are answered from the watch view
+// alone; creates, deletes and keepalives go through the writer.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import type { RequestTarget } from '../app.ts';
 import type { Config } from '../config.ts';
-import { HttpError } from '../errors.ts';
-import { hasApiKey, readJson, sendJson, sendJsonText, validate } from '../http.ts';
-import { STATUSES } from '../watch/sandbox.ts';
-import type { Activity } from '../lifecycle/activity.ts';
-import type { Metrics } from '../metrics.ts';
-import type { SandboxRecord } from '../watch/sandbox-view.ts';
-import { createRequestSchema, keepaliveRequestSchema, parseSandboxId, THREAD_ID, toSandboxRequest } from './request.ts';
-import { settled, type Sandboxes } from './sandboxes.ts';
+import { settled, type SandboxRecord } from '../domain/record.ts';
+import { STATUSES } from '../domain/sandbox.ts';
+import { HttpError, sandboxNotFound } from '../http/errors.ts';
+import { abortOnClose, parseSandboxId, readJson, requestBase, sendJson, sendJsonText, validate } from '../http/io.ts';
+import type { RequestTarget, RouteRow } from '../http/server.ts';
+import type { Metrics } from '../observe/metrics.ts';
+import type { SandboxView } from '../watch/sandbox-view.ts';
+import type { Answers, Check } from './answer.ts';
+import { openApiDocument } from './openapi.ts';
+import { createRequestSchema, keepaliveRequestSchema, threadIdSchema, toSandboxRequest } from './request.ts';
+import type { SandboxWriter } from './writer.ts';
 
-export type Route = { route: string; handle: () => Promise<void> | void };
-
-const listQuerySchema = z.object({
-  thread_id: z.string().regex(THREAD_ID, 'thread_id must match ^[A-Za-z0-9_-]{1,64}$').optional(),
-  status: z.enum(STATUSES).optional(),
-});
+export const listQuerySchema = z.object({ thread_id: threadIdSchema.optional(), status: z.enum(STATUSES).optional() });
 
 export type ApiDeps = {
   config: Config;
-  sandboxes: Sandboxes;
+  view: SandboxView;
+  writer: SandboxWriter;
+  answers: Answers;
   /** Extra readiness checks (the admission preflight, shutdown) shown in /readyz; a failing `shutdown` makes it 503. */
-  readiness?: () => { name: string; ok: boolean; detail?: string }[];
-  activity?: Activity;
+  readiness?: () => Check[];
   metrics?: Metrics;
   onCreateStarted?: (id: string) => void;
 };
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
-function waitSeconds(url: RequestTarget, max: number): number {
+function waitMs(url: RequestTarget, maxSeconds: number): number {
   const raw = url.searchParams.get('wait');
   if (raw === null || raw === '') return 0;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new HttpError('validation_failed', `wait must be a number of seconds between 0 and ${max}`);
-  return Math.min(n, max);
+  if (!Number.isFinite(n) || n < 0) throw new HttpError('validation_failed', `wait must be a number of seconds between 0 and ${maxSeconds}`);
+  return Math.min(n, maxSeconds) * 1000;
 }
 
-/** Finds the handler for an /api, /health or /readyz request; undefined when the path is not ours. */
-export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerResponse, url: RequestTarget): Route | undefined {
-  const { config, sandboxes } = deps;
-  const view = sandboxes.view;
-  const path = url.pathname;
-  const method = req.method ?? 'GET';
-  const allow = (methods: string[], route: string, handlers: Record<string, () => Promise<void> | void>): Route => ({
-    route,
-    handle: () => {
-      const handler = handlers[method] ?? (method === 'HEAD' ? handlers['GET'] : undefined);
-      if (!handler) throw new HttpError('method_not_allowed', `Method ${method} not allowed on ${route}`, { headers: { allow: methods.join(', ') } });
-      return handler();
-    },
-  });
-
-  if (path === '/health') return allow(['GET'], '/health', { GET: () => sendJson(res, 200, { status: 'ok' }) });
-  if (path === '/readyz') {
-    return allow(['GET'], '/readyz', {
-      GET: () => {
-        const h = view.health();
-        const extra = deps.readiness?.() ?? [];
-        const problems = [h.reason, ...extra.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
-        const down = !h.synced || !h.healthy || extra.some((c) => c.name === 'shutdown' && !c.ok);
-        const body = { status: down ? 'unavailable' : 'ok', synced: h.synced, healthy: h.healthy, stale: h.stale, sandboxes: view.size, checks: extra };
-        if (down) return sendJson(res, 503, { ...body, detail: problems.join('; '), code: 'not_ready' });
-        return sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
-      },
-    });
+/** Counts an outcome of `work` (its value's label, or the error's code) and passes the result on. */
+async function counted<T>(counter: { inc(labels: { outcome: string }): void } | undefined, work: Promise<T>, label: (value: T) => string): Promise<T> {
+  try {
+    const value = await work;
+    counter?.inc({ outcome: label(value) });
+    return value;
+  } catch (err) {
+    counter?.inc({ outcome: err instanceof HttpError ? err.code : 'internal_error' });
+    throw err;
   }
-  if (!path.startsWith('/api/')) return undefined;
+}
 
-  const authorize = (): void => {
-    if (config.apiKey && !hasApiKey(req, config.apiKey)) throw new HttpError('unauthorized', 'Invalid or missing API key');
-  };
-  const guarded = (route: Route): Route => ({ route: route.route, handle: () => (authorize(), route.handle()) });
+export function apiRoutes(deps: ApiDeps): RouteRow[] {
+  const { config, view, writer, answers } = deps;
+  const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void => sendJsonText(res, status, answers.text(record, requestBase(req)));
+  let openapi: string | undefined;
 
-  if (path === '/api/capabilities') {
-    return guarded(
-      allow(['GET'], '/api/capabilities', {
-        GET: () =>
+  return [
+    { name: '/health', path: '/health', quiet: true, methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) } },
+    {
+      name: '/readyz',
+      path: '/readyz',
+      quiet: true,
+      methods: {
+        GET: ({ res }) => {
+          const h = view.health();
+          const checks = deps.readiness?.() ?? [];
+          const problems = [h.reason, ...checks.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
+          const down = !h.synced || !h.healthy || checks.some((c) => c.name === 'shutdown' && !c.ok);
+          const body = { status: down ? 'unavailable' : 'ok', synced: h.synced, healthy: h.healthy, stale: h.stale, sandboxes: view.size, checks };
+          if (down) throw new HttpError('not_ready', problems.join('; '), { extra: body });
+          sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
+        },
+      },
+    },
+    {
+      name: '/openapi.json',
+      path: '/openapi.json',
+      methods: { GET: ({ res }) => sendJsonText(res, 200, (openapi ??= JSON.stringify(openApiDocument()))) },
+    },
+    {
+      name: '/api/capabilities',
+      path: '/api/capabilities',
+      auth: true,
+      methods: {
+        GET: ({ res }) =>
           sendJson(res, 200, {
             mount_contract_version: config.mountContractVersion,
             lark_cli_init_image: Boolean(config.lark.initImage),
@@ -87,88 +92,75 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
             storage_mode: config.storage.mode,
             service_type: config.sandbox.serviceType,
           }),
-      }),
-    );
-  }
-  if (path === '/api/sandboxes' || path === '/api/sandboxes/') {
-    return guarded(
-      allow(['GET', 'POST'], '/api/sandboxes', {
-        GET: () => {
+      },
+    },
+    {
+      name: '/api/sandboxes',
+      pattern: /^\/api\/sandboxes\/?$/,
+      auth: true,
+      methods: {
+        GET: ({ req, res, url }) => {
           const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
           const items = view.list((r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status));
           const base = requestBase(req);
-          sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => sandboxes.responseText(r, base)).join(',')}],"count":${items.length}}`);
+          sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, base)).join(',')}],"count":${items.length}}`);
         },
-        POST: async () => {
-          const wait = waitSeconds(url, config.maxWaitSeconds);
-          const body = validate(createRequestSchema, await readJson(req, config.maxBodyBytes));
-          const request = toSandboxRequest(body, config);
+        POST: async ({ req, res, url }) => {
+          const wait = waitMs(url, config.maxWaitSeconds);
+          const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.maxBodyBytes)), config);
           deps.onCreateStarted?.(request.sandboxId);
-          let created: boolean;
-          let record: SandboxRecord;
-          try {
-            ({ created, record } = await sandboxes.create(request));
-          } catch (err) {
-            deps.metrics?.creates.inc({ outcome: err instanceof HttpError ? err.code : 'internal_error' });
-            throw err;
-          }
-          deps.metrics?.creates.inc({ outcome: created ? 'created' : 'existing' });
-          if (created) deps.activity?.created(request.sandboxId);
-          else deps.activity?.touch(request.sandboxId);
-          if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait * 1000, abortOnClose(req, res))) ?? record;
-          sendJsonText(res, created ? 201 : 200, sandboxes.responseText(record, requestBase(req)));
+          const result = await counted(deps.metrics?.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
+          let record = result.record;
+          if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
+          answer(res, req, result.created ? 201 : 200, record);
         },
-      }),
-    );
-  }
-  const match = /^\/api\/sandboxes\/([^/]+)\/?$/.exec(path);
-  if (match) {
-    return guarded(
-      allow(['GET', 'DELETE'], '/api/sandboxes/{id}', {
-        GET: async () => {
-          const id = parseSandboxId(match[1] ?? '');
-          const wait = waitSeconds(url, config.maxWaitSeconds);
+      },
+    },
+    {
+      name: '/api/sandboxes/{id}',
+      pattern: /^\/api\/sandboxes\/([^/]+)\/?$/,
+      auth: true,
+      methods: {
+        GET: async ({ req, res, url, params }) => {
+          const id = parseSandboxId(params[0] ?? '');
+          const wait = waitMs(url, config.maxWaitSeconds);
           let record = view.get(id);
-          if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, (r) => r === undefined || settled(r), wait * 1000, abortOnClose(req, res));
-          if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
-          deps.activity?.touch(id);
-          sendJsonText(res, 200, sandboxes.responseText(record, requestBase(req)));
+          if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, settled, wait, abortOnClose(req, res));
+          if (!record) throw sandboxNotFound(id);
+          writer.touch(id);
+          answer(res, req, 200, record);
         },
-        DELETE: async () => {
-          const id = parseSandboxId(match[1] ?? '');
-          try {
-            deps.metrics?.deletes.inc({ outcome: (await sandboxes.delete(id)) ? 'deleted' : 'missing' });
-          } catch (err) {
-            deps.metrics?.deletes.inc({ outcome: err instanceof HttpError ? err.code : 'internal_error' });
-            throw err;
-          }
+        DELETE: async ({ res, params }) => {
+          const id = parseSandboxId(params[0] ?? '');
+          await counted(deps.metrics?.deletes, writer.delete(id), (deleted) => (deleted ? 'deleted' : 'missing'));
           sendJson(res, 200, { ok: true, sandbox_id: id });
         },
-      }),
-    );
-  }
-  const sub = /^\/api\/sandboxes\/([^/]+)\/(keepalive|events)\/?$/.exec(path);
-  if (sub?.[2] === 'keepalive') {
-    return guarded(
-      allow(['POST'], '/api/sandboxes/{id}/keepalive', {
-        POST: async () => {
-          const id = parseSandboxId(sub[1] ?? '');
+      },
+    },
+    {
+      name: '/api/sandboxes/{id}/keepalive',
+      pattern: /^\/api\/sandboxes\/([^/]+)\/keepalive\/?$/,
+      auth: true,
+      methods: {
+        POST: async ({ req, res, params }) => {
+          const id = parseSandboxId(params[0] ?? '');
           const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
           const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.maxBodyBytes) : {});
-          if (!view.get(id)) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
-          await sandboxes.keepalive(id, body.ttl_seconds ?? undefined);
-          deps.activity?.touch(id);
+          if (!view.get(id)) throw sandboxNotFound(id);
+          await writer.keepalive(id, body.ttl_seconds ?? undefined);
           const record = await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000);
-          if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
-          sendJsonText(res, 200, sandboxes.responseText(record, requestBase(req)));
+          if (!record) throw sandboxNotFound(id);
+          answer(res, req, 200, record);
         },
-      }),
-    );
-  }
-  if (sub?.[2] === 'events') {
-    return guarded(allow(['GET'], '/api/sandboxes/{id}/events', { GET: () => streamEvents(sandboxes, parseSandboxId(sub[1] ?? ''), req, res, requestBase(req)) }));
-  }
-  return undefined;
+      },
+    },
+    {
+      name: '/api/sandboxes/{id}/events',
+      pattern: /^\/api\/sandboxes\/([^/]+)\/events\/?$/,
+      auth: true,
+      methods: { GET: ({ req, res, params }) => streamEvents(deps, parseSandboxId(params[0] ?? ''), req, res) },
+    },
+  ];
 }
 
 /**
@@ -176,10 +168,10 @@ export function apiRoute(deps: ApiDeps, req: IncomingMessage, res: ServerRespons
  * watch (no API server cost): `event: status` with the sandbox answer on connect and on each change of
  * status or reason, `event: deleted` when it is gone (then the stream ends), and a comment every 15 s.
  */
-function streamEvents(sandboxes: Sandboxes, id: string, req: IncomingMessage, res: ServerResponse, base: string | undefined): void {
-  const view = sandboxes.view;
+function streamEvents({ view, answers }: ApiDeps, id: string, req: IncomingMessage, res: ServerResponse): void {
   const first = view.get(id);
-  if (!first) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+  if (!first) throw sandboxNotFound(id);
+  const base = requestBase(req);
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
   let seq = 0;
   const send = (event: string, data: unknown): void => {
@@ -187,7 +179,7 @@ function streamEvents(sandboxes: Sandboxes, id: string, req: IncomingMessage, re
     res.write(`id: ${seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   };
   let last = `${first.status}/${first.reason ?? ''}`;
-  send('status', sandboxes.response(first, base));
+  send('status', answers.answer(first, base));
   const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
   const end = (): void => {
     clearInterval(heartbeat);
@@ -202,25 +194,8 @@ function streamEvents(sandboxes: Sandboxes, id: string, req: IncomingMessage, re
     const key = `${change.record.status}/${change.record.reason ?? ''}`;
     if (key === last) return;
     last = key;
-    send('status', sandboxes.response(change.record, base));
+    send('status', answers.answer(change.record, base));
   }, id);
   res.once('close', end);
   req.socket.setTimeout(0);
-}
-
-/** An AbortSignal that fires when the client goes away (so waits end with it). */
-function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  res.once('close', () => controller.abort());
-  req.once('aborted', () => controller.abort());
-  return controller.signal;
-}
-
-/** The origin the caller used to reach this service (honouring X-Forwarded-Proto/Host from a front proxy). */
-function requestBase(req: IncomingMessage): string | undefined {
-  const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
-  const host = first(req.headers['x-forwarded-host']) ?? req.headers.host;
-  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return undefined;
-  const proto = first(req.headers['x-forwarded-proto']) === 'https' ? 'https' : 'http';
-  return `${proto}://${host}`;
 }

@@ -14,15 +14,14 @@ import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { LRUCache } from 'lru-cache';
 import { Pool, errors as undiciErrors } from 'undici';
-import type { RequestTarget } from '../app.ts';
 import type { Config } from '../config.ts';
-import { HttpError } from '../errors.ts';
-import { hasApiKey } from '../http.ts';
+import { settled, type SandboxRecord } from '../domain/record.ts';
+import { serviceOrigin } from '../domain/sandbox.ts';
+import { HttpError, rawErrorResponse, sandboxNotFound } from '../http/errors.ts';
+import { hasApiKey, parseSandboxId, requireApiKey } from '../http/io.ts';
+import type { RequestTarget, RouteRow, UpgradeRow } from '../http/server.ts';
 import type { Logger } from '../log.ts';
-import type { Route } from '../provisioner/routes.ts';
-import { parseSandboxId } from '../provisioner/request.ts';
-import type { SandboxRecord, SandboxView } from '../watch/sandbox-view.ts';
-import { serviceName } from '../watch/sandbox.ts';
+import type { SandboxView } from '../watch/sandbox-view.ts';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -93,7 +92,7 @@ export class SandboxProxy {
       case 'nodeport':
         return record.nodePort === undefined ? undefined : `http://${p.upstreamHost}:${record.nodePort}`;
       case 'service':
-        return record.hasService ? `http://${serviceName(record.sandboxId)}.${this.#config.namespace}.svc.cluster.local:${this.#config.sandbox.port}` : undefined;
+        return record.hasService ? serviceOrigin(record.sandboxId, this.#config.namespace, this.#config.sandbox.port) : undefined;
       case 'pod':
         return record.podIP === undefined ? undefined : `http://${record.podIP.includes(':') ? `[${record.podIP}]` : record.podIP}:${this.#config.sandbox.port}`;
     }
@@ -118,17 +117,15 @@ export class SandboxProxy {
 
   /** Finds the sandbox and its upstream, waiting for readiness when asked; throws 4xx/5xx HttpErrors. */
   async #resolve(req: IncomingMessage, rawId: string, signal: AbortSignal): Promise<{ id: string; origin: string }> {
-    if (this.#config.proxy.requireApiKey && this.#config.apiKey && !hasApiKey(req, this.#config.apiKey)) {
-      throw new HttpError('unauthorized', 'Invalid or missing API key');
-    }
+    if (this.#config.proxy.requireApiKey) requireApiKey(req, this.#config.apiKey);
     const id = parseSandboxId(rawId);
     let record = this.#view.get(id);
-    if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+    if (!record) throw sandboxNotFound(id);
     if (!record.ready) {
       const asked = Number(req.headers[WAIT_HEADER] ?? '');
       const waitMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked * 1000, this.#config.proxy.maxWaitReadyMs) : this.#config.proxy.waitReadyMs;
-      if (waitMs > 0) record = await this.#view.waitFor(id, (r) => r === undefined || r.ready || r.status === 'Failed' || r.status === 'Succeeded', waitMs, signal);
-      if (!record) throw new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+      if (waitMs > 0) record = await this.#view.waitFor(id, settled, waitMs, signal);
+      if (!record) throw sandboxNotFound(id);
       if (!record.ready) {
         throw new HttpError('sandbox_not_ready', `Sandbox '${id}' is not ready (status ${record.status}${record.reason ? `, ${record.reason}` : ''})`, {
           headers: { 'retry-after': '2' },
@@ -177,10 +174,25 @@ export class SandboxProxy {
     return location;
   }
 
-  route(req: IncomingMessage, res: ServerResponse, url: RequestTarget): Route | undefined {
-    const parts = splitPath(url.pathname);
-    if (!parts) return url.pathname === '/sandboxes' ? { route: '/sandboxes/{id}/*', handle: () => Promise.reject(new HttpError('not_found', 'Not Found: name a sandbox, /sandboxes/<id>/...')) } : undefined;
-    return { route: '/sandboxes/{id}/*', handle: () => this.#web(req, res, parts.rawId, parts.rest + url.search) };
+  /** The proxy's rows of the route table: any method under /sandboxes/<id>/, and its WebSocket upgrades. */
+  routes(): { routes: RouteRow[]; upgrades: UpgradeRow[] } {
+    const name = '/sandboxes/{id}/*';
+    return {
+      routes: [
+        { name, path: '/sandboxes', methods: { '*': () => Promise.reject(new HttpError('not_found', 'Not Found: name a sandbox, /sandboxes/<id>/...')) } },
+        {
+          name,
+          prefix: PREFIX,
+          methods: {
+            '*': ({ req, res, url, params }) => {
+              const parts = splitPath(url.pathname);
+              return this.#web(req, res, parts?.rawId ?? params[0] ?? '', (parts?.rest ?? '/') + url.search);
+            },
+          },
+        },
+      ],
+      upgrades: [{ prefix: PREFIX, handle: (req, socket, head, url) => this.#upgrade(req, socket, head, url) }],
+    };
   }
 
   async #web(req: IncomingMessage, res: ServerResponse, rawId: string, path: string): Promise<void> {
@@ -248,9 +260,9 @@ export class SandboxProxy {
   }
 
   /** WebSocket upgrades under /sandboxes/<id>/... (the shell at /v1/shell/ws, VNC, CDP). */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget): boolean {
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget): void {
     const parts = splitPath(url.pathname);
-    if (!parts) return false;
+    if (!parts) return;
     const abort = new AbortController();
     socket.once('close', () => abort.abort());
     this.#resolve(req, parts.rawId, abort.signal).then(
@@ -269,16 +281,15 @@ export class SandboxProxy {
         this.#ws.ws(req, socket, head, { target: origin, agent: this.#wsAgent, proxyTimeout: this.#config.proxy.connectTimeoutMs }, (err) => {
           this.#deps.stats?.onUpstreamError?.('websocket');
           this.#log.info({ sandbox_id: id, err: String(err) }, 'websocket upstream error');
-          if (socket.writable) socket.end(rawError(new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${(err as { code?: string }).code ?? String(err)}`)));
+          if (socket.writable) socket.end(rawErrorResponse(new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${(err as { code?: string }).code ?? String(err)}`)));
         });
         this.#deps.onActivity?.(id);
       },
       (err: unknown) => {
         const answer = err instanceof HttpError ? err : new HttpError('internal_error', 'Internal error');
-        if (socket.writable) socket.end(rawError(answer));
+        if (socket.writable) socket.end(rawErrorResponse(answer));
       },
     );
-    return true;
   }
 
   /** Closes every proxied WebSocket and upstream pool (shutdown). */
@@ -290,13 +301,3 @@ export class SandboxProxy {
     await Promise.all(pools.map((p) => p.destroy()));
   }
 }
-
-/** An error as a raw HTTP/1.1 response, for sockets taken over by an upgrade. */
-function rawError(err: HttpError): string {
-  const body = JSON.stringify(err.body());
-  const extra = Object.entries(err.headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('');
-  return `HTTP/1.1 ${err.status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`;
-}
-

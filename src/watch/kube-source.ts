@@ -2,9 +2,11 @@
 // both the list and the watch, lists are paged, watches ask for bookmarks and end server-side after a
 // jittered few minutes (so connections are recycled and load balancers never cut them silently).
 
-import type { KubeClient } from '../kube.ts';
-import type { ListFn, WatchFn } from './reflector.ts';
-import { SANDBOX_SELECTOR, type RawPod, type RawService } from './sandbox.ts';
+import type { RawPod, RawService } from '../domain/record.ts';
+import { podsPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { KubeApiError } from '../kube/errors.ts';
+import { Gone, type ListFn, type WatchFn } from './reflector.ts';
 
 type RawList<T> = { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
 
@@ -27,16 +29,20 @@ function watch(client: KubeClient, collection: string, random: () => number): Wa
       resourceVersion,
       timeoutSeconds: String(240 + Math.floor(random() * 120)),
     });
-    return client.watch(`${collection}?${query}`, (type, object) => onEvent(type as Parameters<typeof onEvent>[0], object), onDone);
+    return client.watch(
+      `${collection}?${query}`,
+      (type, object) => onEvent(type as Parameters<typeof onEvent>[0], object),
+      // The API server may refuse a too-old resourceVersion with HTTP 410 before the stream starts.
+      (err) => onDone(err instanceof KubeApiError && err.status === 410 ? new Gone(err.message) : err),
+    );
   };
 }
 
 export function kubeSources(client: KubeClient, namespace: string, random: () => number = Math.random) {
-  const base = `/api/v1/namespaces/${encodeURIComponent(namespace)}`;
   return {
-    listPods: list<RawPod>(client, `${base}/pods`),
-    watchPods: watch(client, `${base}/pods`, random),
-    listServices: list<RawService>(client, `${base}/services`),
-    watchServices: watch(client, `${base}/services`, random),
+    listPods: list<RawPod>(client, podsPath(namespace)),
+    watchPods: watch(client, podsPath(namespace), random),
+    listServices: list<RawService>(client, servicesPath(namespace)),
+    watchServices: watch(client, servicesPath(namespace), random),
   };
 }

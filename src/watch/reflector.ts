@@ -17,7 +17,7 @@ export type ListPage<Raw> = { items: Raw[]; resourceVersion: string; continueTok
 
 export type ListFn<Raw> = (options: { limit: number; continueToken: string | undefined }) => Promise<ListPage<Raw>>;
 
-/** Starts a watch from resourceVersion; calls onEvent per event and onDone once when it ends. */
+/** Starts a watch from resourceVersion; calls onEvent per event and onDone once when it ends (with `Gone` for a 410). */
 export type WatchFn = (
   resourceVersion: string,
   onEvent: (type: WatchEventType, object: unknown) => void,
@@ -58,7 +58,8 @@ export type ReflectorStats = {
   resourceVersion: string;
 };
 
-class Gone extends Error {}
+/** The watch's resourceVersion is too old (HTTP 410 or an ERROR event with code 410): relist. WatchFns report it as this. */
+export class Gone extends Error {}
 
 const defaultDelay = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -219,7 +220,7 @@ export class Reflector<Raw, T> {
         if (type !== 'BOOKMARK') this.#apply(type, object as Raw);
         if (rv) this.stats.resourceVersion = rv;
       };
-      this.#o.watch(this.stats.resourceVersion, onEvent, (err) => finish(isGone(err) ? new Gone(describe(err)) : err)).then((h) => {
+      this.#o.watch(this.stats.resourceVersion, onEvent, finish).then((h) => {
         handle = h;
         if (finished) return h.abort();
         this.stats.connected = true;
@@ -252,10 +253,6 @@ export class Reflector<Raw, T> {
       this.#o.log.error(`${this.name}: handler threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
-}
-
-function isGone(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && ((err as { statusCode?: number }).statusCode === 410 || (err as { code?: number }).code === 410);
 }
 
 function describe(err: unknown): string {

@@ -2,31 +2,8 @@
 // answered from memory. Callers can wait for a change (waitFor) or subscribe to transitions; readiness
 // of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
 
-import { LRUCache } from 'lru-cache';
+import { joinRecord, sameRecord, slimPod, slimService, type PodFacts, type RawPod, type RawService, type SandboxRecord, type ServiceFacts } from '../domain/record.ts';
 import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
-import { deriveStatus, slimPod, slimService, type PodFacts, type RawPod, type RawService, type SandboxStatus, type ServiceFacts } from './sandbox.ts';
-
-export type SandboxRecord = {
-  sandboxId: string;
-  threadId: string | undefined;
-  userId: string | undefined;
-  status: SandboxStatus;
-  reason: string | undefined;
-  message: string | undefined;
-  ready: boolean;
-  podIP: string | undefined;
-  nodePort: number | undefined;
-  clusterIP: string | undefined;
-  createdAt: number;
-  deleting: boolean;
-  lastTransitionAt: number | undefined;
-  lastActivity: number | undefined;
-  expiresAt: number | undefined;
-  hasPod: boolean;
-  hasService: boolean;
-  podUid: string | undefined;
-  podResourceVersion: string | undefined;
-};
 
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
 export type Listener = (change: Change) => void;
@@ -46,36 +23,6 @@ export type SandboxViewOptions = {
   delay?: (ms: number, signal: AbortSignal) => Promise<void>;
 };
 
-/** One sandbox's record from its pod and service facts (undefined when neither exists). */
-export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFacts | undefined): SandboxRecord | undefined {
-  if (pod === undefined && svc === undefined) return undefined;
-  const d = deriveStatus(pod, svc);
-  return {
-    sandboxId: id,
-    threadId: pod?.threadId,
-    userId: pod?.userId,
-    status: d.status,
-    reason: d.reason,
-    message: d.message,
-    ready: pod?.ready === 'True' && !pod.deleting,
-    podIP: pod?.podIP,
-    nodePort: svc?.nodePort,
-    clusterIP: svc?.clusterIP,
-    createdAt: Math.min(pod?.createdAt ?? Infinity, svc?.createdAt ?? Infinity),
-    deleting: (pod?.deleting ?? false) || (svc?.deleting ?? false),
-    lastTransitionAt: pod?.transitionAt,
-    lastActivity: pod?.lastActivity,
-    expiresAt: pod?.expiresAt,
-    hasPod: pod !== undefined,
-    hasService: svc !== undefined,
-    podUid: pod?.uid,
-    podResourceVersion: pod?.resourceVersion,
-  };
-}
-
-const sameRecord = (a: SandboxRecord | undefined, b: SandboxRecord | undefined): boolean =>
-  a === b || (a !== undefined && b !== undefined && (Object.keys(a) as (keyof SandboxRecord)[]).every((k) => a[k] === b[k]));
-
 export class SandboxView {
   #pods = new Map<string, PodFacts>();
   #services = new Map<string, ServiceFacts>();
@@ -87,8 +34,6 @@ export class SandboxView {
   #now: () => number;
   #staleAfterMs: number;
   #log: ReflectorLog;
-  /** Ids deleted recently, with when: lets callers tell "gone" from "never existed". */
-  readonly recentlyDeleted = new LRUCache<string, number>({ max: 10_000 });
   readonly synced: Promise<void>;
 
   constructor(options: SandboxViewOptions) {
@@ -138,13 +83,8 @@ export class SandboxView {
     const previous = this.#records.get(id);
     const record = joinRecord(id, this.#pods.get(id), this.#services.get(id));
     if (sameRecord(previous, record)) return;
-    if (record === undefined) {
-      this.#records.delete(id);
-      this.recentlyDeleted.set(id, this.#now());
-    } else {
-      this.#records.set(id, record);
-      this.recentlyDeleted.delete(id);
-    }
+    if (record === undefined) this.#records.delete(id);
+    else this.#records.set(id, record);
     const change: Change = { id, record, previous, at: this.#now() };
     for (const listener of this.#byId.get(id) ?? []) this.#notify(listener, change);
     for (const listener of this.#listeners) this.#notify(listener, change);

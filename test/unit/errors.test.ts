@@ -1,11 +1,21 @@
+// The error registry and the README's error table agree in both directions (as fastify checks its own).
+
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ERRORS } from '../../src/errors.ts';
+import { ERRORS } from '../../src/http/errors.ts';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+/** Rows of the README's error table: | `code` | status | meaning |. */
+const documented = new Map([...readme.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1] ?? '', Number(m[2])]));
 
 test('every error code is documented in the README with its HTTP status', () => {
-  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   for (const [code, { status }] of Object.entries(ERRORS)) {
-    assert.match(readme, new RegExp(`\\| \`${code}\` \\| ${status} \\|`), `${code} (${status}) missing from the README's error table`);
+    assert.equal(documented.get(code), status, `${code} (${status}) missing from the README's error table, or with another status`);
   }
+});
+
+test('every code in the README error table exists in the registry', () => {
+  assert.ok(documented.size > 10, 'the README error table was found');
+  for (const code of documented.keys()) assert.ok(code in ERRORS, `the README documents ${code}, which the registry does not have`);
 });

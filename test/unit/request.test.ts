@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
-import { HttpError } from '../../src/errors.ts';
-import { validate } from '../../src/http.ts';
-import { createRequestSchema, parseSandboxId, toSandboxRequest } from '../../src/provisioner/request.ts';
+import { HttpError } from '../../src/http/errors.ts';
+import { parseSandboxId, validate } from '../../src/http/io.ts';
+import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
 
 const config = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state' });
 const parse = (body: unknown) => toSandboxRequest(validate(createRequestSchema, body), config);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deriveStatus, slimPod, slimService, type PodFacts, type ServiceFacts } from '../../src/watch/sandbox.ts';
+import { deriveStatus, joinRecord, settled, slimPod, slimService, type PodFacts, type ServiceFacts } from '../../src/domain/record.ts';
 
 const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   sandboxId: 'a',
@@ -96,8 +96,6 @@ test('slimService takes the http node port', () => {
 });
 
 test('a wait for Running ends on Running, finished or stuck sandboxes, not on a service seen before its pod', async () => {
-  const { settled } = await import('../../src/provisioner/sandboxes.ts');
-  const { joinRecord } = await import('../../src/watch/sandbox-view.ts');
   assert.equal(settled(joinRecord('a', undefined, svc())), false, 'pod and service are created at once: the service may be seen first');
   assert.equal(settled(joinRecord('a', pod(), svc())), true);
   assert.equal(settled(joinRecord('a', pod({ phase: 'Pending', ready: 'False', reason: 'ImagePullBackOff' }), svc())), true);

@@ -1,7 +1,7 @@
 // A bound on creates in flight towards the API server: at most `max` at once, then a short FIFO queue;
 // beyond the queue, or after waiting too long in it, an immediate 429 — never a timeout without answer.
 
-import { HttpError } from '../errors.ts';
+import { HttpError } from '../http/errors.ts';
 
 export class Gate {
   #max: number;
@@ -14,14 +14,6 @@ export class Gate {
     this.#max = max;
     this.#queueSize = queueSize;
     this.#timeoutMs = timeoutMs;
-  }
-
-  get active(): number {
-    return this.#active;
-  }
-
-  get queued(): number {
-    return this.#queue.length;
   }
 
   async run<T>(fn: () => Promise<T>): Promise<T> {

@@ -1,23 +1,16 @@
-// The slim facts kept per sandbox (never whole Kubernetes objects) and the one pure function that
-// derives the documented status from them.
+// The slim facts kept per sandbox (never whole Kubernetes objects), the one pure function that derives
+// the documented status from them, and the joined record every reader (API, proxy, sweeps) works from.
 
-export const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
-export type SandboxStatus = (typeof STATUSES)[number];
-
-export const LABEL_APP = 'app';
-export const LABEL_APP_VALUE = 'deer-flow-sandbox';
-export const LABEL_SANDBOX_ID = 'sandbox-id';
-export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
-export const MANAGED_BY = 'sandbox-provisioner';
-export const ANNOTATION_THREAD_ID = 'sandbox.deer-flow/thread-id';
-export const ANNOTATION_USER_ID = 'sandbox.deer-flow/user-id';
-export const ANNOTATION_LAST_ACTIVITY = 'sandbox.deer-flow/last-activity';
-export const ANNOTATION_EXPIRES_AT = 'sandbox.deer-flow/expires-at';
-/** What both the list and the watch select: every sandbox object, including ones made by the reference. */
-export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
-
-export const podName = (id: string): string => `sandbox-${id}`;
-export const serviceName = (id: string): string => `sandbox-${id}-svc`;
+import {
+  ANNOTATION_EXPIRES_AT,
+  ANNOTATION_LAST_ACTIVITY,
+  ANNOTATION_THREAD_ID,
+  ANNOTATION_USER_ID,
+  LABEL_SANDBOX_ID,
+  podName,
+  serviceName,
+  type SandboxStatus,
+} from './sandbox.ts';
 
 export type PodFacts = {
   sandboxId: string;
@@ -200,3 +193,63 @@ export function slimService(svc: RawService): ServiceFacts | undefined {
     deleting: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
   };
 }
+
+/** One sandbox as the view holds it: its pod and service facts joined. Immutable: a change makes a new one. */
+export type SandboxRecord = {
+  sandboxId: string;
+  threadId: string | undefined;
+  userId: string | undefined;
+  status: SandboxStatus;
+  reason: string | undefined;
+  message: string | undefined;
+  ready: boolean;
+  podIP: string | undefined;
+  nodePort: number | undefined;
+  clusterIP: string | undefined;
+  createdAt: number;
+  deleting: boolean;
+  lastTransitionAt: number | undefined;
+  lastActivity: number | undefined;
+  expiresAt: number | undefined;
+  hasPod: boolean;
+  hasService: boolean;
+  podUid: string | undefined;
+  podResourceVersion: string | undefined;
+};
+
+/** One sandbox's record from its pod and service facts (undefined when neither exists). */
+export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFacts | undefined): SandboxRecord | undefined {
+  if (pod === undefined && svc === undefined) return undefined;
+  const d = deriveStatus(pod, svc);
+  return {
+    sandboxId: id,
+    threadId: pod?.threadId,
+    userId: pod?.userId,
+    status: d.status,
+    reason: d.reason,
+    message: d.message,
+    ready: pod?.ready === 'True' && !pod.deleting,
+    podIP: pod?.podIP,
+    nodePort: svc?.nodePort,
+    clusterIP: svc?.clusterIP,
+    createdAt: Math.min(pod?.createdAt ?? Infinity, svc?.createdAt ?? Infinity),
+    deleting: (pod?.deleting ?? false) || (svc?.deleting ?? false),
+    lastTransitionAt: pod?.transitionAt,
+    lastActivity: pod?.lastActivity,
+    expiresAt: pod?.expiresAt,
+    hasPod: pod !== undefined,
+    hasService: svc !== undefined,
+    podUid: pod?.uid,
+    podResourceVersion: pod?.resourceVersion,
+  };
+}
+
+export const sameRecord = (a: SandboxRecord | undefined, b: SandboxRecord | undefined): boolean =>
+  a === b || (a !== undefined && b !== undefined && (Object.keys(a) as (keyof SandboxRecord)[]).every((k) => a[k] === b[k]));
+
+/**
+ * Running, finished, stuck or gone: a caller waiting for Running learns nothing more by waiting longer.
+ * Every wait for a sandbox (`?wait=`, the proxy's X-Sandbox-Wait) ends on this condition.
+ */
+export const settled = (r: SandboxRecord | undefined): boolean =>
+  r === undefined || r.status === 'Running' || r.status === 'Succeeded' || r.status === 'Failed' || (r.reason !== undefined && STUCK_REASONS.has(r.reason));

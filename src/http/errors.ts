@@ -53,3 +53,14 @@ export class HttpError extends Error {
     return { detail: this.message, code: this.code, ...this.extra };
   }
 }
+
+/** The one "no such sandbox" answer (API, events, keepalive and proxy alike). */
+export const sandboxNotFound = (id: string): HttpError => new HttpError('sandbox_not_found', `Sandbox '${id}' not found`);
+
+/** An error as a raw HTTP/1.1 response, for sockets that are not (or no longer) an HTTP response: upgrades, client errors. */
+export function rawErrorResponse(err: HttpError): string {
+  const body = JSON.stringify(err.body());
+  let extra = '';
+  for (const [k, v] of Object.entries(err.headers)) extra += `${k}: ${v}\r\n`;
+  return `HTTP/1.1 ${err.status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`;
+}

@@ -1,8 +1,10 @@
-// Small HTTP helpers shared by the API and the proxy: JSON answers, bounded JSON bodies, API-key checks.
+// Request and response plumbing shared by every feature: JSON in and out, validation, API key checks,
+// the sandbox id of a path, and the origin a caller used.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
+import { isSandboxId, sandboxIdProblem } from '../domain/sandbox.ts';
 import { HttpError } from './errors.ts';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -67,4 +69,38 @@ export function hasApiKey(req: IncomingMessage, key: string): boolean {
   const given = (Array.isArray(header) ? header[0] : header) ?? bearer;
   if (given === undefined) return false;
   return timingSafeEqual(digest(given), digest(key));
+}
+
+/** Throws 401 unless the request carries `key` (an empty key means none is configured). */
+export function requireApiKey(req: IncomingMessage, key: string): void {
+  if (key && !hasApiKey(req, key)) throw new HttpError('unauthorized', 'Invalid or missing API key');
+}
+
+/** Validates a sandbox id taken from a URL path (after percent-decoding, so `%2e%2e` is refused too). */
+export function parseSandboxId(raw: string): string {
+  let id: string;
+  try {
+    id = raw.includes('%') ? decodeURIComponent(raw) : raw;
+  } catch {
+    throw new HttpError('invalid_sandbox_id', 'sandbox id is not valid percent-encoding');
+  }
+  if (isSandboxId(id)) return id; // the hot path of every proxied request
+  throw new HttpError('invalid_sandbox_id', sandboxIdProblem(id) ?? 'invalid sandbox id');
+}
+
+/** An AbortSignal that fires when the client goes away (so waits end with it). */
+export function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => controller.abort());
+  req.once('aborted', () => controller.abort());
+  return controller.signal;
+}
+
+/** The origin the caller used to reach this service (honouring X-Forwarded-Proto/Host from a front proxy). */
+export function requestBase(req: IncomingMessage): string | undefined {
+  const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
+  const host = first(req.headers['x-forwarded-host']) ?? req.headers.host;
+  if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return undefined;
+  const proto = first(req.headers['x-forwarded-proto']) === 'https' ? 'https' : 'http';
+  return `${proto}://${host}`;
 }

@@ -2,36 +2,14 @@
 // validate requests, so the document cannot drift from the code.
 
 import { z } from 'zod';
-import { ERRORS } from './errors.ts';
-import { createRequestSchema, keepaliveRequestSchema } from './provisioner/request.ts';
-import { STATUSES } from './watch/sandbox.ts';
+import { ERRORS, type ErrorCode } from '../http/errors.ts';
+import { capabilitiesSchema, deletedSchema, errorSchema, healthSchema, readySchema, sandboxListSchema, sandboxSchema } from './answer.ts';
+import { createRequestSchema, keepaliveRequestSchema, sandboxIdSchema } from './request.ts';
 
-export const sandboxSchema = z
-  .object({
-    sandbox_id: z.string(),
-    sandbox_url: z.string(),
-    status: z.enum(STATUSES),
-    thread_id: z.string().nullable(),
-    user_id: z.string().nullable(),
-    created_at: z.string().nullable(),
-    expires_at: z.string().optional(),
-    mount_contract_version: z.number().int(),
-    reason: z.string().optional(),
-    message: z.string().optional(),
-  })
-  .meta({ id: 'Sandbox' });
-export const sandboxListSchema = z.object({ sandboxes: z.array(sandboxSchema), count: z.number().int() }).meta({ id: 'SandboxList' });
-export const deletedSchema = z.object({ ok: z.literal(true), sandbox_id: z.string() }).meta({ id: 'Deleted' });
-export const errorSchema = z.object({ detail: z.string(), code: z.enum(Object.keys(ERRORS) as [keyof typeof ERRORS, ...(keyof typeof ERRORS)[]]) }).loose().meta({ id: 'Error' });
-export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
-export const readySchema = z
-  .object({ status: z.enum(['ok', 'unavailable']), synced: z.boolean(), healthy: z.boolean(), stale: z.boolean(), sandboxes: z.number().int(), checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() })), detail: z.string().optional(), code: z.string().optional() })
-  .meta({ id: 'Readiness' });
-export const capabilitiesSchema = z
-  .object({ mount_contract_version: z.number().int(), lark_cli_init_image: z.boolean(), lark_cli_broker_image: z.boolean(), storage_mode: z.enum(['hostPath', 'pvc']), service_type: z.enum(['NodePort', 'ClusterIP']) })
-  .meta({ id: 'Capabilities' });
+/** The path parameter `sandbox_id`, described by the same schema that validates it in bodies. */
+const idParameter = { name: 'sandbox_id', in: 'path', required: true, schema: z.toJSONSchema(sandboxIdSchema) };
 
-type Op = { summary: string; params?: string[]; query?: Record<string, string>; body?: z.ZodType; ok: Record<number, z.ZodType | 'text'>; errors: (keyof typeof ERRORS)[] };
+type Op = { summary: string; withId?: boolean; query?: Record<string, string>; body?: z.ZodType; ok: Record<number, z.ZodType | 'text'>; errors: ErrorCode[] };
 
 const ref = (schema: z.ZodType): { $ref: string } => ({ $ref: `#/components/schemas/${(schema.meta() as { id: string }).id}` });
 
@@ -44,7 +22,7 @@ function operation(op: Op): Record<string, unknown> {
   return {
     summary: op.summary,
     parameters: [
-      ...(op.params ?? []).map((name) => ({ name, in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 51 } })),
+      ...(op.withId ? [idParameter] : []),
       ...Object.entries(op.query ?? {}).map(([name, description]) => ({ name, in: 'query', required: false, description, schema: { type: 'string' } })),
     ],
     ...(op.body ? { requestBody: { required: op.body !== keepaliveRequestSchema, content: { 'application/json': { schema: ref(op.body) } } } } : {}),
@@ -53,7 +31,7 @@ function operation(op: Op): Record<string, unknown> {
 }
 
 export function openApiDocument(): Record<string, unknown> {
-  const api: (keyof typeof ERRORS)[] = ['unauthorized', 'cluster_unavailable'];
+  const api: ErrorCode[] = ['unauthorized', 'cluster_unavailable'];
   const schemas: Record<string, unknown> = {};
   for (const s of [createRequestSchema, keepaliveRequestSchema, sandboxSchema, sandboxListSchema, deletedSchema, errorSchema, healthSchema, readySchema, capabilitiesSchema]) {
     schemas[(s.meta() as { id: string }).id] = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
@@ -77,16 +55,16 @@ export function openApiDocument(): Record<string, unknown> {
         }),
       },
       '/api/sandboxes/{sandbox_id}': {
-        get: operation({ summary: 'A sandbox (from the watch view)', params: ['sandbox_id'], query: { wait: 'seconds to wait for Running' }, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found'] }),
-        delete: operation({ summary: 'Delete a sandbox (also 200 when missing)', params: ['sandbox_id'], ok: { 200: deletedSchema }, errors: [...api, 'invalid_sandbox_id', 'provisioner_forbidden'] }),
+        get: operation({ summary: 'A sandbox (from the watch view)', withId: true, query: { wait: 'seconds to wait for Running' }, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found'] }),
+        delete: operation({ summary: 'Delete a sandbox (also 200 when missing)', withId: true, ok: { 200: deletedSchema }, errors: [...api, 'invalid_sandbox_id', 'provisioner_forbidden'] }),
       },
       '/api/sandboxes/{sandbox_id}/keepalive': {
-        post: operation({ summary: 'Record activity and optionally extend the sandbox’s life', params: ['sandbox_id'], body: keepaliveRequestSchema, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'] }),
+        post: operation({ summary: 'Record activity and optionally extend the sandbox’s life', withId: true, body: keepaliveRequestSchema, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'] }),
       },
       '/api/sandboxes/{sandbox_id}/events': {
         get: {
           summary: 'Server-Sent Events of the sandbox’s status transitions, ending when it is deleted',
-          parameters: [{ name: 'sandbox_id', in: 'path', required: true, schema: { type: 'string' } }],
+          parameters: [idParameter],
           responses: { 200: { description: 'event: status (data: Sandbox), then event: deleted', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 404: { description: ERRORS.sandbox_not_found.doc, content: { 'application/json': { schema: ref(errorSchema) } } } },
         },
       },
@@ -94,7 +72,7 @@ export function openApiDocument(): Record<string, unknown> {
         get: {
           summary: 'Reverse proxy to the sandbox (any method; WebSocket upgrades too)',
           parameters: [
-            { name: 'sandbox_id', in: 'path', required: true, schema: { type: 'string' } },
+            idParameter,
             { name: 'path', in: 'path', required: true, schema: { type: 'string' } },
           ],
           responses: { 200: { description: 'The sandbox’s answer' }, 404: { description: ERRORS.sandbox_not_found.doc }, 502: { description: ERRORS.upstream_unreachable.doc }, 503: { description: ERRORS.sandbox_not_ready.doc }, 504: { description: ERRORS.upstream_timeout.doc } },

@@ -1,15 +1,14 @@
 // The one place that turns configuration into a @kubernetes/client-node client: kubeconfig or in-cluster
 // config, the K8S_API_SERVER override (keeping TLS verification), and a pooled JSON transport with a
-// per-request timeout whose errors are this project's own (KubeApiError, KubeUnavailableError).
+// per-request timeout whose errors are this project's own (errors.ts).
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type https from 'node:https';
 import { KubeConfig, type Cluster } from '@kubernetes/client-node';
 import { Agent, request as undiciRequest } from 'undici';
-import type { Config } from './config.ts';
-
-export class KubeconfigError extends Error {}
+import type { Config } from '../config.ts';
+import { KubeApiError, KubeconfigError, KubeUnavailableError, type KubeStatus } from './errors.ts';
 
 /** Loads the kubeconfig named by KUBECONFIG_PATH, else the in-cluster config. Fails with one clear line. */
 export function loadKubeConfig(config: Pick<Config, 'kubeconfigPath' | 'apiServer' | 'apiServerInsecure'>): { kc: KubeConfig; source: string } {
@@ -57,55 +56,13 @@ function replaceCluster(kc: KubeConfig, old: Cluster, next: Cluster): void {
   kc.clusters = kc.clusters.map((c) => (c.name === old.name ? next : c));
 }
 
-/** DeleteOptions for every delete here: dependents (a pod's service) are collected in the background. */
-export const DELETE_IN_BACKGROUND = { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } as const;
-
-export type KubeResponse = { status: number; body: unknown; text: string };
-
-/** An error answer of the API server: the HTTP status and its V1Status body (parsed). */
-export class KubeApiError extends Error {
-  readonly status: number;
-  readonly body: KubeStatus;
-  readonly method: string;
-  readonly path: string;
-  constructor(method: string, path: string, status: number, body: KubeStatus) {
-    super(body.message ?? `${method} ${path}: HTTP ${status}`);
-    this.name = 'KubeApiError';
-    this.status = status;
-    this.body = body;
-    this.method = method;
-    this.path = path;
-  }
-}
-
-export type KubeStatus = {
-  kind?: string;
-  status?: string;
-  message?: string;
-  reason?: string;
-  code?: number;
-  details?: { name?: string; kind?: string; group?: string; causes?: { reason?: string; message?: string; field?: string }[]; retryAfterSeconds?: number };
-};
-
-/** The API server could not be reached or did not answer in time. */
-export class KubeUnavailableError extends Error {
-  readonly method: string;
-  readonly path: string;
-  constructor(method: string, path: string, cause: unknown) {
-    const c = cause as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
-    const what = c.name === 'TimeoutError' ? 'timed out' : (c.cause?.code ?? c.code ?? c.cause?.message ?? c.message ?? String(cause));
-    super(`${method} ${path}: ${what}`, { cause });
-    this.name = 'KubeUnavailableError';
-    this.method = method;
-    this.path = path;
-  }
-}
-
 /**
  * A JSON client for the API server. Authentication comes from the KubeConfig on every request (tokens
  * rotate), but connections are pooled in one keep-alive agent: the library builds a new agent, and so a
  * new TLS handshake, per request, which would dominate the cost of a create.
  */
+export type KubeResponse = { status: number; body: unknown; text: string };
+
 export class KubeClient {
   readonly kc: KubeConfig;
   readonly server: string;
@@ -166,15 +123,12 @@ export class KubeClient {
     } catch (err) {
       throw new KubeUnavailableError(method, path, err);
     }
-    let body: unknown = undefined;
+    if (res.statusCode >= 400) throw new KubeApiError(method, path, res.statusCode, parseStatus(text));
+    let body: unknown;
     try {
       body = text === '' ? undefined : JSON.parse(text);
     } catch {
       body = { message: text.slice(0, 500) };
-    }
-    if (res.statusCode >= 400) {
-      const status = (body && typeof body === 'object' ? body : { message: text }) as KubeStatus;
-      throw new KubeApiError(method, path, res.statusCode, status);
     }
     return { status: res.statusCode, body, text };
   }
@@ -203,14 +157,7 @@ export class KubeClient {
     undiciRequest(this.server + path, { method: 'GET', headers: { ...headers, accept: 'application/json' }, dispatcher: agent, signal: controller.signal, bodyTimeout: 0 })
       .then(async (res) => {
         if (res.statusCode !== 200) {
-          const text = await res.body.text();
-          let status: KubeStatus;
-          try {
-            status = JSON.parse(text) as KubeStatus;
-          } catch {
-            status = { message: text.slice(0, 500) };
-          }
-          return finish(new KubeApiError('WATCH', path, res.statusCode, status));
+          return finish(new KubeApiError('WATCH', path, res.statusCode, parseStatus(await res.body.text())));
         }
         let pending = '';
         for await (const chunk of res.body) {
@@ -235,6 +182,17 @@ export class KubeClient {
   async close(): Promise<void> {
     await this.#agent?.close();
   }
+}
+
+/** The V1Status of an error answer; a body that is not one becomes its message. */
+function parseStatus(text: string): KubeStatus {
+  try {
+    const body = JSON.parse(text) as unknown;
+    if (body !== null && typeof body === 'object') return body as KubeStatus;
+  } catch {
+    // not JSON: the text itself is the message
+  }
+  return { message: text.slice(0, 500) };
 }
 
 export function makeKube(config: Config): KubeClient {

@@ -1,0 +1,77 @@
+// What a sandbox is called and where it lives, written once: object names, labels, annotations, the
+// API paths and DNS name of its objects, the rules for identifiers, and the container paths it mounts.
+// Pure facts: this module imports nothing.
+
+export const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
+export type SandboxStatus = (typeof STATUSES)[number];
+
+export const LABEL_APP = 'app';
+export const LABEL_APP_VALUE = 'deer-flow-sandbox';
+export const LABEL_SANDBOX_ID = 'sandbox-id';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'sandbox-provisioner';
+export const ANNOTATION_THREAD_ID = 'sandbox.deer-flow/thread-id';
+export const ANNOTATION_USER_ID = 'sandbox.deer-flow/user-id';
+export const ANNOTATION_LAST_ACTIVITY = 'sandbox.deer-flow/last-activity';
+export const ANNOTATION_EXPIRES_AT = 'sandbox.deer-flow/expires-at';
+/** What both the list and the watch select: every sandbox object, including ones made by the reference. */
+export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
+
+export const podName = (id: string): string => `sandbox-${id}`;
+export const serviceName = (id: string): string => `sandbox-${id}-svc`;
+
+// ---- identifiers ----
+
+/** `sandbox-<id>-svc` must fit a 63-character DNS label, so the id has at most 51 characters. */
+export const MAX_SANDBOX_ID = 63 - serviceName('').length;
+export const SANDBOX_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+export const SANDBOX_ID_LENGTH_RULE = `sandbox_id must be at most ${MAX_SANDBOX_ID} characters (so that sandbox-<id>-svc fits 63)`;
+export const SANDBOX_ID_RULE = 'sandbox_id must be a DNS-1123 label: lowercase letters, digits and -, starting and ending with a letter or digit';
+export const THREAD_ID = /^[A-Za-z0-9_-]{1,64}$/;
+export const USER_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+export const isSandboxId = (id: string): boolean => id.length <= MAX_SANDBOX_ID && SANDBOX_ID.test(id);
+
+/** Why `id` is not a sandbox id, or undefined when it is one. */
+export function sandboxIdProblem(id: string): string | undefined {
+  if (id.length > MAX_SANDBOX_ID) return SANDBOX_ID_LENGTH_RULE;
+  if (!SANDBOX_ID.test(id)) return SANDBOX_ID_RULE;
+  return undefined;
+}
+
+// ---- Kubernetes API paths and addresses ----
+
+export const namespacePath = (ns: string): string => `/api/v1/namespaces/${encodeURIComponent(ns)}`;
+export const podsPath = (ns: string): string => `${namespacePath(ns)}/pods`;
+export const servicesPath = (ns: string): string => `${namespacePath(ns)}/services`;
+export const podPath = (ns: string, id: string): string => `${podsPath(ns)}/${podName(id)}`;
+export const servicePath = (ns: string, id: string): string => `${servicesPath(ns)}/${serviceName(id)}`;
+
+/** The cluster DNS origin of a sandbox's service (ClusterIP URLs and the `service` proxy upstream). */
+export const serviceOrigin = (id: string, ns: string, port: number): string => `http://${serviceName(id)}.${ns}.svc.cluster.local:${port}`;
+
+// ---- container paths ----
+
+/** Container paths the provisioner itself mounts; extra mounts may neither equal nor contain them. */
+export const SKILLS_PATH = '/mnt/skills';
+export const USER_DATA_PATH = '/mnt/user-data';
+export const BUILTIN_MOUNT_PATHS = [SKILLS_PATH, USER_DATA_PATH];
+
+const LARK = '/mnt/integrations/lark-cli';
+export const LARK_RUNTIME_PATH = `${LARK}/runtime`;
+/** Lark credential paths in the sandbox, and where the broker sidecar mounts the same volumes. */
+export const LARK_CREDENTIAL_PATHS: Readonly<Record<string, string>> = {
+  [`${LARK}/config`]: '/var/lark/config',
+  [`${LARK}/config/locks`]: '/var/lark/config/locks',
+  [`${LARK}/data`]: '/var/lark/data',
+};
+
+/** Container paths DeerFlow's current client may send as extra mounts (its own allowlist). */
+export const DEFAULT_EXTRA_MOUNT_PATHS = [
+  `${USER_DATA_PATH}/.upload-conversions`,
+  '/mnt/acp-workspace',
+  `${SKILLS_PATH}/custom`,
+  `${SKILLS_PATH}/integrations`,
+  ...Object.keys(LARK_CREDENTIAL_PATHS),
+  LARK_RUNTIME_PATH,
+];

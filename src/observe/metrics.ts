@@ -1,0 +1,128 @@
+// Prometheus metrics (prom-client), in a registry of the service's own, and the GET /metrics row. No
+// per-sandbox label anywhere: sandbox ids are unbounded, so every label here has a small fixed set of values.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
+import type { RouteRow } from '../http/server.ts';
+
+/** What the metrics read from the sandbox view at scrape time. */
+export type MetricsSource = {
+  list(): readonly { status: SandboxStatus }[];
+  stats(): { restarts: number; relists: number; handlerErrors: number };
+};
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** A counter whose value lives elsewhere (a total kept by the watch), read at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, read: () => number | undefined): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const value = read();
+      if (value === undefined) return;
+      this.reset();
+      this.inc(value);
+    },
+  });
+}
+
+export function createMetrics(source?: () => MetricsSource | undefined) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'sandbox_provisioner_' });
+  return {
+    registry,
+    sandboxes: new Gauge({
+      name: 'sandbox_provisioner_sandboxes',
+      help: 'Sandboxes in the view, by status',
+      labelNames: ['status'] as const,
+      registers: [registry],
+      collect() {
+        const view = source?.();
+        if (!view) return;
+        const counts = new Map<string, number>(STATUSES.map((s) => [s, 0]));
+        for (const r of view.list()) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+        for (const [status, n] of counts) this.set({ status }, n);
+      },
+    }),
+    creates: new Counter({ name: 'sandbox_provisioner_creates_total', help: 'Create requests by outcome (created, existing, or an error code)', labelNames: ['outcome'] as const, registers: [registry] }),
+    deletes: new Counter({ name: 'sandbox_provisioner_deletes_total', help: 'Delete requests by outcome (deleted, missing, or an error code)', labelNames: ['outcome'] as const, registers: [registry] }),
+    expiries: new Counter({ name: 'sandbox_provisioner_expiries_total', help: 'Sandboxes deleted by the sweeper, by reason (ttl, idle)', labelNames: ['reason'] as const, registers: [registry] }),
+    orphansRemoved: new Counter({ name: 'sandbox_provisioner_orphans_removed_total', help: 'Half-made sandboxes removed by the reconciler, by the object left (pod, service)', labelNames: ['object'] as const, registers: [registry] }),
+    createToRunning: new Histogram({
+      name: 'sandbox_provisioner_create_to_running_seconds',
+      help: 'From the create request to the sandbox being Running (Ready), as seen by the watch',
+      buckets: [0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300],
+      registers: [registry],
+    }),
+    requests: new Histogram({
+      name: 'sandbox_provisioner_http_request_duration_seconds',
+      help: 'HTTP requests by method, route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
+      registers: [registry],
+    }),
+    proxyRequests: new Counter({ name: 'sandbox_provisioner_proxy_requests_total', help: 'Proxied requests by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    proxyBytes: new Counter({ name: 'sandbox_provisioner_proxy_bytes_total', help: 'Bytes proxied, by direction (in: to the sandbox, out: to the client)', labelNames: ['direction'] as const, registers: [registry] }),
+    proxyUpstreamErrors: new Counter({ name: 'sandbox_provisioner_proxy_upstream_errors_total', help: 'Upstream errors by kind (refused, reset, timeout, websocket, other)', labelNames: ['kind'] as const, registers: [registry] }),
+    watchRestarts: mirroredCounter(registry, 'sandbox_provisioner_watch_restarts_total', 'Watch restarts after errors since start', () => source?.()?.stats().restarts),
+    watchRelists: mirroredCounter(registry, 'sandbox_provisioner_watch_relists_total', 'Relists after 410 Gone since start', () => source?.()?.stats().relists),
+    watchHandlerErrors: mirroredCounter(registry, 'sandbox_provisioner_watch_handler_errors_total', 'Exceptions thrown by watch event handlers since start', () => source?.()?.stats().handlerErrors),
+    watchLag: new Histogram({
+      name: 'sandbox_provisioner_watch_event_lag_seconds',
+      help: 'Delay between a pod condition transition (its lastTransitionTime) and the view seeing it',
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
+      registers: [registry],
+    }),
+  };
+}
+
+/** Label children looked up by key without prom-client's label hashing (hot paths: every request counts). */
+function children<C>(make: (key: string) => C): (key: string) => C {
+  const cache = new Map<string, C>();
+  return (key) => {
+    let child = cache.get(key);
+    if (child === undefined) cache.set(key, (child = make(key)));
+    return child;
+  };
+}
+
+/** The HTTP server's observer: one histogram child per (method, route, status). */
+export function requestObserver(metrics: Metrics): (info: { method: string; route: string; status: number; seconds: number }) => void {
+  const child = children((key) => {
+    const [method = '', route = '', status = ''] = key.split('\t');
+    return metrics.requests.labels({ method, route, status });
+  });
+  return ({ method, route, status, seconds }) => child(`${method}\t${route}\t${status}`).observe(seconds);
+}
+
+/** The proxy's counters, label children bound once. */
+export function proxyStats(metrics: Metrics) {
+  const outcome = children((o) => metrics.proxyRequests.labels({ outcome: o }));
+  const upstream = children((kind) => metrics.proxyUpstreamErrors.labels({ kind }));
+  const bytesIn = metrics.proxyBytes.labels({ direction: 'in' });
+  const bytesOut = metrics.proxyBytes.labels({ direction: 'out' });
+  return {
+    onRequest: (o: string): void => outcome(o).inc(),
+    onBytes: (direction: 'in' | 'out', bytes: number): void => (direction === 'in' ? bytesIn : bytesOut).inc(bytes),
+    onUpstreamError: (kind: string): void => upstream(kind).inc(),
+  };
+}
+
+export function metricsRoutes(metrics: Metrics): RouteRow[] {
+  return [
+    {
+      name: '/metrics',
+      path: '/metrics',
+      quiet: true,
+      methods: {
+        GET: async ({ res }) => {
+          const text = await metrics.registry.metrics();
+          res.writeHead(200, { 'content-type': metrics.registry.contentType });
+          res.end(text);
+        },
+      },
+    },
+  ];
+}

@@ -1,0 +1,113 @@
+// What the API answers, as zod schemas (the OpenAPI document and the TypeScript types both come from
+// them), and the rendering of a sandbox record into its answer. Rendering never writes.
+
+import { z } from 'zod';
+import type { Config } from '../config.ts';
+import type { SandboxRecord } from '../domain/record.ts';
+import { serviceOrigin, STATUSES } from '../domain/sandbox.ts';
+import { ERRORS, type ErrorCode } from '../http/errors.ts';
+
+export const sandboxSchema = z
+  .object({
+    sandbox_id: z.string(),
+    sandbox_url: z.string(),
+    status: z.enum(STATUSES),
+    thread_id: z.string().nullable(),
+    user_id: z.string().nullable(),
+    created_at: z.string().nullable(),
+    expires_at: z.string().optional(),
+    mount_contract_version: z.number().int(),
+    reason: z.string().optional(),
+    message: z.string().optional(),
+  })
+  .meta({ id: 'Sandbox' });
+export type SandboxAnswer = z.infer<typeof sandboxSchema>;
+
+export const sandboxListSchema = z.object({ sandboxes: z.array(sandboxSchema), count: z.number().int() }).meta({ id: 'SandboxList' });
+export const deletedSchema = z.object({ ok: z.literal(true), sandbox_id: z.string() }).meta({ id: 'Deleted' });
+export const errorSchema = z
+  .object({ detail: z.string(), code: z.enum(Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]]) })
+  .loose()
+  .meta({ id: 'Error' });
+export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+const checkSchema = z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() });
+export type Check = z.infer<typeof checkSchema>;
+export const readySchema = z
+  .object({
+    status: z.enum(['ok', 'unavailable']),
+    synced: z.boolean(),
+    healthy: z.boolean(),
+    stale: z.boolean(),
+    sandboxes: z.number().int(),
+    checks: z.array(checkSchema),
+    detail: z.string().optional(),
+    code: z.string().optional(),
+  })
+  .meta({ id: 'Readiness' });
+export const capabilitiesSchema = z
+  .object({
+    mount_contract_version: z.number().int(),
+    lark_cli_init_image: z.boolean(),
+    lark_cli_broker_image: z.boolean(),
+    storage_mode: z.enum(['hostPath', 'pvc']),
+    service_type: z.enum(['NodePort', 'ClusterIP']),
+  })
+  .meta({ id: 'Capabilities' });
+
+/** Renders records as answers; the serialized text of a record is cached (records are immutable). */
+export class Answers {
+  #config: Config;
+  #texts = new WeakMap<SandboxRecord, string>();
+  /** In proxy mode without PUBLIC_URL the URL depends on the caller's address, so nothing is cached. */
+  #perCaller: boolean;
+
+  constructor(config: Config) {
+    this.#config = config;
+    this.#perCaller = config.sandboxUrl.mode === 'proxy' && config.sandboxUrl.publicUrl === undefined;
+  }
+
+  /**
+   * The sandbox's URL for the caller: the NodePort address (reference behaviour), the service's DNS name
+   * (ClusterIP), or in proxy mode `<PUBLIC_URL>/sandboxes/<id>` — with PUBLIC_URL unset, the address
+   * the caller itself used to reach this provisioner (`requestBase`).
+   */
+  url(record: SandboxRecord, requestBase?: string): string {
+    const c = this.#config;
+    if (c.sandboxUrl.mode === 'proxy') {
+      const base = c.sandboxUrl.publicUrl ?? requestBase;
+      if (base) return `${base}/sandboxes/${record.sandboxId}`;
+    }
+    if (record.nodePort !== undefined && c.sandbox.serviceType === 'NodePort') return `http://${c.nodeHost}:${record.nodePort}`;
+    if (c.sandbox.serviceType === 'ClusterIP' && record.hasService) return serviceOrigin(record.sandboxId, c.namespace, c.sandbox.port);
+    return '';
+  }
+
+  answer(record: SandboxRecord, requestBase?: string): SandboxAnswer {
+    const c = this.#config;
+    const created = Number.isFinite(record.createdAt);
+    const expiresAt = record.expiresAt ?? (c.lifecycle.ttlMs > 0 && created ? record.createdAt + c.lifecycle.ttlMs : undefined);
+    return {
+      sandbox_id: record.sandboxId,
+      sandbox_url: this.url(record, requestBase),
+      status: record.status,
+      thread_id: record.threadId ?? null,
+      user_id: record.userId ?? null,
+      created_at: created ? new Date(record.createdAt).toISOString() : null,
+      ...(expiresAt !== undefined ? { expires_at: new Date(expiresAt).toISOString() } : {}),
+      mount_contract_version: c.mountContractVersion,
+      ...(record.reason ? { reason: record.reason } : {}),
+      ...(record.message ? { message: record.message } : {}),
+    };
+  }
+
+  /** The answer serialized. */
+  text(record: SandboxRecord, requestBase?: string): string {
+    if (this.#perCaller) return JSON.stringify(this.answer(record, requestBase));
+    let text = this.#texts.get(record);
+    if (text === undefined) {
+      text = JSON.stringify(this.answer(record));
+      this.#texts.set(record, text);
+    }
+    return text;
+  }
+}

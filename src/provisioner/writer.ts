@@ -1,0 +1,362 @@
+// The one writer to the Kubernetes API: every create, delete, patch and dry run of a sandbox object (and
+// of the namespace) goes through this class. Reads come from the watch view. Activity (an API touch or
+// a proxied request) is kept here too, because persisting it is a write: in memory, and written to the
+// pod as an annotation at most once per ACTIVITY_WRITE_INTERVAL_SECONDS, so it survives restarts and
+// is shared by replicas (each reads it back through the watch).
+
+import type { V1Pod } from '@kubernetes/client-node';
+import type { Config } from '../config.ts';
+import { joinRecord, slimPod, slimService, type RawPod, type RawService, type SandboxRecord } from '../domain/record.ts';
+import {
+  ANNOTATION_EXPIRES_AT,
+  ANNOTATION_LAST_ACTIVITY,
+  namespacePath,
+  podName,
+  podPath,
+  podsPath,
+  serviceName,
+  servicePath,
+  servicesPath,
+} from '../domain/sandbox.ts';
+import { HttpError, sandboxNotFound } from '../http/errors.ts';
+import type { KubeClient } from '../kube/client.ts';
+import { DELETE_IN_BACKGROUND, isAlreadyExists, isConflict, isForbidden, isNotFound } from '../kube/errors.ts';
+import type { Logger } from '../log.ts';
+import type { SandboxView } from '../watch/sandbox-view.ts';
+import { Gate } from './gate.ts';
+import { fromKube, type KubeTarget } from './k8s-errors.ts';
+import { buildPod, buildService } from './pod-spec.ts';
+import type { SandboxRequest } from './request.ts';
+
+export type WriterDeps = { config: Config; kube: KubeClient; view: SandboxView; log: Logger; now?: () => number; gate?: Gate };
+
+/** The namespace could not be made ready; `final` when retrying cannot help (not allowed to create it). */
+export class NamespaceError extends Error {
+  readonly final: boolean;
+  constructor(message: string, final: boolean) {
+    super(message);
+    this.final = final;
+  }
+}
+
+const MERGE_PATCH = 'application/merge-patch+json';
+const deleting = (id: string): HttpError => new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
+
+export class SandboxWriter {
+  #config: Config;
+  #kube: KubeClient;
+  #view: SandboxView;
+  #log: Logger;
+  #now: () => number;
+  #gate: Gate;
+  #ns: string;
+  #inflight = new Map<string, Promise<SandboxRecord>>();
+  /** Last activity per sandbox seen by this process, and when it was last written to the pod. */
+  #touched = new Map<string, number>();
+  #written = new Map<string, number>();
+
+  constructor(deps: WriterDeps) {
+    this.#config = deps.config;
+    this.#kube = deps.kube;
+    this.#view = deps.view;
+    this.#log = deps.log;
+    this.#now = deps.now ?? Date.now;
+    const l = deps.config.limits;
+    this.#gate = deps.gate ?? new Gate(l.maxConcurrentCreates, l.queueSize, l.queueTimeoutMs);
+    this.#ns = deps.config.namespace;
+    // Activity of sandboxes that are gone is forgotten.
+    this.#view.subscribe((change) => {
+      if (change.record === undefined) this.#forget(change.id);
+    });
+  }
+
+  /** True while this process is creating that sandbox (the reconciler leaves it alone). */
+  busy(id: string): boolean {
+    return this.#inflight.has(id);
+  }
+
+  // ---- create ----
+
+  /**
+   * Creates the pod and the service of a sandbox, or returns the existing one (created=false).
+   * Concurrent identical creates in this process share one attempt; across processes, the API server's
+   * AlreadyExists makes the loser adopt the winner's objects. A sandbox missing one half (a crash of
+   * an earlier create) is completed. Either way the create counts as activity.
+   */
+  async create(req: SandboxRequest): Promise<{ created: boolean; record: SandboxRecord }> {
+    const id = req.sandboxId;
+    const running = this.#inflight.get(id);
+    if (running) return { created: false, record: await running };
+    const existing = this.#view.get(id);
+    const reachable = this.#config.sandbox.serviceType !== 'NodePort' || existing?.nodePort !== undefined;
+    if (existing && existing.hasPod && existing.hasService && !existing.deleting && reachable) {
+      this.touch(id);
+      return { created: false, record: existing };
+    }
+    this.#checkLimits(req);
+    let created = false;
+    const attempt = this.#gate.run(() => this.#create(req)).then(({ record, madePod }) => {
+      created = madePod;
+      return record;
+    });
+    this.#inflight.set(id, attempt);
+    try {
+      const record = await attempt;
+      // A new sandbox's creation time is its first activity: nothing needs writing yet.
+      if (created) this.#persisted(id, this.#now());
+      else this.touch(id);
+      return { created, record };
+    } finally {
+      this.#inflight.delete(id);
+    }
+  }
+
+  /** MAX_SANDBOXES and MAX_SANDBOXES_PER_THREAD, counted from the view plus the creates in flight. */
+  #checkLimits(req: SandboxRequest): void {
+    const { maxSandboxes, maxPerThread } = this.#config.limits;
+    if (maxSandboxes > 0) {
+      const n = this.#view.count((r) => !r.deleting) + this.#inflight.size;
+      if (n >= maxSandboxes) {
+        throw new HttpError('limit_reached', `The limit of ${maxSandboxes} sandboxes (MAX_SANDBOXES) is reached; delete one first`, { headers: { 'retry-after': '30' } });
+      }
+    }
+    if (maxPerThread > 0 && this.#view.count((r) => !r.deleting && r.threadId === req.threadId) >= maxPerThread) {
+      throw new HttpError('limit_reached', `Thread '${req.threadId}' already has ${maxPerThread} sandboxes (MAX_SANDBOXES_PER_THREAD)`, { headers: { 'retry-after': '30' } });
+    }
+  }
+
+  async #create(req: SandboxRequest): Promise<{ record: SandboxRecord; madePod: boolean }> {
+    const id = req.sandboxId;
+    const deadline = Date.now() + this.#config.createTimeoutMs;
+    // A sandbox still being deleted is waited out (delete then create of one id is a normal pattern).
+    if (this.#view.get(id)?.deleting) {
+      await this.#view.waitFor(id, (r) => r === undefined || !r.deleting, deadline - Date.now());
+      if (this.#view.get(id)?.deleting) throw deleting(id);
+    }
+    // Pod and service are created at once (a create costs the slower of the two, not their sum). If one
+    // is refused, the other is removed if this call made it, and the answer names the refused one.
+    const [podResult, serviceResult] = await Promise.allSettled([
+      this.#createOrRead<RawPod>(podsPath(this.#ns), buildPod(this.#config, req, this.#now()), podName(id), 'pod'),
+      this.#createOrRead<RawService>(servicesPath(this.#ns), buildService(this.#config, id), serviceName(id), 'service'),
+    ]);
+    if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {
+      const answer = (podResult.status === 'rejected' ? podResult.reason : (serviceResult as PromiseRejectedResult).reason) as HttpError;
+      if (podResult.status === 'fulfilled' && podResult.value.made) await this.#rollback(podPath(this.#ns, id), podName(id), answer.message);
+      if (serviceResult.status === 'fulfilled' && serviceResult.value.made) await this.#rollback(servicePath(this.#ns, id), serviceName(id), answer.message);
+      throw answer;
+    }
+    const pod = podResult.value.object;
+    const madePod = podResult.value.made;
+    if ((pod as V1Pod).metadata?.deletionTimestamp) throw deleting(id);
+    // The service is owned by its pod, so the garbage collector removes it with the pod. Set after both
+    // exist (the pod's uid is known only then), off the answer's path; the reconciler covers a crash here.
+    if (serviceResult.value.made) void this.setOwner(id, (pod as V1Pod).metadata?.uid);
+    const podFacts = slimPod(pod);
+    let serviceFacts = slimService(serviceResult.value.object);
+    if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
+      // The API server allocates node ports in the create call; this is only a safety net.
+      const seen = await this.#view.waitFor(id, (r) => r?.nodePort !== undefined, deadline - Date.now());
+      if (seen?.nodePort === undefined) throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
+      serviceFacts = serviceFacts && { ...serviceFacts, nodePort: seen.nodePort };
+    }
+    const record = joinRecord(id, podFacts, serviceFacts);
+    if (record === undefined) throw new HttpError('internal_error', `Sandbox '${id}' objects could not be read back`);
+    this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
+    // Read-your-writes: answer once this replica's view holds both objects (the watch lags the API by
+    // about a millisecond), so a status query or event stream right after the create finds the sandbox.
+    const holds = (r: SandboxRecord | undefined): boolean => r !== undefined && r.podUid === record.podUid && r.hasService;
+    const seen = await this.#view.waitFor(id, holds, Math.min(2000, Math.max(0, deadline - Date.now())));
+    return { record: seen && holds(seen) ? seen : record, madePod };
+  }
+
+  /** Creates an object, or reads the existing one on AlreadyExists (another request or replica made it). */
+  async #createOrRead<T>(collection: string, body: object, name: string, target: KubeTarget): Promise<{ object: T; made: boolean }> {
+    try {
+      return { object: (await this.#kube.request('POST', collection, { body })).body as T, made: true };
+    } catch (err) {
+      if (!isAlreadyExists(err)) throw fromKube(err, target, `create ${target} ${name}`);
+    }
+    try {
+      return { object: (await this.#kube.request('GET', `${collection}/${name}`)).body as T, made: false };
+    } catch (err) {
+      throw fromKube(err, target, `read ${target} ${name}`);
+    }
+  }
+
+  async #rollback(path: string, name: string, why: string): Promise<void> {
+    try {
+      await this.#kube.request('DELETE', path, { body: DELETE_IN_BACKGROUND });
+      this.#log.warn({ object: name }, `removed ${name}: the other half of its sandbox was refused: ${why}`);
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.error({ object: name, err: String(err) }, `could not remove ${name} after the other half of its sandbox was refused; the reconciler will`);
+    }
+  }
+
+  /** Makes the service owned by its pod (ownerReference), so the garbage collector removes it with the pod. */
+  async setOwner(id: string, podUid: string | undefined): Promise<void> {
+    if (!podUid) return;
+    try {
+      await this.#kube.request('PATCH', servicePath(this.#ns, id), {
+        body: { metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }] } },
+        contentType: MERGE_PATCH,
+      });
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not set the service owner reference (the reconciler still removes orphans)');
+    }
+  }
+
+  // ---- delete ----
+
+  /** Deletes the service and the pod; true when something was deleted. A missing sandbox is not an error (the reference answers 200). */
+  async delete(id: string): Promise<boolean> {
+    const options = { body: DELETE_IN_BACKGROUND };
+    const targets = ['service', 'pod'] as const;
+    const results = await Promise.allSettled([this.#kube.request('DELETE', servicePath(this.#ns, id), options), this.#kube.request('DELETE', podPath(this.#ns, id), options)]);
+    for (const [i, r] of results.entries()) {
+      if (r.status === 'rejected' && !isNotFound(r.reason)) throw fromKube(r.reason, targets[i] ?? 'sandbox', `delete ${targets[i]} of sandbox ${id}`);
+    }
+    const deleted = results.some((r) => r.status === 'fulfilled');
+    if (deleted) this.#log.info({ sandbox_id: id }, 'sandbox deleted');
+    return deleted;
+  }
+
+  /**
+   * Deletes an expired sandbox only if its pod is still the one seen (uid and resourceVersion
+   * preconditions). True when this call deleted it; false when someone else did, or it changed.
+   */
+  async expire(id: string, podUid: string, podResourceVersion: string | undefined): Promise<boolean> {
+    // The resourceVersion precondition makes concurrent sweeps safe: the first delete changes the pod
+    // (deletionTimestamp), so any other replica's delete conflicts. A conflict for another reason (the
+    // pod's status moved on since the view saw it) is retried with the fresh version.
+    const path = podPath(this.#ns, id);
+    let resourceVersion = podResourceVersion;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#kube.request('DELETE', path, { body: { ...DELETE_IN_BACKGROUND, preconditions: { uid: podUid, ...(resourceVersion ? { resourceVersion } : {}) } } });
+        break;
+      } catch (err) {
+        if (isNotFound(err)) return false;
+        if (!isConflict(err) || attempt >= 3) throw fromKube(err, 'pod', `delete pod ${podName(id)}`);
+      }
+      const current = await this.#kube.request('GET', path).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw fromKube(err, 'pod', `read pod ${podName(id)}`);
+      });
+      const meta = (current?.body as V1Pod | undefined)?.metadata;
+      if (!meta || meta.uid !== podUid || meta.deletionTimestamp) return false; // gone, replaced, or deleted by someone else
+      resourceVersion = meta.resourceVersion;
+    }
+    this.#forget(id);
+    await this.removeObject(id, 'service');
+    return true;
+  }
+
+  /** Deletes one object of a sandbox (an orphan the reconciler found, an expired pod's service); true when it was there. */
+  async removeObject(id: string, kind: 'pod' | 'service'): Promise<boolean> {
+    try {
+      await this.#kube.request('DELETE', kind === 'pod' ? podPath(this.#ns, id) : servicePath(this.#ns, id), { body: DELETE_IN_BACKGROUND });
+      return true;
+    } catch (err) {
+      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, object: kind, err: String(err) }, `could not delete the ${kind} of sandbox ${id}; the reconciler or the garbage collector will`);
+      return false;
+    }
+  }
+
+  // ---- activity and keepalive ----
+
+  /** Records activity now; persists it when the last write is older than the write interval. */
+  touch(id: string): void {
+    const now = this.#now();
+    this.#touched.set(id, now);
+    if (now - (this.#written.get(id) ?? -Infinity) < this.#config.lifecycle.activityWriteMs) return;
+    this.#written.set(id, now);
+    void this.#annotate(id, { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() }).catch((err: unknown) => {
+      this.#written.delete(id);
+      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not record sandbox activity');
+    });
+  }
+
+  /** Extends a sandbox's life in one PATCH: records activity now and, with a TTL, moves its expiry. */
+  async keepalive(id: string, ttlSeconds: number | undefined): Promise<void> {
+    const now = this.#now();
+    const annotations: Record<string, string> = { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() };
+    const ttl = ttlSeconds ?? (this.#config.lifecycle.ttlMs > 0 ? this.#config.lifecycle.ttlMs / 1000 : undefined);
+    if (ttl !== undefined) annotations[ANNOTATION_EXPIRES_AT] = new Date(now + ttl * 1000).toISOString();
+    try {
+      await this.#annotate(id, annotations);
+    } catch (err) {
+      if (isNotFound(err)) throw sandboxNotFound(id);
+      throw fromKube(err, 'pod', `update pod ${podName(id)}`);
+    }
+    this.#persisted(id, now);
+  }
+
+  /** Activity at `at` that the pod already records (its creation, or a keepalive just written). */
+  #persisted(id: string, at: number): void {
+    this.#touched.set(id, at);
+    this.#written.set(id, at);
+  }
+
+  #annotate(id: string, annotations: Record<string, string>): Promise<unknown> {
+    return this.#kube.request('PATCH', podPath(this.#ns, id), { body: { metadata: { annotations } }, contentType: MERGE_PATCH });
+  }
+
+  /** The latest activity known for a sandbox: this process's memory, the pod annotation, or its creation. */
+  lastActivity(record: SandboxRecord): number {
+    return Math.max(this.#touched.get(record.sandboxId) ?? -Infinity, record.lastActivity ?? -Infinity, record.createdAt);
+  }
+
+  #forget(id: string): void {
+    this.#touched.delete(id);
+    this.#written.delete(id);
+  }
+
+  // ---- the namespace and dry runs ----
+
+  /** A server-side dry run (dryRun=All) of creating `body` in the sandbox namespace; throws the mapped refusal. */
+  async dryRun(kind: 'pod' | 'service', body: object): Promise<void> {
+    try {
+      await this.#kube.request('POST', `${kind === 'pod' ? podsPath(this.#ns) : servicesPath(this.#ns)}?dryRun=All`, { body });
+    } catch (err) {
+      throw fromKube(err, kind, `create a sandbox ${kind} (dry run)`);
+    }
+  }
+
+  /** Makes sure the namespace exists (creating it when allowed), then that its default service account does. */
+  async ensureNamespace(): Promise<void> {
+    const ns = this.#ns;
+    try {
+      await this.#kube.request('GET', namespacePath(ns));
+      return;
+    } catch (err) {
+      if (isForbidden(err)) {
+        this.#log.info({ namespace: ns }, 'cannot read namespaces (namespaced RBAC); assuming the namespace exists');
+        return;
+      }
+      if (!isNotFound(err)) throw err;
+    }
+    if (!this.#config.createNamespace) throw new NamespaceError(`namespace ${ns} does not exist and CREATE_NAMESPACE=false`, true);
+    try {
+      await this.#kube.request('POST', '/api/v1/namespaces', {
+        body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/name': 'deer-flow', 'app.kubernetes.io/component': 'sandbox' } } },
+      });
+      this.#log.info({ namespace: ns }, 'created namespace');
+    } catch (err) {
+      if (isForbidden(err)) {
+        throw new NamespaceError(`namespace ${ns} does not exist and the provisioner may not create it (RBAC: ${(err as Error).message}); create it, or grant the optional ClusterRole in deploy/`, true);
+      }
+      if (!isConflict(err)) throw err;
+    }
+    // Pods are refused until the service account controller has made the namespace's default account.
+    for (let i = 0; i < 100; i++) {
+      try {
+        await this.#kube.request('GET', `${namespacePath(ns)}/serviceaccounts/default`);
+        return;
+      } catch (err) {
+        if (isForbidden(err)) return;
+        if (!isNotFound(err)) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}

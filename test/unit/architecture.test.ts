@@ -1,0 +1,102 @@
+// The module map in the README is the architecture: each row names a module of src/, its job, and what
+// it may import. This test reads that table and every import of src/**/*.ts, and fails on an import the
+// map does not allow, on a module the map does not name, on a map that is not layered (its own rows
+// forming a cycle), and on any import cycle between files.
+
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { test } from 'node:test';
+
+const root = resolve(import.meta.dirname, '..', '..');
+const src = join(root, 'src');
+
+/** Rows of the README's module map: | `src/x/` (or `src/x.ts`, several per row) | job | `a`, `b` or — |. */
+function moduleMap(): Map<string, Set<string>> {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Module map'));
+  const map = new Map<string, Set<string>>();
+  for (const line of section.split('\n').slice(1)) {
+    if (line.startsWith('#')) break;
+    const cells = line.split('|').map((c) => c.trim());
+    if (cells.length < 4 || !cells[1]?.includes('`src/')) continue;
+    const may = new Set([...(cells[3] ?? '').matchAll(/`([a-z.]+)`/g)].map((m) => m[1] ?? ''));
+    for (const m of (cells[1] ?? '').matchAll(/`src\/([a-z-]+)(?:\.ts|\/)`/g)) map.set(m[1] ?? '', may);
+  }
+  return map;
+}
+
+/** The unit of a file: its folder under src/, or the file's own name (without .ts) for files at the top. */
+const unitOf = (file: string): string => (relative(src, file).split('/')[0] ?? '').replace(/\.ts$/, '');
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+}
+
+/** Relative imports of a file (static, type-only and dynamic), resolved to files. */
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'/g), ...text.matchAll(/import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] ?? '');
+  return specs.filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
+}
+
+const files = sources(src);
+const graph = new Map(files.map((f) => [f, importsOf(f)]));
+
+test('the README module map is layered: no module may import one that may import it back', () => {
+  const map = moduleMap();
+  assert.ok(map.size >= 10, `the README's module map was found (${map.size} rows)`);
+  const visiting = new Set<string>();
+  const done = new Set<string>();
+  const visit = (unit: string, path: string[]): void => {
+    if (done.has(unit)) return;
+    assert.ok(!visiting.has(unit), `the module map has a cycle: ${[...path, unit].join(' -> ')}`);
+    visiting.add(unit);
+    for (const next of map.get(unit) ?? []) if (next !== 'everything') visit(next, [...path, unit]);
+    visiting.delete(unit);
+    done.add(unit);
+  };
+  for (const unit of map.keys()) visit(unit, []);
+});
+
+test('every import in src/ is one the module map allows, and every module is on the map', () => {
+  const map = moduleMap();
+  const problems: string[] = [];
+  for (const [file, imports] of graph) {
+    const unit = unitOf(file);
+    const may = map.get(unit);
+    if (!may) {
+      problems.push(`${relative(root, file)}: module ${unit} is not in the README's module map`);
+      continue;
+    }
+    for (const target of imports) {
+      const other = unitOf(target);
+      if (other !== unit && !may.has(other) && !may.has('everything')) problems.push(`${relative(root, file)} imports ${relative(root, target)}: ${unit} may not import ${other}`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test('no import cycle between files of src/', () => {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const cycles: string[] = [];
+  const visit = (file: string, path: string[]): void => {
+    const s = state.get(file);
+    if (s === 'done') return;
+    if (s === 'visiting') {
+      cycles.push([...path.slice(path.indexOf(file)), file].map((f) => relative(src, f)).join(' -> '));
+      return;
+    }
+    state.set(file, 'visiting');
+    for (const next of graph.get(file) ?? []) visit(next, [...path, file]);
+    state.set(file, 'done');
+  };
+  for (const file of graph.keys()) visit(file, []);
+  assert.deepEqual(cycles, []);
+});
+
+test('the checks see real imports (a sanity check of the parser)', () => {
+  const service = graph.get(join(src, 'service.ts')) ?? [];
+  assert.ok(service.includes(join(src, 'watch', 'sandbox-view.ts')), 'service.ts imports the view');
+  assert.ok(service.length >= 10);
+});
