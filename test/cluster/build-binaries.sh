@@ -8,6 +8,7 @@ k8s_version="v1.37.2"
 etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$here/etcd/go.mod")"
 cache="${SANDBOX_CLUSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sandbox-provisioner}/k8s-${k8s_version}-etcd-${etcd_version}"
 mkdir -p "$cache"
+echo "cache: $cache" >&2
 
 have() { [ -x "$cache/$1" ]; }
 

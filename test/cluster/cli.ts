@@ -37,7 +37,11 @@ switch (command) {
     log(`provisioner on http://localhost:${process.env['PORT'] ?? 8002} (kubeconfig ${state.kubeconfig})`);
     const child = spawn(process.execPath, [resolve(import.meta.dirname, '..', '..', 'src', 'main.ts')], { stdio: 'inherit', env });
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
-    child.on('exit', (code) => process.exit(code ?? 0));
+    child.on('exit', (code) => {
+      // By design the control plane outlives the provisioner, so the next `npm run dev` starts in seconds.
+      log(`provisioner stopped; the local control plane is still running (kubeconfig ${state.kubeconfig}). Stop it with: npm run cluster:down`);
+      process.exit(code ?? 0);
+    });
     break;
   }
   default:

@@ -3,13 +3,12 @@
 // Every process is started detached, its pid written to the state dir, so `cluster:up` can return
 // while the cluster keeps running and `cluster:down` (or another process) can stop it.
 
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 
 const here = import.meta.dirname;
@@ -34,8 +33,12 @@ export function defaultStateDir(): string {
   return resolve(process.env['LOCAL_CLUSTER_DIR'] ?? join(here, '..', '..', '.local-cluster'));
 }
 
-/** Folder holding kube-apiserver, kube-controller-manager and etcd; builds them once if needed. */
-export async function binaries(): Promise<string> {
+/**
+ * Folder holding kube-apiserver, kube-controller-manager and etcd; builds them once if needed. A first
+ * build takes about 11 minutes on 2 cores and Go prints nothing meanwhile, so `log` gets which binary
+ * is being built, a line at least every 30 s, the cache path, and the total time at the end.
+ */
+export async function binaries(log: (line: string) => void = () => {}): Promise<string> {
   const assets = process.env['KUBEBUILDER_ASSETS'];
   if (assets && existsSync(join(assets, 'kube-apiserver')) && existsSync(join(assets, 'etcd'))) {
     if (!existsSync(join(assets, 'kube-controller-manager'))) {
@@ -43,14 +46,31 @@ export async function binaries(): Promise<string> {
     }
     return assets;
   }
-  const { stdout } = await promisify(execFile)('bash', [join(here, 'build-binaries.sh')], {
-    maxBuffer: 1 << 20,
-    env: process.env,
-  }).catch((err: unknown) => {
-    const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new Error(`building the control plane failed:\n${stderr.slice(-4000)}`);
+  const started = Date.now();
+  const elapsed = (): string => `${Math.floor((Date.now() - started) / 60_000)}m${String(Math.floor(((Date.now() - started) % 60_000) / 1000)).padStart(2, '0')}s`;
+  const child = spawn('bash', [join(here, 'build-binaries.sh')], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let building: string | undefined;
+  let built = false;
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => {
+    stderr = (stderr + c.toString()).slice(-8000);
+    for (const line of c.toString().split('\n')) {
+      const m = /^building (\S+)/.exec(line);
+      if (m) {
+        building = m[1];
+        built = true;
+        log(`${line.trim()} [${elapsed()} so far]`);
+      } else if (/^cache: /.test(line)) log(`control plane binaries: ${line.slice('cache: '.length).trim()}`);
+    }
   });
-  return stdout.trim().split('\n').at(-1) ?? '';
+  const ticker = setInterval(() => building && log(`still building ${building} (${elapsed()} so far; go build prints nothing until it is done)`), 30_000);
+  const code = await new Promise<number | null>((ok) => child.once('close', ok)).finally(() => clearInterval(ticker));
+  if (code !== 0) throw new Error(`building the control plane failed:\n${stderr.slice(-4000)}`);
+  const folder = stdout.trim().split('\n').at(-1) ?? '';
+  if (built) log(`control plane built in ${elapsed()} into ${folder}; later starts reuse it and take seconds`);
+  return folder;
 }
 
 async function freePort(): Promise<number> {
@@ -165,7 +185,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   if (existing && (await isHealthy(existing))) return existing;
   if (existing) await down(dir);
 
-  const bin = await binaries();
+  const bin = await binaries(log);
   const started = Date.now();
   mkdirSync(join(dir, 'pki'), { recursive: true });
   const pids: Record<string, number> = {};
