@@ -9,7 +9,11 @@ const [port, kubeconfig, namespace] = process.argv.slice(2);
 const config = loadConfig({ KUBECONFIG_PATH: kubeconfig, K8S_NAMESPACE: namespace });
 const kube = makeKube(config);
 const base = `/api/v1/namespaces/${namespace}`;
-type Obj = { metadata: { labels?: Record<string, string> }; spec?: { ports?: { nodePort?: number }[]; clusterIP?: string }; status?: { phase?: string } };
+type Obj = {
+  metadata: { labels?: Record<string, string> };
+  spec?: { ports?: { nodePort?: number }[]; clusterIP?: string };
+  status?: { phase?: string };
+};
 
 async function sandbox(id: string): Promise<Record<string, unknown> | undefined> {
   const svc = (await kube.request('GET', `${base}/services/sandbox-${id}-svc`).catch(() => undefined))?.body as Obj | undefined;

@@ -16,7 +16,13 @@ export type Row = {
   met: boolean | null;
 };
 
-export function row(scenario: string, measure: string, value: number, unit: string, compare?: { baseline: string; ratio: number; target?: string; met?: boolean }): Row {
+export function row(
+  scenario: string,
+  measure: string,
+  value: number,
+  unit: string,
+  compare?: { baseline: string; ratio: number; target?: string; met?: boolean },
+): Row {
   return {
     scenario,
     measure,
@@ -31,7 +37,15 @@ export function row(scenario: string, measure: string, value: number, unit: stri
 
 export function printTable(rows: Row[]): void {
   const header = ['scenario', 'measure', 'value', 'baseline', 'ratio', 'target', 'met'];
-  const lines = rows.map((r) => [r.scenario, r.measure, `${r.value} ${r.unit}`, r.baseline ?? '', r.ratio === null ? '' : `${r.ratio}x`, r.target ?? '', r.met === null ? '' : r.met ? 'yes' : 'NO']);
+  const lines = rows.map((r) => [
+    r.scenario,
+    r.measure,
+    `${r.value} ${r.unit}`,
+    r.baseline ?? '',
+    r.ratio === null ? '' : `${r.ratio}x`,
+    r.target ?? '',
+    r.met === null ? '' : r.met ? 'yes' : 'NO',
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
   console.log(fmt(header));
@@ -41,13 +55,32 @@ export function printTable(rows: Row[]): void {
 
 export type Load = { rps: number; p50: number; p99: number; errors: number; non2xx: number };
 
-export async function load(url: string, options: { connections?: number; duration?: number; headers?: Record<string, string> } = {}): Promise<Load> {
-  const result = await autocannon({ url, connections: options.connections ?? 50, duration: options.duration ?? 8, headers: options.headers ?? {} });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.timeouts, non2xx: result.non2xx };
+export async function load(
+  url: string,
+  options: { connections?: number; duration?: number; headers?: Record<string, string> } = {},
+): Promise<Load> {
+  const result = await autocannon({
+    url,
+    connections: options.connections ?? 50,
+    duration: options.duration ?? 8,
+    headers: options.headers ?? {},
+  });
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
 }
 
 /** Starts a process and resolves once a stdout/stderr line matches `ready` (with its match). */
-export function startProcess(command: string, args: string[], ready: RegExp, env: NodeJS.ProcessEnv = process.env): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
+export function startProcess(
+  command: string,
+  args: string[],
+  ready: RegExp,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${command} did not become ready`)), 60_000);
@@ -84,7 +117,10 @@ export async function freePort(): Promise<number> {
  * median: on a shared, noisy machine, back-to-back runs of one target after another mostly measure
  * the machine's mood; interleaving gives every target the same conditions.
  */
-export async function loadInterleaved(urls: Record<string, string>, options: { rounds?: number; duration?: number } = {}): Promise<Record<string, Load>> {
+export async function loadInterleaved(
+  urls: Record<string, string>,
+  options: { rounds?: number; duration?: number } = {},
+): Promise<Record<string, Load>> {
   const rounds = options.rounds ?? 3;
   const names = Object.keys(urls);
   const seen: Record<string, Load[]> = Object.fromEntries(names.map((n) => [n, []]));
@@ -98,7 +134,16 @@ export async function loadInterleaved(urls: Record<string, string>, options: { r
   return Object.fromEntries(
     names.map((n) => {
       const all = seen[n] ?? [];
-      return [n, { rps: median(all.map((l) => l.rps)), p50: median(all.map((l) => l.p50)), p99: median(all.map((l) => l.p99)), errors: all.reduce((s, l) => s + l.errors, 0), non2xx: all.reduce((s, l) => s + l.non2xx, 0) }];
+      return [
+        n,
+        {
+          rps: median(all.map((l) => l.rps)),
+          p50: median(all.map((l) => l.p50)),
+          p99: median(all.map((l) => l.p99)),
+          errors: all.reduce((s, l) => s + l.errors, 0),
+          non2xx: all.reduce((s, l) => s + l.non2xx, 0),
+        },
+      ];
     }),
   );
 }

@@ -37,7 +37,21 @@ export async function proxyBench(ctx: { provisioner: string; nodePort: number; s
   const stop: (() => void)[] = [];
   try {
     const chpPort = await freePort();
-    const chp = await startProcess(join('node_modules', '.bin', 'configurable-http-proxy'), ['--ip', '127.0.0.1', '--port', String(chpPort), '--default-target', upstream, '--no-prepend-path', '--api-port', String(await freePort())], /Proxying http|listening/i).catch(async () => {
+    const chp = await startProcess(
+      join('node_modules', '.bin', 'configurable-http-proxy'),
+      [
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(chpPort),
+        '--default-target',
+        upstream,
+        '--no-prepend-path',
+        '--api-port',
+        String(await freePort()),
+      ],
+      /Proxying http|listening/i,
+    ).catch(async () => {
       throw new Error('configurable-http-proxy did not start');
     });
     stop.push(() => chp.child.kill('SIGKILL'));
@@ -76,15 +90,26 @@ http {
 
     // The Node.js ceiling for this shape: a bare undici forwarder with no routing, checks or headers work.
     const barePort = await freePort();
-    const bare = await startProcess(process.execPath, [join(import.meta.dirname, 'bare-forwarder.ts'), String(barePort), upstream], /listening/);
+    const bare = await startProcess(
+      process.execPath,
+      [join(import.meta.dirname, 'bare-forwarder.ts'), String(barePort), upstream],
+      /listening/,
+    );
     stop.push(() => bare.child.kill('SIGKILL'));
     const bareUrl = `http://127.0.0.1:${barePort}/v1/sandbox`;
 
     const ours = `${ctx.provisioner}/sandboxes/${ctx.sandboxId}/v1/sandbox`;
     // Warm every path once, then measure each in turn.
-    for (const url of [`${upstream}/v1/sandbox`, ours, bareUrl, `http://127.0.0.1:${chpPort}/v1/sandbox`, ...(nginxUrl ? [nginxUrl] : [])]) await load(url, { duration: 1 });
+    for (const url of [`${upstream}/v1/sandbox`, ours, bareUrl, `http://127.0.0.1:${chpPort}/v1/sandbox`, ...(nginxUrl ? [nginxUrl] : [])])
+      await load(url, { duration: 1 });
     const measured = await loadInterleaved(
-      { direct: `${upstream}/v1/sandbox`, ours, bare: bareUrl, chp: `http://127.0.0.1:${chpPort}/v1/sandbox`, ...(nginxUrl ? { nginx: nginxUrl } : {}) },
+      {
+        direct: `${upstream}/v1/sandbox`,
+        ours,
+        bare: bareUrl,
+        chp: `http://127.0.0.1:${chpPort}/v1/sandbox`,
+        ...(nginxUrl ? { nginx: nginxUrl } : {}),
+      },
       { rounds: 3, duration: Math.max(2, Math.round(ctx.duration / 2)) },
     );
     const { direct, ours: mine, bare: bareLoad, chp: chpLoad } = measured as Record<'direct' | 'ours' | 'bare' | 'chp', Load>;
@@ -94,18 +119,35 @@ http {
     const rows: Row[] = [
       row(s, 'direct req/s (50 conns)', direct.rps, 'req/s'),
       row(s, 'direct p50 / p99', direct.p99, `ms p99 (p50 ${direct.p50} ms)`),
-      row(s, 'this proxy req/s', mine.rps, 'req/s', { baseline: 'configurable-http-proxy', ratio: mine.rps / chpLoad.rps, target: '>= 2x', met: mine.rps >= 2 * chpLoad.rps }),
+      row(s, 'this proxy req/s', mine.rps, 'req/s', {
+        baseline: 'configurable-http-proxy',
+        ratio: mine.rps / chpLoad.rps,
+        target: '>= 2x',
+        met: mine.rps >= 2 * chpLoad.rps,
+      }),
       row(s, 'this proxy p50 / p99', mine.p99, `ms p99 (p50 ${mine.p50} ms)`),
       row(s, 'bare undici forwarder req/s', bareLoad.rps, 'req/s'),
       row(s, 'this proxy vs the bare forwarder', mine.rps, 'req/s', { baseline: 'bare undici forwarder', ratio: mine.rps / bareLoad.rps }),
       row(s, 'configurable-http-proxy req/s', chpLoad.rps, 'req/s'),
       row(s, 'configurable-http-proxy p50 / p99', chpLoad.p99, `ms p99 (p50 ${chpLoad.p50} ms)`),
-      row(s, 'added p99 latency vs direct', mine.p99 - direct.p99, 'ms', { baseline: 'direct', ratio: mine.p99 / Math.max(direct.p99, 0.001), target: '<= 2 ms added', met: mine.p99 - direct.p99 <= 2 }),
+      row(s, 'added p99 latency vs direct', mine.p99 - direct.p99, 'ms', {
+        baseline: 'direct',
+        ratio: mine.p99 / Math.max(direct.p99, 0.001),
+        target: '<= 2 ms added',
+        met: mine.p99 - direct.p99 <= 2,
+      }),
     ];
     if (nginxLoad) {
       rows.push(row(s, 'nginx (1 worker) req/s', nginxLoad.rps, 'req/s'));
       rows.push(row(s, 'nginx p50 / p99', nginxLoad.p99, `ms p99 (p50 ${nginxLoad.p50} ms)`));
-      rows.push(row(s, 'this proxy req/s vs nginx', mine.rps, 'req/s', { baseline: 'nginx (1 worker)', ratio: mine.rps / nginxLoad.rps, target: '>= 0.5x', met: mine.rps >= 0.5 * nginxLoad.rps }));
+      rows.push(
+        row(s, 'this proxy req/s vs nginx', mine.rps, 'req/s', {
+          baseline: 'nginx (1 worker)',
+          ratio: mine.rps / nginxLoad.rps,
+          target: '>= 0.5x',
+          met: mine.rps >= 0.5 * nginxLoad.rps,
+        }),
+      );
     }
     if (mine.errors + mine.non2xx > 0) console.error(`proxy load had ${mine.errors} errors and ${mine.non2xx} non-2xx answers`);
 
@@ -119,7 +161,14 @@ http {
     }
     const directMBps = percentile(directRuns, 50);
     const proxiedMBps = percentile(proxiedRuns, 50);
-    rows.push(row(s, '200 MiB download through the proxy', proxiedMBps, 'MiB/s', { baseline: `direct (${directMBps.toFixed(0)} MiB/s)`, ratio: proxiedMBps / directMBps, target: '>= 0.8x', met: proxiedMBps >= 0.8 * directMBps }));
+    rows.push(
+      row(s, '200 MiB download through the proxy', proxiedMBps, 'MiB/s', {
+        baseline: `direct (${directMBps.toFixed(0)} MiB/s)`,
+        ratio: proxiedMBps / directMBps,
+        target: '>= 0.8x',
+        met: proxiedMBps >= 0.8 * directMBps,
+      }),
+    );
     return rows;
   } finally {
     for (const s of stop) s();

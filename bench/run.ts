@@ -28,7 +28,8 @@ async function namespace(name: string): Promise<string> {
   await kube.delete(`/api/v1/namespaces/${name}`);
   for (let i = 0; i < 600 && (await kube.find(`/api/v1/namespaces/${name}`)); i++) await new Promise((r) => setTimeout(r, 100));
   await kube.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
-  for (let i = 0; i < 100 && !(await kube.find(`/api/v1/namespaces/${name}/serviceaccounts/default`)); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 100 && !(await kube.find(`/api/v1/namespaces/${name}/serviceaccounts/default`)); i++)
+    await new Promise((r) => setTimeout(r, 100));
   return name;
 }
 
@@ -36,7 +37,16 @@ async function namespace(name: string): Promise<string> {
 async function provisioner(ns: string, env: Record<string, string> = {}): Promise<string> {
   const port = await freePort();
   const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
-    env: { ...process.env, KUBECONFIG_PATH: state.kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', ...env },
+    env: {
+      ...process.env,
+      KUBECONFIG_PATH: state.kubeconfig,
+      K8S_NAMESPACE: ns,
+      NODE_HOST: '127.0.0.1',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   stops.push(() => void child.kill('SIGTERM'));
@@ -54,7 +64,8 @@ try {
     const ns = await namespace('bench-query');
     await fill(kube, ns, 1000);
     const url = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP' });
-    for (let i = 0; i < 600 && (await (await fetch(`${url}/api/sandboxes/s999`)).status) !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 600 && (await (await fetch(`${url}/api/sandboxes/s999`)).status) !== 200; i++)
+      await new Promise((r) => setTimeout(r, 100));
     rows.push(...(await queryBench({ provisioner: url, kubeconfig: state.kubeconfig, ns, id: 's500', duration })));
   }
   if (scenarios.includes('create')) {
@@ -65,13 +76,21 @@ try {
   if (scenarios.includes('proxy')) {
     const ns = await namespace('bench-proxy');
     const url = await provisioner(ns, { LOG_LEVEL: 'error' });
-    const created = (await (await fetch(`${url}/api/sandboxes?wait=30`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sandbox_id: 'bench' }) })).json()) as { sandbox_url: string };
+    const created = (await (
+      await fetch(`${url}/api/sandboxes?wait=30`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sandbox_id: 'bench' }),
+      })
+    ).json()) as { sandbox_url: string };
     const nodePort = Number(new URL(created.sandbox_url).port);
     rows.push(...(await proxyBench({ provisioner: url, nodePort, sandboxId: 'bench', duration })));
   }
   if (scenarios.includes('scale')) {
     const ns = await namespace('bench-scale');
-    rows.push(...(await scaleBench({ kube, kubeconfig: state.kubeconfig, ns, count: Number(process.env['BENCH_SCALE_COUNT'] ?? '10000') })));
+    rows.push(
+      ...(await scaleBench({ kube, kubeconfig: state.kubeconfig, ns, count: Number(process.env['BENCH_SCALE_COUNT'] ?? '10000') })),
+    );
   }
 } finally {
   for (const stop of stops) await stop();

@@ -15,17 +15,31 @@ const sandboxPod = (id: string) => ({
   metadata: {
     name: `sandbox-${id}`,
     labels: { app: 'deer-flow-sandbox', 'sandbox-id': id, 'app.kubernetes.io/managed-by': 'sandbox-provisioner' },
-    annotations: { 'sandbox.deer-flow/thread-id': `thread-${id}`, 'sandbox.deer-flow/user-id': 'default', 'fake-node/behavior': 'never-ready' },
+    annotations: {
+      'sandbox.deer-flow/thread-id': `thread-${id}`,
+      'sandbox.deer-flow/user-id': 'default',
+      'fake-node/behavior': 'never-ready',
+    },
   },
   spec: {
-    containers: [{ name: 'sandbox', image: 'all-in-one-sandbox:latest', ports: [{ name: 'http', containerPort: 8080 }], resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } } }],
+    containers: [
+      {
+        name: 'sandbox',
+        image: 'all-in-one-sandbox:latest',
+        ports: [{ name: 'http', containerPort: 8080 }],
+        resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } },
+      },
+    ],
     automountServiceAccountToken: false,
   },
 });
 const sandboxService = (id: string) => ({
   apiVersion: 'v1',
   kind: 'Service',
-  metadata: { name: `sandbox-${id}-svc`, labels: { app: 'deer-flow-sandbox', 'sandbox-id': id, 'app.kubernetes.io/managed-by': 'sandbox-provisioner' } },
+  metadata: {
+    name: `sandbox-${id}-svc`,
+    labels: { app: 'deer-flow-sandbox', 'sandbox-id': id, 'app.kubernetes.io/managed-by': 'sandbox-provisioner' },
+  },
   // ClusterIP: a cluster has only 2,768 node ports (30000-32767), so thousands of sandboxes need
   // SANDBOX_SERVICE_TYPE=ClusterIP and the proxy.
   spec: { type: 'ClusterIP', selector: { 'sandbox-id': id }, ports: [{ name: 'http', port: 8080, targetPort: 8080 }] },
@@ -73,7 +87,14 @@ export async function scaleBench(ctx: { kube: KubeHttp; kubeconfig: string; ns: 
   gc();
   const perSandbox = (process.memoryUsage().heapUsed - heapBefore) / view.size;
   rows.push(row(s, 'first sync (list of pods and services)', syncMs, 'ms'));
-  rows.push(row(s, 'memory per sandbox (heap delta / count)', perSandbox, 'bytes', { baseline: 'target 2 KiB', ratio: perSandbox / 2048, target: '<= 2048 bytes', met: perSandbox <= 2048 }));
+  rows.push(
+    row(s, 'memory per sandbox (heap delta / count)', perSandbox, 'bytes', {
+      baseline: 'target 2 KiB',
+      ratio: perSandbox / 2048,
+      target: '<= 2048 bytes',
+      met: perSandbox <= 2048,
+    }),
+  );
   if (view.size !== ctx.count) console.error(`view holds ${view.size} sandboxes, expected ${ctx.count}`);
 
   const listTimes: number[] = [];

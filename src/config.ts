@@ -17,21 +17,34 @@ const absolutePath = (what: string) =>
     message: `${what} must be an absolute path (not relative like ../skills, not ~/skills)`,
   });
 const quantity = z.string().regex(QUANTITY, 'must be a Kubernetes quantity such as 500m, 256Mi or 1Gi');
-const seconds = (def: number) => z.coerce.number().int().min(0).max(86_400 * 365).default(def);
+const seconds = (def: number) =>
+  z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(86_400 * 365)
+    .default(def);
 const positiveInt = (def: number, max: number) => z.coerce.number().int().min(1).max(max).default(def);
 /** A count where 0 means none or no limit. */
 const count = (def: number) => z.coerce.number().int().min(0).max(1_000_000).default(def);
 const bool = (def: boolean) => z.stringbool().default(def);
-const optional = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
 const list = (def: string[]) =>
   z
     .string()
     .default(def.join(','))
-    .transform((s) => s.split(',').map((p) => p.trim()).filter(Boolean));
+    .transform((s) =>
+      s
+        .split(',')
+        .map((p) => p.trim())
+        .filter(Boolean),
+    );
 const hostname = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/, 'must be a host name or IP address, without scheme or port');
+  .regex(
+    /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/,
+    'must be a host name or IP address, without scheme or port',
+  );
 const httpUrl = (what: string) =>
   z.string().refine(
     (s) => {
@@ -86,7 +99,10 @@ const schema = z
       .default('')
       .transform((s, ctx) => {
         const out: Record<string, string> = {};
-        for (const pair of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+        for (const pair of s
+          .split(',')
+          .map((p) => p.trim())
+          .filter(Boolean)) {
           const [k, v, ...rest] = pair.split('=');
           if (!k || v === undefined || rest.length) ctx.addIssue({ code: 'custom', message: `"${pair}" is not key=value` });
           else out[k] = v;
@@ -103,7 +119,10 @@ const schema = z
         } catch {
           // reported below
         }
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON array of tolerations, e.g. [{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]' });
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be a JSON array of tolerations, e.g. [{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
+        });
         return [];
       }),
     SANDBOX_TTL_SECONDS: seconds(0),
@@ -157,14 +176,19 @@ const schema = z
       ctx.addIssue({ code: 'custom', path: ['STORAGE_MODE'], message: 'pvc mode needs both SKILLS_PVC_NAME and USERDATA_PVC_NAME' });
     }
     for (const p of c.EXTRA_MOUNTS_ALLOWED_PATHS) {
-      if (!p.startsWith('/')) ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
+      if (!p.startsWith('/'))
+        ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
     }
     if (c.SANDBOX_URL_MODE === 'proxy' && !c.PROXY_ENABLED) {
       ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: 'proxy mode needs PROXY_ENABLED=true' });
     }
     const template = c.USERDATA_PATH_TEMPLATE;
     if (template.startsWith('/') || template.split('/').includes('..') || !template.includes('{thread_id}')) {
-      ctx.addIssue({ code: 'custom', path: ['USERDATA_PATH_TEMPLATE'], message: 'must be a relative path without .. that contains {thread_id} (and may contain {user_id})' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['USERDATA_PATH_TEMPLATE'],
+        message: 'must be a relative path without .. that contains {thread_id} (and may contain {user_id})',
+      });
     }
   })
   .transform((e) => ({
@@ -223,7 +247,12 @@ const schema = z
           skillsSubPath: e.SKILLS_PVC_SUBPATH,
           userDataTemplate: e.USERDATA_PATH_TEMPLATE,
         }
-      : { mode: 'hostPath' as const, skillsHostPath: e.SKILLS_HOST_PATH, threadsHostPath: e.THREADS_HOST_PATH, userDataTemplate: e.USERDATA_PATH_TEMPLATE },
+      : {
+          mode: 'hostPath' as const,
+          skillsHostPath: e.SKILLS_HOST_PATH,
+          threadsHostPath: e.THREADS_HOST_PATH,
+          userDataTemplate: e.USERDATA_PATH_TEMPLATE,
+        },
     mountContractVersion: e.MOUNT_CONTRACT_VERSION,
     extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
     lark: { initImage: e.LARK_CLI_INIT_IMAGE, brokerImage: e.LARK_CLI_BROKER_IMAGE },
@@ -250,8 +279,14 @@ const schema = z
 export type Config = z.output<typeof schema>;
 
 /** PVC storage when asked for, or when a claim name is given without STORAGE_MODE (the reference's rule). */
-function usesPvc(e: { STORAGE_MODE?: 'hostPath' | 'pvc' | undefined; SKILLS_PVC_NAME?: string | undefined; USERDATA_PVC_NAME?: string | undefined }): boolean {
-  return e.STORAGE_MODE === 'pvc' || (e.STORAGE_MODE === undefined && (e.SKILLS_PVC_NAME !== undefined || e.USERDATA_PVC_NAME !== undefined));
+function usesPvc(e: {
+  STORAGE_MODE?: 'hostPath' | 'pvc' | undefined;
+  SKILLS_PVC_NAME?: string | undefined;
+  USERDATA_PVC_NAME?: string | undefined;
+}): boolean {
+  return (
+    e.STORAGE_MODE === 'pvc' || (e.STORAGE_MODE === undefined && (e.SKILLS_PVC_NAME !== undefined || e.USERDATA_PVC_NAME !== undefined))
+  );
 }
 
 export class ConfigError extends Error {

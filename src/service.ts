@@ -41,7 +41,10 @@ export type StartOptions = { now?: () => number };
 export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
   const now = options.now ?? Date.now;
   const kube = makeKube(config);
-  const view = new SandboxView({ ...kubeSources(kube, config.namespace), log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) } });
+  const view = new SandboxView({
+    ...kubeSources(kube, config.namespace),
+    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+  });
   const metrics = createMetrics(() => view);
   const writer = new SandboxWriter({ config, kube, view, log, now });
   const answers = new Answers(config);
@@ -59,7 +62,9 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     if (record.lastTransitionAt !== undefined) metrics.watchLag.observe(Math.max(0, Date.now() - record.lastTransitionAt) / 1000);
   });
 
-  const proxy = config.proxy.enabled ? new SandboxProxy({ config, view, log, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) }) : undefined;
+  const proxy = config.proxy.enabled
+    ? new SandboxProxy({ config, view, log, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) })
+    : undefined;
   let check: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
   let shuttingDown = false;
   let stopping: Promise<void> | undefined;
@@ -81,7 +86,13 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     routes.push(...rows.routes);
     upgrades.push(...rows.upgrades);
   }
-  const server = createHttpServer({ routes, upgrades, log, authenticate: (req) => requireApiKey(req, config.apiKey), observe: requestObserver(metrics) });
+  const server = createHttpServer({
+    routes,
+    upgrades,
+    log,
+    authenticate: (req) => requireApiKey(req, config.apiKey),
+    observe: requestObserver(metrics),
+  });
 
   const ensureNamespace = async (): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
@@ -116,7 +127,8 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   };
   const first = housekeeping();
   const timers = [setInterval(() => void housekeeping(), config.reconcile.intervalMs)];
-  if (config.lifecycle.ttlMs > 0 || config.lifecycle.idleMs > 0) timers.push(setInterval(() => void sweepNow().catch(() => undefined), config.lifecycle.sweepMs));
+  if (config.lifecycle.ttlMs > 0 || config.lifecycle.idleMs > 0)
+    timers.push(setInterval(() => void sweepNow().catch(() => undefined), config.lifecycle.sweepMs));
   for (const t of timers) t.unref();
 
   server.listen(config.port, config.host);

@@ -26,7 +26,11 @@ export function admin(): KubeHttp {
 }
 
 /** Creates a fresh namespace (with its default service account) and deletes it when the test ends. */
-export async function namespace(t: { after: (fn: () => Promise<void> | void) => void }, prefix: string, labels: Record<string, string> = {}): Promise<string> {
+export async function namespace(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  prefix: string,
+  labels: Record<string, string> = {},
+): Promise<string> {
   const name = `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
   const kube = admin();
   await kube.post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
@@ -61,7 +65,12 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
 }
 
 /** Starts the provisioner in-process against the test cluster, in `ns`; stopped when the test ends. */
-export async function provisioner(t: { after: (fn: () => Promise<void> | void) => void }, ns: string, env: Record<string, string> = {}, options: StartOptions = {}): Promise<Service> {
+export async function provisioner(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  ns: string,
+  env: Record<string, string> = {},
+  options: StartOptions = {},
+): Promise<Service> {
   const config = loadConfig({
     KUBECONFIG_PATH: cluster().kubeconfig,
     K8S_NAMESPACE: ns,
@@ -81,7 +90,13 @@ export async function provisioner(t: { after: (fn: () => Promise<void> | void) =
 
 export type JsonResponse = { status: number; headers: Headers; body: Record<string, unknown> };
 
-export async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse> {
+export async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonResponse> {
   const res = await fetch(base + path, {
     method,
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
@@ -107,14 +122,32 @@ export async function objectsIn(ns: string): Promise<{ pods: string[]; services:
 
 /** Tells the fake node how to treat a pod when it appears (never-ready, crash, image-pull, ...). */
 export async function setBehavior(ns: string, pod: string, behavior: string): Promise<void> {
-  const res = await fetch(`${cluster().fakeNodeControl}/behavior`, { method: 'POST', body: JSON.stringify({ namespace: ns, name: pod, behavior }) });
+  const res = await fetch(`${cluster().fakeNodeControl}/behavior`, {
+    method: 'POST',
+    body: JSON.stringify({ namespace: ns, name: pod, behavior }),
+  });
   if (res.status !== 200) throw new Error(`fake node refused behavior ${behavior}: ${await res.text()}`);
 }
 
 /** The provisioner as its own process (`node src/main.ts`, as deployed), on a free port; killed at the end. */
-export async function spawnProvisioner(t: { after: (fn: () => void) => void }, ns: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+export async function spawnProvisioner(
+  t: { after: (fn: () => void) => void },
+  ns: string,
+  env: Record<string, string> = {},
+): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
-    env: { ...process.env, KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t', ...env },
+    env: {
+      ...process.env,
+      KUBECONFIG_PATH: cluster().kubeconfig,
+      K8S_NAMESPACE: ns,
+      NODE_HOST: '127.0.0.1',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      SKILLS_HOST_PATH: '/tmp/s',
+      THREADS_HOST_PATH: '/tmp/t',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.after(() => void child.kill('SIGKILL'));

@@ -79,7 +79,10 @@ export function deriveStatus(pod: PodFacts | undefined, service: ServiceFacts | 
       derived = { status: pod.phase, reason: pod.reason, message: pod.message };
       break;
     case 'Running':
-      derived = pod.ready === 'True' ? { status: 'Running', reason: undefined, message: undefined } : { status: 'Pending', reason: pod.reason ?? 'ContainersNotReady', message: pod.message };
+      derived =
+        pod.ready === 'True'
+          ? { status: 'Running', reason: undefined, message: undefined }
+          : { status: 'Pending', reason: pod.reason ?? 'ContainersNotReady', message: pod.message };
       break;
     default:
       derived = { status: 'Pending', reason: pod.reason, message: pod.message };
@@ -101,7 +104,10 @@ type Meta = {
   creationTimestamp?: Date | string;
   deletionTimestamp?: Date | string;
 };
-type ContainerState = { waiting?: { reason?: string; message?: string }; terminated?: { reason?: string; message?: string; exitCode?: number; finishedAt?: Date | string } };
+type ContainerState = {
+  waiting?: { reason?: string; message?: string };
+  terminated?: { reason?: string; message?: string; exitCode?: number; finishedAt?: Date | string };
+};
 type ContainerStatus = { ready?: boolean; state?: ContainerState; lastState?: ContainerState };
 type Condition = { type?: string; status?: string; reason?: string; message?: string; lastTransitionTime?: Date | string };
 export type RawPod = {
@@ -125,7 +131,10 @@ function containerReason(statuses: ContainerStatus[] | undefined): { reason?: st
     if (s.state?.waiting?.reason && s.state.waiting.reason !== 'ContainerCreating' && s.state.waiting.reason !== 'PodInitializing') {
       const last = s.lastState?.terminated?.reason;
       const reason = s.state.waiting.reason;
-      return { reason, message: [s.state.waiting.message, last ? `last termination: ${last}` : undefined].filter(Boolean).join('; ') || undefined };
+      return {
+        reason,
+        message: [s.state.waiting.message, last ? `last termination: ${last}` : undefined].filter(Boolean).join('; ') || undefined,
+      };
     }
     if (s.state?.terminated?.reason) return { reason: s.state.terminated.reason, message: s.state.terminated.message };
   }
@@ -252,4 +261,8 @@ export const sameRecord = (a: SandboxRecord | undefined, b: SandboxRecord | unde
  * Every wait for a sandbox (`?wait=`, the proxy's X-Sandbox-Wait) ends on this condition.
  */
 export const settled = (r: SandboxRecord | undefined): boolean =>
-  r === undefined || r.status === 'Running' || r.status === 'Succeeded' || r.status === 'Failed' || (r.reason !== undefined && STUCK_REASONS.has(r.reason));
+  r === undefined ||
+  r.status === 'Running' ||
+  r.status === 'Succeeded' ||
+  r.status === 'Failed' ||
+  (r.reason !== undefined && STUCK_REASONS.has(r.reason));

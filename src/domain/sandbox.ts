@@ -26,7 +26,8 @@ export const serviceName = (id: string): string => `sandbox-${id}-svc`;
 export const MAX_SANDBOX_ID = 63 - serviceName('').length;
 export const SANDBOX_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export const SANDBOX_ID_LENGTH_RULE = `sandbox_id must be at most ${MAX_SANDBOX_ID} characters (so that sandbox-<id>-svc fits 63)`;
-export const SANDBOX_ID_RULE = 'sandbox_id must be a DNS-1123 label: lowercase letters, digits and -, starting and ending with a letter or digit';
+export const SANDBOX_ID_RULE =
+  'sandbox_id must be a DNS-1123 label: lowercase letters, digits and -, starting and ending with a letter or digit';
 export const THREAD_ID = /^[A-Za-z0-9_-]{1,64}$/;
 export const USER_ID = /^[A-Za-z0-9_-]{1,128}$/;
 

@@ -4,10 +4,16 @@
 
 export const ERRORS = {
   invalid_json: { status: 400, doc: 'The body is not valid JSON.' },
-  invalid_request: { status: 400, doc: 'The request is well-formed but not acceptable (for example an extra mount outside the allowed paths).' },
+  invalid_request: {
+    status: 400,
+    doc: 'The request is well-formed but not acceptable (for example an extra mount outside the allowed paths).',
+  },
   invalid_sandbox_id: { status: 400, doc: 'A sandbox id in the path is not a DNS-1123 label short enough for `sandbox-<id>-svc`.' },
   unsupported_feature: { status: 400, doc: 'A feature flag was requested that this provisioner is not configured for.' },
-  unauthorized: { status: 401, doc: 'PROVISIONER_API_KEY is set and the request did not carry it as `X-API-Key` or `Authorization: Bearer`.' },
+  unauthorized: {
+    status: 401,
+    doc: 'PROVISIONER_API_KEY is set and the request did not carry it as `X-API-Key` or `Authorization: Bearer`.',
+  },
   not_found: { status: 404, doc: 'No such route.' },
   sandbox_not_found: { status: 404, doc: 'No sandbox with this id.' },
   method_not_allowed: { status: 405, doc: 'The route exists but not with this method.' },
@@ -15,7 +21,10 @@ export const ERRORS = {
   unsupported_media_type: { status: 415, doc: 'The body is not `application/json`.' },
   validation_failed: { status: 422, doc: 'A field is missing, has the wrong type, or does not match its pattern.' },
   invalid_object: { status: 422, doc: 'The Kubernetes API server rejected the pod or service as invalid (for example a bad host path).' },
-  pod_security_violation: { status: 422, doc: 'Pod Security admission refused the sandbox pod; `detail` names the level and the offending fields.' },
+  pod_security_violation: {
+    status: 422,
+    doc: 'Pod Security admission refused the sandbox pod; `detail` names the level and the offending fields.',
+  },
   limit_range_violation: { status: 422, doc: 'A LimitRange in the namespace refused the sandbox resources.' },
   admission_denied: { status: 422, doc: 'An admission webhook or policy denied the request; `detail` carries its message.' },
   conflict: { status: 409, doc: 'The sandbox is being deleted; retry after it is gone.' },
@@ -40,7 +49,11 @@ export class HttpError extends Error {
   readonly headers: Record<string, string>;
   readonly extra: Record<string, unknown>;
 
-  constructor(code: ErrorCode, detail: string, options: { headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    detail: string,
+    options: { headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
     super(detail, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'HttpError';
     this.code = code;

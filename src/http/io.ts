@@ -34,7 +34,8 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
     throw new HttpError('unsupported_media_type', `Content-Type must be application/json, not ${JSON.stringify(type)}`);
   }
   const declared = Number(req.headers['content-length'] ?? '0');
-  if (declared > maxBytes) throw new HttpError('payload_too_large', `Request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`);
+  if (declared > maxBytes)
+    throw new HttpError('payload_too_large', `Request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

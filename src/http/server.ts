@@ -101,7 +101,10 @@ export function createHttpServer(options: ServerOptions): Server {
       const status = res.headersSent ? res.statusCode : 499;
       options.observe?.({ method: req.method ?? 'GET', route, status, seconds });
       if (quiet || !log.isLevelEnabled('info')) return;
-      log.info({ req_id: requestId, method: req.method, path: req.url?.split('?')[0], route, status, ms: Math.round(seconds * 10_000) / 10 }, 'request');
+      log.info(
+        { req_id: requestId, method: req.method, path: req.url?.split('?')[0], route, status, ms: Math.round(seconds * 10_000) / 10 },
+        'request',
+      );
     });
     const handle = async (): Promise<void> => {
       const url = requestUrl(req);

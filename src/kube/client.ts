@@ -11,13 +11,18 @@ import type { Config } from '../config.ts';
 import { KubeApiError, KubeconfigError, KubeUnavailableError, type KubeStatus } from './errors.ts';
 
 /** Loads the kubeconfig named by KUBECONFIG_PATH, else the in-cluster config. Fails with one clear line. */
-export function loadKubeConfig(config: Pick<Config, 'kubeconfigPath' | 'apiServer' | 'apiServerInsecure'>): { kc: KubeConfig; source: string } {
+export function loadKubeConfig(config: Pick<Config, 'kubeconfigPath' | 'apiServer' | 'apiServerInsecure'>): {
+  kc: KubeConfig;
+  source: string;
+} {
   const kc = new KubeConfig();
   const path = config.kubeconfigPath;
   let source: string;
   if (existsSync(path)) {
     if (statSync(path).isDirectory()) {
-      throw new KubeconfigError(`KUBECONFIG_PATH=${path} is a directory, expected a kubeconfig file (mount the file itself, e.g. ~/.kube/config:/root/.kube/config:ro)`);
+      throw new KubeconfigError(
+        `KUBECONFIG_PATH=${path} is a directory, expected a kubeconfig file (mount the file itself, e.g. ~/.kube/config:/root/.kube/config:ro)`,
+      );
     }
     try {
       readFileSync(path);
@@ -48,8 +53,14 @@ export function loadKubeConfig(config: Pick<Config, 'kubeconfigPath' | 'apiServe
  */
 export function overrideServer(cluster: Cluster, server: string, insecure: boolean): Cluster {
   const originalHost = new URL(cluster.server).hostname;
-  const tlsServerName = cluster.tlsServerName ?? (isIP(originalHost) === 0 && originalHost !== new URL(server).hostname ? originalHost : undefined);
-  return { ...cluster, server: server.replace(/\/+$/, ''), skipTLSVerify: insecure || cluster.skipTLSVerify, ...(tlsServerName ? { tlsServerName } : {}) };
+  const tlsServerName =
+    cluster.tlsServerName ?? (isIP(originalHost) === 0 && originalHost !== new URL(server).hostname ? originalHost : undefined);
+  return {
+    ...cluster,
+    server: server.replace(/\/+$/, ''),
+    skipTLSVerify: insecure || cluster.skipTLSVerify,
+    ...(tlsServerName ? { tlsServerName } : {}),
+  };
 }
 
 function replaceCluster(kc: KubeConfig, old: Cluster, next: Cluster): void {
@@ -99,7 +110,11 @@ export class KubeClient {
   }
 
   /** Sends one request; throws KubeApiError for error answers and KubeUnavailableError when unreachable. */
-  async request(method: string, path: string, options: { body?: unknown; contentType?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<KubeResponse> {
+  async request(
+    method: string,
+    path: string,
+    options: { body?: unknown; contentType?: string; timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<KubeResponse> {
     const { headers, agent } = await this.#prepare();
     headers['accept'] = 'application/json';
     headers['user-agent'] = 'sandbox-provisioner';
@@ -138,7 +153,12 @@ export class KubeClient {
    * with undefined when the server ended the watch, or the error. A watch silent for `idleMs` (no
    * event and no bookmark) is treated as dead.
    */
-  async watch(path: string, onEvent: (type: string, object: unknown) => void, onDone: (err: unknown) => void, idleMs = 120_000): Promise<{ abort: () => void }> {
+  async watch(
+    path: string,
+    onEvent: (type: string, object: unknown) => void,
+    onDone: (err: unknown) => void,
+    idleMs = 120_000,
+  ): Promise<{ abort: () => void }> {
     const { headers, agent } = await this.#prepare();
     const controller = new AbortController();
     let done = false;
@@ -154,7 +174,13 @@ export class KubeClient {
       clearTimeout(idle);
       idle = setTimeout(() => finish(new Error(`watch idle for ${idleMs} ms`)), idleMs);
     };
-    undiciRequest(this.server + path, { method: 'GET', headers: { ...headers, accept: 'application/json' }, dispatcher: agent, signal: controller.signal, bodyTimeout: 0 })
+    undiciRequest(this.server + path, {
+      method: 'GET',
+      headers: { ...headers, accept: 'application/json' },
+      dispatcher: agent,
+      signal: controller.signal,
+      bodyTimeout: 0,
+    })
       .then(async (res) => {
         if (res.statusCode !== 200) {
           return finish(new KubeApiError('WATCH', path, res.statusCode, parseStatus(await res.body.text())));

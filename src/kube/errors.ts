@@ -28,7 +28,13 @@ export type KubeStatus = {
   message?: string;
   reason?: string;
   code?: number;
-  details?: { name?: string; kind?: string; group?: string; causes?: { reason?: string; message?: string; field?: string }[]; retryAfterSeconds?: number };
+  details?: {
+    name?: string;
+    kind?: string;
+    group?: string;
+    causes?: { reason?: string; message?: string; field?: string }[];
+    retryAfterSeconds?: number;
+  };
 };
 
 /** The API server could not be reached or did not answer in time. */
@@ -46,6 +52,7 @@ export class KubeUnavailableError extends Error {
 }
 
 export const isNotFound = (err: unknown): boolean => err instanceof KubeApiError && err.status === 404;
-export const isAlreadyExists = (err: unknown): boolean => err instanceof KubeApiError && err.status === 409 && err.body.reason === 'AlreadyExists';
+export const isAlreadyExists = (err: unknown): boolean =>
+  err instanceof KubeApiError && err.status === 409 && err.body.reason === 'AlreadyExists';
 export const isConflict = (err: unknown): boolean => err instanceof KubeApiError && err.status === 409;
 export const isForbidden = (err: unknown): boolean => err instanceof KubeApiError && err.status === 403;

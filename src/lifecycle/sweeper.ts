@@ -14,7 +14,12 @@ import type { SandboxView } from '../watch/sandbox-view.ts';
 export type Expiry = { id: string; reason: 'ttl' | 'idle' };
 export type SweepResult = { expired: Expiry[]; errors: string[] };
 
-export function expiryReason(record: SandboxRecord, lifecycle: Config['lifecycle'], lastActivity: number, now: number): Expiry['reason'] | undefined {
+export function expiryReason(
+  record: SandboxRecord,
+  lifecycle: Config['lifecycle'],
+  lastActivity: number,
+  now: number,
+): Expiry['reason'] | undefined {
   const { ttlMs, idleMs } = lifecycle;
   const expiresAt = record.expiresAt ?? (ttlMs > 0 ? record.createdAt + ttlMs : undefined);
   if (expiresAt !== undefined && now >= expiresAt) return 'ttl';
@@ -22,7 +27,14 @@ export function expiryReason(record: SandboxRecord, lifecycle: Config['lifecycle
   return undefined;
 }
 
-export async function sweep(deps: { config: Config; view: SandboxView; writer: SandboxWriter; log: Logger; metrics?: Metrics; now: () => number }): Promise<SweepResult> {
+export async function sweep(deps: {
+  config: Config;
+  view: SandboxView;
+  writer: SandboxWriter;
+  log: Logger;
+  metrics?: Metrics;
+  now: () => number;
+}): Promise<SweepResult> {
   const { config, view, writer, log } = deps;
   const result: SweepResult = { expired: [], errors: [] };
   const now = deps.now();
@@ -35,7 +47,15 @@ export async function sweep(deps: { config: Config; view: SandboxView; writer: S
       if (await writer.expire(record.sandboxId, record.podUid, record.podResourceVersion)) {
         result.expired.push({ id: record.sandboxId, reason });
         deps.metrics?.expiries.inc({ reason });
-        log.info({ sandbox_id: record.sandboxId, reason, age_s: Math.round((now - record.createdAt) / 1000), idle_s: Math.round((now - lastActivity) / 1000) }, `sandbox expired (${reason})`);
+        log.info(
+          {
+            sandbox_id: record.sandboxId,
+            reason,
+            age_s: Math.round((now - record.createdAt) / 1000),
+            idle_s: Math.round((now - lastActivity) / 1000),
+          },
+          `sandbox expired (${reason})`,
+        );
       }
     } catch (err) {
       result.errors.push(`${record.sandboxId}: ${(err as Error).message}`);

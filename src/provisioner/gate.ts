@@ -47,4 +47,5 @@ export class Gate {
   }
 }
 
-const busy = (why: string): HttpError => new HttpError('too_many_requests', `Too many sandbox creates in flight (${why}); retry shortly`, { headers: { 'retry-after': '1' } });
+const busy = (why: string): HttpError =>
+  new HttpError('too_many_requests', `Too many sandbox creates in flight (${why}); retry shortly`, { headers: { 'retry-after': '1' } });

@@ -22,7 +22,11 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
     });
   }
   if (!(err instanceof KubeApiError)) {
-    return new HttpError('internal_error', `Unexpected error while trying to ${action}: ${err instanceof Error ? err.message : String(err)}`, { extra, cause: err });
+    return new HttpError(
+      'internal_error',
+      `Unexpected error while trying to ${action}: ${err instanceof Error ? err.message : String(err)}`,
+      { extra, cause: err },
+    );
   }
   const message = err.body.message ?? err.message;
   const what = `${capitalize(target)} ${action.startsWith('create') ? 'creation' : action.startsWith('delete') ? 'deletion' : action} refused`;
@@ -33,24 +37,40 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
     return new HttpError('admission_denied', `${what}: ${message}`, { extra, cause: err });
   }
   if (/failed to allocate a nodePort: range is full/i.test(message)) {
-    return new HttpError('limit_reached', `${what}: the cluster's NodePort range is full (${message}); use SANDBOX_SERVICE_TYPE=ClusterIP with the proxy for more sandboxes`, {
-      headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) },
-      extra,
-      cause: err,
-    });
+    return new HttpError(
+      'limit_reached',
+      `${what}: the cluster's NodePort range is full (${message}); use SANDBOX_SERVICE_TYPE=ClusterIP with the proxy for more sandboxes`,
+      {
+        headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) },
+        extra,
+        cause: err,
+      },
+    );
   }
   if (err.status === 403 || err.body.reason === 'Forbidden') {
     if (/exceeded quota/i.test(message)) {
-      return new HttpError('quota_exceeded', `${what}: ${message}`, { headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) }, extra, cause: err });
-    }
-    const pss = /violates PodSecurity "([a-z]+):[^"]*"(?::\s*(.*))?/.exec(message);
-    if (pss) {
-      return new HttpError('pod_security_violation', `${what}: the namespace enforces Pod Security level "${pss[1]}" and the pod violates it: ${pss[2] ?? message}`, {
-        extra: { ...extra, level: pss[1] },
+      return new HttpError('quota_exceeded', `${what}: ${message}`, {
+        headers: { 'retry-after': String(QUOTA_RETRY_SECONDS) },
+        extra,
         cause: err,
       });
     }
-    if (/(maximum|minimum) [\w.-]+ usage per (Container|Pod|PersistentVolumeClaim)|limit to request ratio|must be (less|greater) than or equal to/i.test(message)) {
+    const pss = /violates PodSecurity "([a-z]+):[^"]*"(?::\s*(.*))?/.exec(message);
+    if (pss) {
+      return new HttpError(
+        'pod_security_violation',
+        `${what}: the namespace enforces Pod Security level "${pss[1]}" and the pod violates it: ${pss[2] ?? message}`,
+        {
+          extra: { ...extra, level: pss[1] },
+          cause: err,
+        },
+      );
+    }
+    if (
+      /(maximum|minimum) [\w.-]+ usage per (Container|Pod|PersistentVolumeClaim)|limit to request ratio|must be (less|greater) than or equal to/i.test(
+        message,
+      )
+    ) {
       return new HttpError('limit_range_violation', `${what}: ${message}`, { extra, cause: err });
     }
     if (/because it is being terminated/i.test(message)) {
@@ -58,10 +78,14 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
     }
     const rbac = /cannot ([a-z]+) resource "([^"]+)"(?: in API group "([^"]*)")?/.exec(message);
     if (rbac) {
-      return new HttpError('provisioner_forbidden', `The provisioner's service account lacks RBAC permission to ${rbac[1]} ${rbac[2]}${rbac[3] ? ` (${rbac[3]})` : ''}: ${message}`, {
-        extra: { ...extra, verb: rbac[1], resource: rbac[2] },
-        cause: err,
-      });
+      return new HttpError(
+        'provisioner_forbidden',
+        `The provisioner's service account lacks RBAC permission to ${rbac[1]} ${rbac[2]}${rbac[3] ? ` (${rbac[3]})` : ''}: ${message}`,
+        {
+          extra: { ...extra, verb: rbac[1], resource: rbac[2] },
+          cause: err,
+        },
+      );
     }
     return new HttpError('admission_denied', `${what}: ${message}`, { extra, cause: err });
   }
@@ -69,10 +93,18 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
     case 400:
     case 422: {
       const causes = (err.body.details?.causes ?? []).map((c) => `${c.field ?? ''}: ${c.message ?? c.reason ?? ''}`.trim());
-      return new HttpError('invalid_object', `${what}: ${message}${causes.length && !message.includes(causes[0] ?? '') ? ` (${causes.join('; ')})` : ''}`, { extra, cause: err });
+      return new HttpError(
+        'invalid_object',
+        `${what}: ${message}${causes.length && !message.includes(causes[0] ?? '') ? ` (${causes.join('; ')})` : ''}`,
+        { extra, cause: err },
+      );
     }
     case 401:
-      return new HttpError('provisioner_forbidden', `The Kubernetes API server rejected the provisioner's credentials (401) while trying to ${action}: ${message}`, { extra, cause: err });
+      return new HttpError(
+        'provisioner_forbidden',
+        `The Kubernetes API server rejected the provisioner's credentials (401) while trying to ${action}: ${message}`,
+        { extra, cause: err },
+      );
     case 409:
       return new HttpError('conflict', `${what}: ${message}`, { extra, cause: err });
     case 429:
@@ -91,7 +123,10 @@ export function fromKube(err: unknown, target: KubeTarget, action: string): Http
         cause: err,
       });
     default:
-      return new HttpError('internal_error', `Kubernetes API answered ${err.status} while trying to ${action}: ${message}`, { extra, cause: err });
+      return new HttpError('internal_error', `Kubernetes API answered ${err.status} while trying to ${action}: ${message}`, {
+        extra,
+        cause: err,
+      });
   }
 }
 

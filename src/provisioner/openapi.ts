@@ -9,23 +9,45 @@ import { createRequestSchema, keepaliveRequestSchema, sandboxIdSchema } from './
 /** The path parameter `sandbox_id`, described by the same schema that validates it in bodies. */
 const idParameter = { name: 'sandbox_id', in: 'path', required: true, schema: z.toJSONSchema(sandboxIdSchema) };
 
-type Op = { summary: string; withId?: boolean; query?: Record<string, string>; body?: z.ZodType; ok: Record<number, z.ZodType | 'text'>; errors: ErrorCode[] };
+type Op = {
+  summary: string;
+  withId?: boolean;
+  query?: Record<string, string>;
+  body?: z.ZodType;
+  ok: Record<number, z.ZodType | 'text'>;
+  errors: ErrorCode[];
+};
 
 const ref = (schema: z.ZodType): { $ref: string } => ({ $ref: `#/components/schemas/${(schema.meta() as { id: string }).id}` });
 
 function operation(op: Op): Record<string, unknown> {
   const responses: Record<string, unknown> = {};
   for (const [status, schema] of Object.entries(op.ok)) {
-    responses[status] = schema === 'text' ? { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } } : { description: 'OK', content: { 'application/json': { schema: ref(schema) } } };
+    responses[status] =
+      schema === 'text'
+        ? { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } }
+        : { description: 'OK', content: { 'application/json': { schema: ref(schema) } } };
   }
-  for (const code of op.errors) responses[String(ERRORS[code].status)] ??= { description: ERRORS[code].doc, content: { 'application/json': { schema: ref(errorSchema) } } };
+  for (const code of op.errors)
+    responses[String(ERRORS[code].status)] ??= {
+      description: ERRORS[code].doc,
+      content: { 'application/json': { schema: ref(errorSchema) } },
+    };
   return {
     summary: op.summary,
     parameters: [
       ...(op.withId ? [idParameter] : []),
-      ...Object.entries(op.query ?? {}).map(([name, description]) => ({ name, in: 'query', required: false, description, schema: { type: 'string' } })),
+      ...Object.entries(op.query ?? {}).map(([name, description]) => ({
+        name,
+        in: 'query',
+        required: false,
+        description,
+        schema: { type: 'string' },
+      })),
     ],
-    ...(op.body ? { requestBody: { required: op.body !== keepaliveRequestSchema, content: { 'application/json': { schema: ref(op.body) } } } } : {}),
+    ...(op.body
+      ? { requestBody: { required: op.body !== keepaliveRequestSchema, content: { 'application/json': { schema: ref(op.body) } } } }
+      : {}),
     responses,
   };
 }
@@ -33,49 +55,118 @@ function operation(op: Op): Record<string, unknown> {
 export function openApiDocument(): Record<string, unknown> {
   const api: ErrorCode[] = ['unauthorized', 'cluster_unavailable'];
   const schemas: Record<string, unknown> = {};
-  for (const s of [createRequestSchema, keepaliveRequestSchema, sandboxSchema, sandboxListSchema, deletedSchema, errorSchema, healthSchema, readySchema, capabilitiesSchema]) {
+  for (const s of [
+    createRequestSchema,
+    keepaliveRequestSchema,
+    sandboxSchema,
+    sandboxListSchema,
+    deletedSchema,
+    errorSchema,
+    healthSchema,
+    readySchema,
+    capabilitiesSchema,
+  ]) {
     schemas[(s.meta() as { id: string }).id] = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
   }
   return {
     openapi: '3.1.0',
-    info: { title: 'Sandbox provisioner', version: '0.1.0', description: 'Creates one Pod and one Service per sandbox on Kubernetes; compatible with DeerFlow’s provisioner API.' },
+    info: {
+      title: 'Sandbox provisioner',
+      version: '0.1.0',
+      description: 'Creates one Pod and one Service per sandbox on Kubernetes; compatible with DeerFlow’s provisioner API.',
+    },
     paths: {
       '/health': { get: operation({ summary: 'Liveness (no Kubernetes call)', ok: { 200: healthSchema }, errors: [] }) },
-      '/readyz': { get: operation({ summary: 'Readiness: the view has synced and its watches are live', ok: { 200: readySchema }, errors: ['not_ready'] }) },
+      '/readyz': {
+        get: operation({
+          summary: 'Readiness: the view has synced and its watches are live',
+          ok: { 200: readySchema },
+          errors: ['not_ready'],
+        }),
+      },
       '/metrics': { get: operation({ summary: 'Prometheus metrics', ok: { 200: 'text' }, errors: [] }) },
       '/api/capabilities': { get: operation({ summary: 'Capabilities (DeerFlow’s probe)', ok: { 200: capabilitiesSchema }, errors: api }) },
       '/api/sandboxes': {
-        get: operation({ summary: 'List sandboxes (from the watch view)', query: { thread_id: 'only this thread', status: 'only this status' }, ok: { 200: sandboxListSchema }, errors: [...api, 'validation_failed'] }),
+        get: operation({
+          summary: 'List sandboxes (from the watch view)',
+          query: { thread_id: 'only this thread', status: 'only this status' },
+          ok: { 200: sandboxListSchema },
+          errors: [...api, 'validation_failed'],
+        }),
         post: operation({
           summary: 'Create a sandbox (idempotent)',
           query: { wait: 'seconds to wait for Running' },
           body: createRequestSchema,
           ok: { 200: sandboxSchema, 201: sandboxSchema },
-          errors: [...api, 'invalid_json', 'invalid_request', 'unsupported_feature', 'payload_too_large', 'unsupported_media_type', 'validation_failed', 'invalid_object', 'pod_security_violation', 'limit_range_violation', 'admission_denied', 'conflict', 'quota_exceeded', 'limit_reached', 'too_many_requests', 'provisioner_forbidden', 'create_timeout'],
+          errors: [
+            ...api,
+            'invalid_json',
+            'invalid_request',
+            'unsupported_feature',
+            'payload_too_large',
+            'unsupported_media_type',
+            'validation_failed',
+            'invalid_object',
+            'pod_security_violation',
+            'limit_range_violation',
+            'admission_denied',
+            'conflict',
+            'quota_exceeded',
+            'limit_reached',
+            'too_many_requests',
+            'provisioner_forbidden',
+            'create_timeout',
+          ],
         }),
       },
       '/api/sandboxes/{sandbox_id}': {
-        get: operation({ summary: 'A sandbox (from the watch view)', withId: true, query: { wait: 'seconds to wait for Running' }, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found'] }),
-        delete: operation({ summary: 'Delete a sandbox (also 200 when missing)', withId: true, ok: { 200: deletedSchema }, errors: [...api, 'invalid_sandbox_id', 'provisioner_forbidden'] }),
+        get: operation({
+          summary: 'A sandbox (from the watch view)',
+          withId: true,
+          query: { wait: 'seconds to wait for Running' },
+          ok: { 200: sandboxSchema },
+          errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found'],
+        }),
+        delete: operation({
+          summary: 'Delete a sandbox (also 200 when missing)',
+          withId: true,
+          ok: { 200: deletedSchema },
+          errors: [...api, 'invalid_sandbox_id', 'provisioner_forbidden'],
+        }),
       },
       '/api/sandboxes/{sandbox_id}/keepalive': {
-        post: operation({ summary: 'Record activity and optionally extend the sandbox’s life', withId: true, body: keepaliveRequestSchema, ok: { 200: sandboxSchema }, errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'] }),
+        post: operation({
+          summary: 'Record activity and optionally extend the sandbox’s life',
+          withId: true,
+          body: keepaliveRequestSchema,
+          ok: { 200: sandboxSchema },
+          errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'],
+        }),
       },
       '/api/sandboxes/{sandbox_id}/events': {
         get: {
           summary: 'Server-Sent Events of the sandbox’s status transitions, ending when it is deleted',
           parameters: [idParameter],
-          responses: { 200: { description: 'event: status (data: Sandbox), then event: deleted', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 404: { description: ERRORS.sandbox_not_found.doc, content: { 'application/json': { schema: ref(errorSchema) } } } },
+          responses: {
+            200: {
+              description: 'event: status (data: Sandbox), then event: deleted',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+            404: { description: ERRORS.sandbox_not_found.doc, content: { 'application/json': { schema: ref(errorSchema) } } },
+          },
         },
       },
       '/sandboxes/{sandbox_id}/{path}': {
         get: {
           summary: 'Reverse proxy to the sandbox (any method; WebSocket upgrades too)',
-          parameters: [
-            idParameter,
-            { name: 'path', in: 'path', required: true, schema: { type: 'string' } },
-          ],
-          responses: { 200: { description: 'The sandbox’s answer' }, 404: { description: ERRORS.sandbox_not_found.doc }, 502: { description: ERRORS.upstream_unreachable.doc }, 503: { description: ERRORS.sandbox_not_ready.doc }, 504: { description: ERRORS.upstream_timeout.doc } },
+          parameters: [idParameter, { name: 'path', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: {
+            200: { description: 'The sandbox’s answer' },
+            404: { description: ERRORS.sandbox_not_found.doc },
+            502: { description: ERRORS.upstream_unreachable.doc },
+            503: { description: ERRORS.sandbox_not_ready.doc },
+            504: { description: ERRORS.upstream_timeout.doc },
+          },
         },
       },
     },

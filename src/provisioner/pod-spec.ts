@@ -51,7 +51,12 @@ function storage(config: Config, req: SandboxRequest): { volumes: V1Volume[]; mo
           { name: 'user-data', persistentVolumeClaim: { claimName: s.userDataClaim } },
         ];
   const mounts: V1VolumeMount[] = [
-    { name: 'skills', mountPath: SKILLS_PATH, readOnly: true, ...(s.mode === 'pvc' && s.skillsSubPath ? { subPath: s.skillsSubPath } : {}) },
+    {
+      name: 'skills',
+      mountPath: SKILLS_PATH,
+      readOnly: true,
+      ...(s.mode === 'pvc' && s.skillsSubPath ? { subPath: s.skillsSubPath } : {}),
+    },
     { name: 'user-data', mountPath: USER_DATA_PATH, readOnly: false, ...(s.mode === 'pvc' ? { subPath: dataPath } : {}) },
   ];
   const sidecarMounts: V1VolumeMount[] = [];
@@ -184,7 +189,9 @@ export function buildService(config: Config, id: string, owner?: { name: string;
       name: serviceName(id),
       namespace: config.namespace,
       labels: sandboxLabels(id),
-      ...(owner ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: owner.name, uid: owner.uid, blockOwnerDeletion: false }] } : {}),
+      ...(owner
+        ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: owner.name, uid: owner.uid, blockOwnerDeletion: false }] }
+        : {}),
     },
     spec: {
       type: config.sandbox.serviceType,

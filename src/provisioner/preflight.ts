@@ -24,8 +24,10 @@ function hint(code: string, config: Config, message: string): string {
   if (code === 'pod_security_violation' && /hostPath/i.test(message) && config.storage.mode === 'hostPath') {
     return ` Fix: use PVC storage (STORAGE_MODE=pvc with SKILLS_PVC_NAME and USERDATA_PVC_NAME), or label the namespace pod-security.kubernetes.io/enforce=privileged.`;
   }
-  if (code === 'pod_security_violation') return ' Fix: adjust the SANDBOX_* security settings, or the namespace pod-security.kubernetes.io/enforce label.';
-  if (code === 'limit_range_violation') return ' Fix: set SANDBOX_CPU_*/SANDBOX_MEMORY_*/SANDBOX_EPHEMERAL_STORAGE_* within the LimitRange.';
+  if (code === 'pod_security_violation')
+    return ' Fix: adjust the SANDBOX_* security settings, or the namespace pod-security.kubernetes.io/enforce label.';
+  if (code === 'limit_range_violation')
+    return ' Fix: set SANDBOX_CPU_*/SANDBOX_MEMORY_*/SANDBOX_EPHEMERAL_STORAGE_* within the LimitRange.';
   if (code === 'provisioner_forbidden') return " Fix: apply the Role in deploy/base (rbac.yaml) to the provisioner's service account.";
   return '';
 }
@@ -39,7 +41,11 @@ export async function preflight(writer: SandboxWriter, config: Config): Promise<
       await writer.dryRun(kind, body);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
-      return { name: 'preflight', ok: false, detail: `sandbox ${kind}s would be refused in namespace ${config.namespace}: ${err.message}.${hint(err.code, config, err.message)}` };
+      return {
+        name: 'preflight',
+        ok: false,
+        detail: `sandbox ${kind}s would be refused in namespace ${config.namespace}: ${err.message}.${hint(err.code, config, err.message)}`,
+      };
     }
   }
   return { name: 'preflight', ok: true };

@@ -10,7 +10,13 @@ import type { SandboxWriter } from './writer.ts';
 
 export type ReconcileResult = { removedServices: string[]; removedPods: string[] };
 
-export async function reconcile(deps: { config: Config; view: SandboxView; writer: SandboxWriter; log: Logger; now?: () => number }): Promise<ReconcileResult> {
+export async function reconcile(deps: {
+  config: Config;
+  view: SandboxView;
+  writer: SandboxWriter;
+  log: Logger;
+  now?: () => number;
+}): Promise<ReconcileResult> {
   const { config, view, writer, log } = deps;
   const now = deps.now?.() ?? Date.now();
   const result: ReconcileResult = { removedServices: [], removedPods: [] };
@@ -19,7 +25,10 @@ export async function reconcile(deps: { config: Config; view: SandboxView; write
     const orphan = !r.hasPod && r.hasService ? 'service' : r.hasPod && !r.hasService ? 'pod' : undefined;
     if (!orphan || !(await writer.removeObject(r.sandboxId, orphan))) continue;
     (orphan === 'service' ? result.removedServices : result.removedPods).push(r.sandboxId);
-    log.warn({ sandbox_id: r.sandboxId, object: orphan }, `reconciler removed an orphaned ${orphan} (its ${orphan === 'service' ? 'pod' : 'service'} is gone)`);
+    log.warn(
+      { sandbox_id: r.sandboxId, object: orphan },
+      `reconciler removed an orphaned ${orphan} (its ${orphan === 'service' ? 'pod' : 'service'} is gone)`,
+    );
   }
   return result;
 }

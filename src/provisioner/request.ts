@@ -4,15 +4,20 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
-import { BUILTIN_MOUNT_PATHS, MAX_SANDBOX_ID, SANDBOX_ID, SANDBOX_ID_LENGTH_RULE, SANDBOX_ID_RULE, THREAD_ID, USER_ID } from '../domain/sandbox.ts';
+import {
+  BUILTIN_MOUNT_PATHS,
+  MAX_SANDBOX_ID,
+  SANDBOX_ID,
+  SANDBOX_ID_LENGTH_RULE,
+  SANDBOX_ID_RULE,
+  THREAD_ID,
+  USER_ID,
+} from '../domain/sandbox.ts';
 import { HttpError } from '../http/errors.ts';
 
 export const MAX_EXTRA_MOUNTS = 10;
 
-export const sandboxIdSchema = z
-  .string()
-  .max(MAX_SANDBOX_ID, SANDBOX_ID_LENGTH_RULE)
-  .regex(SANDBOX_ID, SANDBOX_ID_RULE);
+export const sandboxIdSchema = z.string().max(MAX_SANDBOX_ID, SANDBOX_ID_LENGTH_RULE).regex(SANDBOX_ID, SANDBOX_ID_RULE);
 
 export const threadIdSchema = z.string().regex(THREAD_ID, `thread_id must match ${THREAD_ID.source}`);
 
@@ -31,11 +36,25 @@ export const createRequestSchema = z
     include_legacy_skills: z.boolean().default(false),
     provision_lark_cli_runtime: z.boolean().default(false),
     provision_lark_cli_broker: z.boolean().default(false),
-    ttl_seconds: z.number().int().min(1).max(30 * 86_400).nullish(),
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86_400)
+      .nullish(),
   })
   .meta({ id: 'CreateSandboxRequest' });
 
-export const keepaliveRequestSchema = z.object({ ttl_seconds: z.number().int().min(1).max(30 * 86_400).nullish() }).meta({ id: 'KeepaliveRequest' });
+export const keepaliveRequestSchema = z
+  .object({
+    ttl_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(30 * 86_400)
+      .nullish(),
+  })
+  .meta({ id: 'KeepaliveRequest' });
 
 export type ExtraMount = { hostPath: string; containerPath: string; readOnly: boolean };
 
@@ -57,10 +76,16 @@ const isUnder = (path: string, base: string): boolean => path === base || path.s
 /** Validates a parsed body against the operator's configuration (400 with a clear detail otherwise). */
 export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, config: Config): SandboxRequest {
   if (body.provision_lark_cli_runtime && !config.lark.initImage) {
-    throw new HttpError('unsupported_feature', 'provision_lark_cli_runtime needs LARK_CLI_INIT_IMAGE, which this provisioner is not configured with');
+    throw new HttpError(
+      'unsupported_feature',
+      'provision_lark_cli_runtime needs LARK_CLI_INIT_IMAGE, which this provisioner is not configured with',
+    );
   }
   if (body.provision_lark_cli_broker && !config.lark.brokerImage) {
-    throw new HttpError('unsupported_feature', 'provision_lark_cli_broker needs LARK_CLI_BROKER_IMAGE, which this provisioner is not configured with');
+    throw new HttpError(
+      'unsupported_feature',
+      'provision_lark_cli_broker needs LARK_CLI_BROKER_IMAGE, which this provisioner is not configured with',
+    );
   }
   const mounts = body.extra_mounts ?? [];
   if (mounts.length > MAX_EXTRA_MOUNTS) throw new HttpError('invalid_request', `Too many extra mounts; max is ${MAX_EXTRA_MOUNTS}`);
@@ -71,7 +96,8 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
   const extraMounts: ExtraMount[] = [];
   for (const m of mounts) {
     const host = m.host_path;
-    if (!host.startsWith('/') || host.includes('\0')) throw new HttpError('invalid_request', `Extra mount host path must be absolute: ${JSON.stringify(host)}`);
+    if (!host.startsWith('/') || host.includes('\0'))
+      throw new HttpError('invalid_request', `Extra mount host path must be absolute: ${JSON.stringify(host)}`);
     const hostPath = posix.normalize(host);
     if (host.split('/').includes('..') || !isUnder(hostPath, config.extraMounts.baseDir ?? '/nonexistent')) {
       throw new HttpError('invalid_request', `Extra mount host path is outside ${config.extraMounts.baseDir}: ${JSON.stringify(host)}`);
@@ -82,7 +108,8 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     }
     const clean = containerPath.length > 1 ? containerPath.replace(/\/+$/, '') : containerPath;
     if (!config.extraMounts.allowedPaths.includes(clean)) throw new HttpError('invalid_request', `Unsupported extra mount path: ${clean}`);
-    if (BUILTIN_MOUNT_PATHS.some((b) => b === clean || isUnder(b, clean))) throw new HttpError('invalid_request', `Extra mount path clashes with a built-in mount: ${clean}`);
+    if (BUILTIN_MOUNT_PATHS.some((b) => b === clean || isUnder(b, clean)))
+      throw new HttpError('invalid_request', `Extra mount path clashes with a built-in mount: ${clean}`);
     if (seen.has(clean)) throw new HttpError('invalid_request', `Duplicate extra mount path: ${clean}`);
     seen.add(clean);
     extraMounts.push({ hostPath, containerPath: clean, readOnly: m.read_only });

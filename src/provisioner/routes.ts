@@ -35,12 +35,17 @@ function waitMs(url: RequestTarget, maxSeconds: number): number {
   const raw = url.searchParams.get('wait');
   if (raw === null || raw === '') return 0;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0) throw new HttpError('validation_failed', `wait must be a number of seconds between 0 and ${maxSeconds}`);
+  if (!Number.isFinite(n) || n < 0)
+    throw new HttpError('validation_failed', `wait must be a number of seconds between 0 and ${maxSeconds}`);
   return Math.min(n, maxSeconds) * 1000;
 }
 
 /** Counts an outcome of `work` (its value's label, or the error's code) and passes the result on. */
-async function counted<T>(counter: { inc(labels: { outcome: string }): void } | undefined, work: Promise<T>, label: (value: T) => string): Promise<T> {
+async function counted<T>(
+  counter: { inc(labels: { outcome: string }): void } | undefined,
+  work: Promise<T>,
+  label: (value: T) => string,
+): Promise<T> {
   try {
     const value = await work;
     counter?.inc({ outcome: label(value) });
@@ -53,7 +58,8 @@ async function counted<T>(counter: { inc(labels: { outcome: string }): void } | 
 
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
   const { config, view, writer, answers } = deps;
-  const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void => sendJsonText(res, status, answers.text(record, requestBase(req)));
+  const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void =>
+    sendJsonText(res, status, answers.text(record, requestBase(req)));
   let openapi: string | undefined;
 
   return [
@@ -68,7 +74,14 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
           const checks = deps.readiness?.() ?? [];
           const problems = [h.reason, ...checks.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
           const down = !h.synced || !h.healthy || checks.some((c) => c.name === 'shutdown' && !c.ok);
-          const body = { status: down ? 'unavailable' : 'ok', synced: h.synced, healthy: h.healthy, stale: h.stale, sandboxes: view.size, checks };
+          const body = {
+            status: down ? 'unavailable' : 'ok',
+            synced: h.synced,
+            healthy: h.healthy,
+            stale: h.stale,
+            sandboxes: view.size,
+            checks,
+          };
           if (down) throw new HttpError('not_ready', problems.join('; '), { extra: body });
           sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
         },
@@ -101,7 +114,9 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       methods: {
         GET: ({ req, res, url }) => {
           const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
-          const items = view.list((r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status));
+          const items = view.list(
+            (r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
+          );
           const base = requestBase(req);
           sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, base)).join(',')}],"count":${items.length}}`);
         },
@@ -111,7 +126,8 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
           deps.onCreateStarted?.(request.sandboxId);
           const result = await counted(deps.metrics?.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
           let record = result.record;
-          if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
+          if (wait > 0 && !settled(record))
+            record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
           answer(res, req, result.created ? 201 : 200, record);
         },
       },

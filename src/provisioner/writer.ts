@@ -40,7 +40,8 @@ export class NamespaceError extends Error {
 }
 
 const MERGE_PATCH = 'application/merge-patch+json';
-const deleting = (id: string): HttpError => new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
+const deleting = (id: string): HttpError =>
+  new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
 
 export class SandboxWriter {
   #config: Config;
@@ -95,10 +96,12 @@ export class SandboxWriter {
     }
     this.#checkLimits(req);
     let created = false;
-    const attempt = this.#gate.run(() => this.#create(req)).then(({ record, madePod }) => {
-      created = madePod;
-      return record;
-    });
+    const attempt = this.#gate
+      .run(() => this.#create(req))
+      .then(({ record, madePod }) => {
+        created = madePod;
+        return record;
+      });
     this.#inflight.set(id, attempt);
     try {
       const record = await attempt;
@@ -117,11 +120,15 @@ export class SandboxWriter {
     if (maxSandboxes > 0) {
       const n = this.#view.count((r) => !r.deleting) + this.#inflight.size;
       if (n >= maxSandboxes) {
-        throw new HttpError('limit_reached', `The limit of ${maxSandboxes} sandboxes (MAX_SANDBOXES) is reached; delete one first`, { headers: { 'retry-after': '30' } });
+        throw new HttpError('limit_reached', `The limit of ${maxSandboxes} sandboxes (MAX_SANDBOXES) is reached; delete one first`, {
+          headers: { 'retry-after': '30' },
+        });
       }
     }
     if (maxPerThread > 0 && this.#view.count((r) => !r.deleting && r.threadId === req.threadId) >= maxPerThread) {
-      throw new HttpError('limit_reached', `Thread '${req.threadId}' already has ${maxPerThread} sandboxes (MAX_SANDBOXES_PER_THREAD)`, { headers: { 'retry-after': '30' } });
+      throw new HttpError('limit_reached', `Thread '${req.threadId}' already has ${maxPerThread} sandboxes (MAX_SANDBOXES_PER_THREAD)`, {
+        headers: { 'retry-after': '30' },
+      });
     }
   }
 
@@ -141,8 +148,10 @@ export class SandboxWriter {
     ]);
     if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {
       const answer = (podResult.status === 'rejected' ? podResult.reason : (serviceResult as PromiseRejectedResult).reason) as HttpError;
-      if (podResult.status === 'fulfilled' && podResult.value.made) await this.#rollback(podPath(this.#ns, id), podName(id), answer.message);
-      if (serviceResult.status === 'fulfilled' && serviceResult.value.made) await this.#rollback(servicePath(this.#ns, id), serviceName(id), answer.message);
+      if (podResult.status === 'fulfilled' && podResult.value.made)
+        await this.#rollback(podPath(this.#ns, id), podName(id), answer.message);
+      if (serviceResult.status === 'fulfilled' && serviceResult.value.made)
+        await this.#rollback(servicePath(this.#ns, id), serviceName(id), answer.message);
       throw answer;
     }
     const pod = podResult.value.object;
@@ -156,7 +165,8 @@ export class SandboxWriter {
     if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
       // The API server allocates node ports in the create call; this is only a safety net.
       const seen = await this.#view.waitFor(id, (r) => r?.nodePort !== undefined, deadline - Date.now());
-      if (seen?.nodePort === undefined) throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
+      if (seen?.nodePort === undefined)
+        throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
       serviceFacts = serviceFacts && { ...serviceFacts, nodePort: seen.nodePort };
     }
     const record = joinRecord(id, podFacts, serviceFacts);
@@ -188,7 +198,11 @@ export class SandboxWriter {
       await this.#kube.request('DELETE', path, { body: DELETE_IN_BACKGROUND });
       this.#log.warn({ object: name }, `removed ${name}: the other half of its sandbox was refused: ${why}`);
     } catch (err) {
-      if (!isNotFound(err)) this.#log.error({ object: name, err: String(err) }, `could not remove ${name} after the other half of its sandbox was refused; the reconciler will`);
+      if (!isNotFound(err))
+        this.#log.error(
+          { object: name, err: String(err) },
+          `could not remove ${name} after the other half of its sandbox was refused; the reconciler will`,
+        );
     }
   }
 
@@ -197,11 +211,17 @@ export class SandboxWriter {
     if (!podUid) return;
     try {
       await this.#kube.request('PATCH', servicePath(this.#ns, id), {
-        body: { metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }] } },
+        body: {
+          metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }] },
+        },
         contentType: MERGE_PATCH,
       });
     } catch (err) {
-      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not set the service owner reference (the reconciler still removes orphans)');
+      if (!isNotFound(err))
+        this.#log.warn(
+          { sandbox_id: id, err: String(err) },
+          'could not set the service owner reference (the reconciler still removes orphans)',
+        );
     }
   }
 
@@ -211,9 +231,13 @@ export class SandboxWriter {
   async delete(id: string): Promise<boolean> {
     const options = { body: DELETE_IN_BACKGROUND };
     const targets = ['service', 'pod'] as const;
-    const results = await Promise.allSettled([this.#kube.request('DELETE', servicePath(this.#ns, id), options), this.#kube.request('DELETE', podPath(this.#ns, id), options)]);
+    const results = await Promise.allSettled([
+      this.#kube.request('DELETE', servicePath(this.#ns, id), options),
+      this.#kube.request('DELETE', podPath(this.#ns, id), options),
+    ]);
     for (const [i, r] of results.entries()) {
-      if (r.status === 'rejected' && !isNotFound(r.reason)) throw fromKube(r.reason, targets[i] ?? 'sandbox', `delete ${targets[i]} of sandbox ${id}`);
+      if (r.status === 'rejected' && !isNotFound(r.reason))
+        throw fromKube(r.reason, targets[i] ?? 'sandbox', `delete ${targets[i]} of sandbox ${id}`);
     }
     const deleted = results.some((r) => r.status === 'fulfilled');
     if (deleted) this.#log.info({ sandbox_id: id }, 'sandbox deleted');
@@ -232,7 +256,9 @@ export class SandboxWriter {
     let resourceVersion = podResourceVersion;
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#kube.request('DELETE', path, { body: { ...DELETE_IN_BACKGROUND, preconditions: { uid: podUid, ...(resourceVersion ? { resourceVersion } : {}) } } });
+        await this.#kube.request('DELETE', path, {
+          body: { ...DELETE_IN_BACKGROUND, preconditions: { uid: podUid, ...(resourceVersion ? { resourceVersion } : {}) } },
+        });
         break;
       } catch (err) {
         if (isNotFound(err)) return false;
@@ -254,10 +280,16 @@ export class SandboxWriter {
   /** Deletes one object of a sandbox (an orphan the reconciler found, an expired pod's service); true when it was there. */
   async removeObject(id: string, kind: 'pod' | 'service'): Promise<boolean> {
     try {
-      await this.#kube.request('DELETE', kind === 'pod' ? podPath(this.#ns, id) : servicePath(this.#ns, id), { body: DELETE_IN_BACKGROUND });
+      await this.#kube.request('DELETE', kind === 'pod' ? podPath(this.#ns, id) : servicePath(this.#ns, id), {
+        body: DELETE_IN_BACKGROUND,
+      });
       return true;
     } catch (err) {
-      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, object: kind, err: String(err) }, `could not delete the ${kind} of sandbox ${id}; the reconciler or the garbage collector will`);
+      if (!isNotFound(err))
+        this.#log.warn(
+          { sandbox_id: id, object: kind, err: String(err) },
+          `could not delete the ${kind} of sandbox ${id}; the reconciler or the garbage collector will`,
+        );
       return false;
     }
   }
@@ -338,12 +370,19 @@ export class SandboxWriter {
     if (!this.#config.createNamespace) throw new NamespaceError(`namespace ${ns} does not exist and CREATE_NAMESPACE=false`, true);
     try {
       await this.#kube.request('POST', '/api/v1/namespaces', {
-        body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { 'app.kubernetes.io/name': 'deer-flow', 'app.kubernetes.io/component': 'sandbox' } } },
+        body: {
+          apiVersion: 'v1',
+          kind: 'Namespace',
+          metadata: { name: ns, labels: { 'app.kubernetes.io/name': 'deer-flow', 'app.kubernetes.io/component': 'sandbox' } },
+        },
       });
       this.#log.info({ namespace: ns }, 'created namespace');
     } catch (err) {
       if (isForbidden(err)) {
-        throw new NamespaceError(`namespace ${ns} does not exist and the provisioner may not create it (RBAC: ${(err as Error).message}); create it, or grant the optional ClusterRole in deploy/`, true);
+        throw new NamespaceError(
+          `namespace ${ns} does not exist and the provisioner may not create it (RBAC: ${(err as Error).message}); create it, or grant the optional ClusterRole in deploy/`,
+          true,
+        );
       }
       if (!isConflict(err)) throw err;
     }

@@ -94,7 +94,9 @@ export class SandboxProxy {
       case 'service':
         return record.hasService ? serviceOrigin(record.sandboxId, this.#config.namespace, this.#config.sandbox.port) : undefined;
       case 'pod':
-        return record.podIP === undefined ? undefined : `http://${record.podIP.includes(':') ? `[${record.podIP}]` : record.podIP}:${this.#config.sandbox.port}`;
+        return record.podIP === undefined
+          ? undefined
+          : `http://${record.podIP.includes(':') ? `[${record.podIP}]` : record.podIP}:${this.#config.sandbox.port}`;
     }
   }
 
@@ -123,18 +125,24 @@ export class SandboxProxy {
     if (!record) throw sandboxNotFound(id);
     if (!record.ready) {
       const asked = Number(req.headers[WAIT_HEADER] ?? '');
-      const waitMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked * 1000, this.#config.proxy.maxWaitReadyMs) : this.#config.proxy.waitReadyMs;
+      const waitMs =
+        Number.isFinite(asked) && asked > 0 ? Math.min(asked * 1000, this.#config.proxy.maxWaitReadyMs) : this.#config.proxy.waitReadyMs;
       if (waitMs > 0) record = await this.#view.waitFor(id, settled, waitMs, signal);
       if (!record) throw sandboxNotFound(id);
       if (!record.ready) {
-        throw new HttpError('sandbox_not_ready', `Sandbox '${id}' is not ready (status ${record.status}${record.reason ? `, ${record.reason}` : ''})`, {
-          headers: { 'retry-after': '2' },
-          extra: { status: record.status, ...(record.reason ? { reason: record.reason } : {}) },
-        });
+        throw new HttpError(
+          'sandbox_not_ready',
+          `Sandbox '${id}' is not ready (status ${record.status}${record.reason ? `, ${record.reason}` : ''})`,
+          {
+            headers: { 'retry-after': '2' },
+            extra: { status: record.status, ...(record.reason ? { reason: record.reason } : {}) },
+          },
+        );
       }
     }
     const origin = this.origin(record);
-    if (!origin) throw new HttpError('sandbox_not_ready', `Sandbox '${id}' has no reachable address yet`, { headers: { 'retry-after': '2' } });
+    if (!origin)
+      throw new HttpError('sandbox_not_ready', `Sandbox '${id}' has no reachable address yet`, { headers: { 'retry-after': '2' } });
     return { id, origin };
   }
 
@@ -144,7 +152,10 @@ export class SandboxProxy {
    */
   #passes(req: IncomingMessage): (name: string, value: string | string[]) => boolean {
     const connection = req.headers.connection;
-    const named = connection && connection !== 'keep-alive' && connection !== 'close' ? new Set(connection.split(',').map((t) => t.trim().toLowerCase())) : undefined;
+    const named =
+      connection && connection !== 'keep-alive' && connection !== 'close'
+        ? new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
+        : undefined;
     const key = this.#config.apiKey;
     return (name, value) => {
       if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) return false;
@@ -179,7 +190,11 @@ export class SandboxProxy {
     const name = '/sandboxes/{id}/*';
     return {
       routes: [
-        { name, path: '/sandboxes', methods: { '*': () => Promise.reject(new HttpError('not_found', 'Not Found: name a sandbox, /sandboxes/<id>/...')) } },
+        {
+          name,
+          path: '/sandboxes',
+          methods: { '*': () => Promise.reject(new HttpError('not_found', 'Not Found: name a sandbox, /sandboxes/<id>/...')) },
+        },
         {
           name,
           prefix: PREFIX,
@@ -203,7 +218,12 @@ export class SandboxProxy {
     res.once('close', onClose);
     const { id, origin } = await this.#resolve(req, rawId, abort.signal);
     const method = (req.method ?? 'GET') as 'GET';
-    const hasBody = method !== 'GET' && method !== 'HEAD' && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
+    const hasBody =
+      method !== 'GET' &&
+      method !== 'HEAD' &&
+      (req.headers['content-length'] !== undefined
+        ? req.headers['content-length'] !== '0'
+        : req.headers['transfer-encoding'] !== undefined);
     // Byte counts from the client socket (a 'data' listener on req would drain the body before undici reads it).
     const readBefore = req.socket.bytesRead;
     const writtenBefore = res.socket?.bytesWritten ?? 0;
@@ -243,7 +263,9 @@ export class SandboxProxy {
   #upstreamError(err: unknown, id: string): HttpError {
     const code = (err as { code?: string }).code ?? '';
     const kind =
-      err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError
+      err instanceof undiciErrors.HeadersTimeoutError ||
+      err instanceof undiciErrors.BodyTimeoutError ||
+      err instanceof undiciErrors.ConnectTimeoutError
         ? 'timeout'
         : code === 'ECONNREFUSED'
           ? 'refused'
@@ -272,17 +294,32 @@ export class SandboxProxy {
         req.url = parts.rest + url.search;
         const passes = this.#passes(req);
         for (const [name, value] of Object.entries(req.headers)) {
-          if (value !== undefined && name !== 'connection' && name !== 'upgrade' && name !== 'host' && !passes(name, value)) delete req.headers[name];
+          if (value !== undefined && name !== 'connection' && name !== 'upgrade' && name !== 'host' && !passes(name, value))
+            delete req.headers[name];
         }
         req.headers['x-forwarded-prefix'] = `${PREFIX}${id}`;
         const tracked = { destroy: () => socket.destroy() };
         this.#open.add(tracked);
         socket.once('close', () => this.#open.delete(tracked));
-        this.#ws.ws(req, socket, head, { target: origin, agent: this.#wsAgent, proxyTimeout: this.#config.proxy.connectTimeoutMs }, (err) => {
-          this.#deps.stats?.onUpstreamError?.('websocket');
-          this.#log.info({ sandbox_id: id, err: String(err) }, 'websocket upstream error');
-          if (socket.writable) socket.end(rawErrorResponse(new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${(err as { code?: string }).code ?? String(err)}`)));
-        });
+        this.#ws.ws(
+          req,
+          socket,
+          head,
+          { target: origin, agent: this.#wsAgent, proxyTimeout: this.#config.proxy.connectTimeoutMs },
+          (err) => {
+            this.#deps.stats?.onUpstreamError?.('websocket');
+            this.#log.info({ sandbox_id: id, err: String(err) }, 'websocket upstream error');
+            if (socket.writable)
+              socket.end(
+                rawErrorResponse(
+                  new HttpError(
+                    'upstream_unreachable',
+                    `Sandbox '${id}' could not be reached: ${(err as { code?: string }).code ?? String(err)}`,
+                  ),
+                ),
+              );
+          },
+        );
         this.#deps.onActivity?.(id);
       },
       (err: unknown) => {

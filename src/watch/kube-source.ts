@@ -16,7 +16,11 @@ function list<T>(client: KubeClient, collection: string): ListFn<T> {
     if (continueToken) query.set('continue', continueToken);
     const res = await client.request('GET', `${collection}?${query}`);
     const body = res.body as RawList<T>;
-    return { items: body.items ?? [], resourceVersion: body.metadata?.resourceVersion ?? '', continueToken: body.metadata?.continue || undefined };
+    return {
+      items: body.items ?? [],
+      resourceVersion: body.metadata?.resourceVersion ?? '',
+      continueToken: body.metadata?.continue || undefined,
+    };
   };
 }
 

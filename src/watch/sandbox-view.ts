@@ -2,7 +2,17 @@
 // answered from memory. Callers can wait for a change (waitFor) or subscribe to transitions; readiness
 // of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
 
-import { joinRecord, sameRecord, slimPod, slimService, type PodFacts, type RawPod, type RawService, type SandboxRecord, type ServiceFacts } from '../domain/record.ts';
+import {
+  joinRecord,
+  sameRecord,
+  slimPod,
+  slimService,
+  type PodFacts,
+  type RawPod,
+  type RawService,
+  type SandboxRecord,
+  type ServiceFacts,
+} from '../domain/record.ts';
 import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
 
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
@@ -40,7 +50,12 @@ export class SandboxView {
     this.#now = options.now ?? Date.now;
     this.#staleAfterMs = options.staleAfterMs ?? 90_000;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
-    const common = { log: this.#log, now: this.#now, ...(options.backoff ? { backoff: options.backoff } : {}), ...(options.delay ? { delay: options.delay } : {}) };
+    const common = {
+      log: this.#log,
+      now: this.#now,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      ...(options.delay ? { delay: options.delay } : {}),
+    };
     this.#podReflector = this.#reflector('pods', options.listPods, options.watchPods, slimPod, this.#pods, common);
     this.#serviceReflector = this.#reflector('services', options.listServices, options.watchServices, slimService, this.#services, common);
     this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced]).then(() => undefined);
@@ -148,7 +163,12 @@ export class SandboxView {
    * Resolves with the record as soon as `predicate` holds for it (checked now, then on each change of
    * that sandbox), or with the current record when `timeoutMs` passes or `signal` aborts. No polling.
    */
-  waitFor(id: string, predicate: (r: SandboxRecord | undefined) => boolean, timeoutMs: number, signal?: AbortSignal): Promise<SandboxRecord | undefined> {
+  waitFor(
+    id: string,
+    predicate: (r: SandboxRecord | undefined) => boolean,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<SandboxRecord | undefined> {
     const current = this.get(id);
     if (predicate(current) || timeoutMs <= 0 || signal?.aborted) return Promise.resolve(current);
     return new Promise((resolve) => {
@@ -174,10 +194,18 @@ export class SandboxView {
     for (const r of reflectors) {
       if (!r.stats.synced) problems.push(`${r.name}: initial list not done${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
       else if (!r.stats.connected) problems.push(`${r.name}: watch disconnected${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
-      else if (now - r.stats.lastContactAt > this.#staleAfterMs) problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
+      else if (now - r.stats.lastContactAt > this.#staleAfterMs)
+        problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
     }
     const healthy = problems.length === 0;
-    return { synced, healthy, stale: synced && !healthy, reason: problems.join('; ') || undefined, pods: this.#podReflector.size, services: this.#serviceReflector.size };
+    return {
+      synced,
+      healthy,
+      stale: synced && !healthy,
+      reason: problems.join('; ') || undefined,
+      pods: this.#podReflector.size,
+      services: this.#serviceReflector.size,
+    };
   }
 
   /** Counters for metrics. */

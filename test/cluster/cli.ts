@@ -39,7 +39,9 @@ switch (command) {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
     child.on('exit', (code) => {
       // By design the control plane outlives the provisioner, so the next `npm run dev` starts in seconds.
-      log(`provisioner stopped; the local control plane is still running (kubeconfig ${state.kubeconfig}). Stop it with: npm run cluster:down`);
+      log(
+        `provisioner stopped; the local control plane is still running (kubeconfig ${state.kubeconfig}). Stop it with: npm run cluster:down`,
+      );
       process.exit(code ?? 0);
     });
     break;

@@ -47,7 +47,8 @@ export async function binaries(log: (line: string) => void = () => {}): Promise<
     return assets;
   }
   const started = Date.now();
-  const elapsed = (): string => `${Math.floor((Date.now() - started) / 60_000)}m${String(Math.floor(((Date.now() - started) % 60_000) / 1000)).padStart(2, '0')}s`;
+  const elapsed = (): string =>
+    `${Math.floor((Date.now() - started) / 60_000)}m${String(Math.floor(((Date.now() - started) % 60_000) / 1000)).padStart(2, '0')}s`;
   const child = spawn('bash', [join(here, 'build-binaries.sh')], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -65,7 +66,10 @@ export async function binaries(log: (line: string) => void = () => {}): Promise<
       } else if (/^cache: /.test(line)) log(`control plane binaries: ${line.slice('cache: '.length).trim()}`);
     }
   });
-  const ticker = setInterval(() => building && log(`still building ${building} (${elapsed()} so far; go build prints nothing until it is done)`), 30_000);
+  const ticker = setInterval(
+    () => building && log(`still building ${building} (${elapsed()} so far; go build prints nothing until it is done)`),
+    30_000,
+  );
   const code = await new Promise<number | null>((ok) => child.once('close', ok)).finally(() => clearInterval(ticker));
   if (code !== 0) throw new Error(`building the control plane failed:\n${stderr.slice(-4000)}`);
   const folder = stdout.trim().split('\n').at(-1) ?? '';
@@ -101,7 +105,10 @@ function startDetached(dir: string, name: string, command: string, args: string[
 
 function logTail(dir: string, name: string): string {
   try {
-    return readFileSync(join(dir, `${name}.log`), 'utf8').split('\n').slice(-15).join('\n');
+    return readFileSync(join(dir, `${name}.log`), 'utf8')
+      .split('\n')
+      .slice(-15)
+      .join('\n');
   } catch {
     return '(no log)';
   }
@@ -199,7 +206,13 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   writeFileSync(join(dir, 'pki', 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
   writeFileSync(join(dir, 'pki', 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
 
-  const [etcdPort, peerPort, apiPort, kcmPort, controlPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [etcdPort, peerPort, apiPort, kcmPort, controlPort] = await Promise.all([
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+    freePort(),
+  ]);
   const etcdUrl = `http://127.0.0.1:${etcdPort}`;
   const server = `https://127.0.0.1:${apiPort}`;
   const state: ClusterState = {
@@ -227,7 +240,12 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       '--log-level=warn',
     ]);
     save();
-    await waitUntil('etcd', 30_000, async () => (await request(`${etcdUrl}/health`)).statusCode === 200, () => logTail(dir, 'etcd'));
+    await waitUntil(
+      'etcd',
+      30_000,
+      async () => (await request(`${etcdUrl}/health`)).statusCode === 200,
+      () => logTail(dir, 'etcd'),
+    );
     log(`etcd ready (${Date.now() - started} ms)`);
 
     pids['kube-apiserver'] = startDetached(dir, 'kube-apiserver', join(bin, 'kube-apiserver'), apiserverArgs(state, dir));
@@ -275,7 +293,12 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       FAKE_NODE_CONTROL_PORT: String(controlPort),
     });
     save();
-    await waitUntil('fake node', 60_000, () => isHealthy(state), () => `${logTail(dir, 'fake-node')}\n${logTail(dir, 'kube-controller-manager')}`);
+    await waitUntil(
+      'fake node',
+      60_000,
+      () => isHealthy(state),
+      () => `${logTail(dir, 'fake-node')}\n${logTail(dir, 'kube-controller-manager')}`,
+    );
     log(`cluster ready (${Date.now() - started} ms)`);
     return state;
   } catch (err) {
@@ -342,7 +365,12 @@ export async function startApiServer(state: ClusterState): Promise<void> {
   writeFileSync(join(state.dir, 'state.json'), JSON.stringify(state, null, 2));
   const agent = apiAgent(state);
   try {
-    await waitUntil('kube-apiserver', 120_000, async () => (await apiGet(state, agent, '/readyz')).status === 200, () => logTail(state.dir, 'kube-apiserver'));
+    await waitUntil(
+      'kube-apiserver',
+      120_000,
+      async () => (await apiGet(state, agent, '/readyz')).status === 200,
+      () => logTail(state.dir, 'kube-apiserver'),
+    );
   } finally {
     await agent.close();
   }
@@ -357,7 +385,12 @@ export async function startSecondApiServer(state: ClusterState): Promise<{ serve
   const port = await freePort();
   const certDir = join(state.dir, 'pki-2');
   mkdirSync(certDir, { recursive: true });
-  const pid = startDetached(state.dir, 'kube-apiserver-2', join(bin, 'kube-apiserver'), apiserverArgs(state, state.dir, String(port), certDir));
+  const pid = startDetached(
+    state.dir,
+    'kube-apiserver-2',
+    join(bin, 'kube-apiserver'),
+    apiserverArgs(state, state.dir, String(port), certDir),
+  );
   const second: ClusterState = { ...state, server: `https://127.0.0.1:${port}` };
   const caFile = join(certDir, 'apiserver.crt');
   await waitUntil(

@@ -48,8 +48,20 @@ export class FakeNode {
     await this.#register();
     const signal = this.#abort.signal;
     const onError = (err: unknown) => log(`watch error: ${String(err)}`);
-    void this.#kube.informer('/api/v1/pods', { onSync: (items) => this.#syncAll(this.#pods, items, (p) => this.#onPod(p)), onEvent: (e) => this.#podEvent(e), onError }, signal);
-    void this.#kube.informer('/api/v1/services', { onSync: (items) => this.#syncAll(this.#services, items, (s) => this.#onService(s)), onEvent: (e) => this.#serviceEvent(e), onError }, signal);
+    void this.#kube.informer(
+      '/api/v1/pods',
+      { onSync: (items) => this.#syncAll(this.#pods, items, (p) => this.#onPod(p)), onEvent: (e) => this.#podEvent(e), onError },
+      signal,
+    );
+    void this.#kube.informer(
+      '/api/v1/services',
+      {
+        onSync: (items) => this.#syncAll(this.#services, items, (s) => this.#onService(s)),
+        onEvent: (e) => this.#serviceEvent(e),
+        onError,
+      },
+      signal,
+    );
     const heartbeat = setInterval(() => void this.#patchNodeStatus().catch((err: unknown) => log(`heartbeat: ${String(err)}`)), 20_000);
     signal.addEventListener('abort', () => clearInterval(heartbeat));
   }
@@ -95,7 +107,16 @@ export class FakeNode {
           { type: 'InternalIP', address: '127.0.0.1' },
           { type: 'Hostname', address: NODE_NAME },
         ],
-        conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'fake node is ready', lastHeartbeatTime: t, lastTransitionTime: t }],
+        conditions: [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'KubeletReady',
+            message: 'fake node is ready',
+            lastHeartbeatTime: t,
+            lastTransitionTime: t,
+          },
+        ],
         nodeInfo: { kubeletVersion: 'v1.37.2', containerRuntimeVersion: 'fake://1', operatingSystem: 'linux', architecture: 'amd64' },
       },
     });
@@ -174,7 +195,9 @@ export class FakeNode {
       clearTimeout(this.#timers.get(k));
       this.#timers.delete(k);
       this.#refreshPortsFor(pod);
-      void this.#kube.delete(`/api/v1/namespaces/${ns}/pods/${pod.metadata.name}`, { gracePeriodSeconds: 0 }).catch((err: unknown) => log(`force delete ${k}: ${String(err)}`));
+      void this.#kube
+        .delete(`/api/v1/namespaces/${ns}/pods/${pod.metadata.name}`, { gracePeriodSeconds: 0 })
+        .catch((err: unknown) => log(`force delete ${k}: ${String(err)}`));
       return;
     }
     this.#refreshPortsFor(pod);
@@ -196,7 +219,15 @@ export class FakeNode {
       await this.#kube.mergePatch(`${base}/status`, {
         status: {
           phase: 'Pending',
-          conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/1 nodes are available: 1 Insufficient cpu.', lastTransitionTime: now() }],
+          conditions: [
+            {
+              type: 'PodScheduled',
+              status: 'False',
+              reason: 'Unschedulable',
+              message: '0/1 nodes are available: 1 Insufficient cpu.',
+              lastTransitionTime: now(),
+            },
+          ],
         },
       });
       return;
@@ -244,10 +275,22 @@ export class FakeNode {
         this.#serving.add(key(pod));
         this.#refreshPortsFor(pod);
         await Promise.all([...this.#listeners.values()].map((l) => l.server));
-        status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: conditions(true), containerStatuses: statusOf(running, true) };
+        status = {
+          phase: 'Running',
+          podIP: ip,
+          podIPs: [{ ip }],
+          conditions: conditions(true),
+          containerStatuses: statusOf(running, true),
+        };
         break;
       case 'never-ready':
-        status = { phase: 'Running', podIP: ip, podIPs: [{ ip }], conditions: conditions(false), containerStatuses: statusOf(running, false) };
+        status = {
+          phase: 'Running',
+          podIP: ip,
+          podIPs: [{ ip }],
+          conditions: conditions(false),
+          containerStatuses: statusOf(running, false),
+        };
         break;
       case 'crashloop':
         status = {
@@ -255,10 +298,14 @@ export class FakeNode {
           podIP: ip,
           podIPs: [{ ip }],
           conditions: conditions(false),
-          containerStatuses: statusOf({ waiting: { reason: 'CrashLoopBackOff', message: 'back-off 10s restarting failed container' } }, false, {
-            restartCount: 3,
-            lastState: { terminated: { exitCode: 137, reason: 'OOMKilled', finishedAt: now() } },
-          }),
+          containerStatuses: statusOf(
+            { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 10s restarting failed container' } },
+            false,
+            {
+              restartCount: 3,
+              lastState: { terminated: { exitCode: 137, reason: 'OOMKilled', finishedAt: now() } },
+            },
+          ),
         };
         break;
       case 'crash':
@@ -290,7 +337,9 @@ export class FakeNode {
 
   #refreshPortsFor(changed: KubeObject): void {
     const inGroup = this.#group(changed);
-    const pods = this.#candidates(this.#pods, changed).filter((p) => inGroup(p) && (isReady(p) || this.#serving.has(key(p))) && !p.metadata.deletionTimestamp);
+    const pods = this.#candidates(this.#pods, changed).filter(
+      (p) => inGroup(p) && (isReady(p) || this.#serving.has(key(p))) && !p.metadata.deletionTimestamp,
+    );
     const wanted = new Map<number, { service: KubeObject; pod: KubeObject }>();
     const groupServices = this.#candidates(this.#services, changed).filter(inGroup);
     for (const svc of groupServices) {
@@ -309,7 +358,11 @@ export class FakeNode {
     }
     for (const [port, { service, pod }] of wanted) {
       if (this.#listeners.has(port)) continue;
-      const info = { namespace: pod.metadata.namespace ?? '', pod: pod.metadata.name, sandboxId: pod.metadata.labels?.['sandbox-id'] ?? pod.metadata.name };
+      const info = {
+        namespace: pod.metadata.namespace ?? '',
+        pod: pod.metadata.name,
+        sandboxId: pod.metadata.labels?.['sandbox-id'] ?? pod.metadata.name,
+      };
       const server = startStandin(info, port).catch((err: unknown) => {
         log(`listen ${port}: ${String(err)}`);
         return undefined;

@@ -113,11 +113,14 @@ export class KubeHttp {
           handlers.onSync(listed.items);
         }
         const sep = path.includes('?') ? '&' : '?';
-        const res = await request(`${this.server}${path}${sep}watch=true&allowWatchBookmarks=true&resourceVersion=${resourceVersion}&timeoutSeconds=60`, {
-          dispatcher: this.#agent,
-          headers: { authorization: `Bearer ${this.#token}` },
-          signal,
-        });
+        const res = await request(
+          `${this.server}${path}${sep}watch=true&allowWatchBookmarks=true&resourceVersion=${resourceVersion}&timeoutSeconds=60`,
+          {
+            dispatcher: this.#agent,
+            headers: { authorization: `Bearer ${this.#token}` },
+            signal,
+          },
+        );
         if (res.statusCode !== 200) {
           await res.body.dump();
           resourceVersion = '';

@@ -13,8 +13,16 @@ const root = join(import.meta.dirname, '..', '..');
 
 test('a ResourceQuota of 2 pods: the third create answers 429 quota_exceeded and leaves nothing', async (t) => {
   const ns = await namespace(t, 'quota');
-  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'q' }, spec: { hard: { pods: '2' } } });
-  await eventually('quota observed', async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard);
+  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, {
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: { name: 'q' },
+    spec: { hard: { pods: '2' } },
+  });
+  await eventually(
+    'quota observed',
+    async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard,
+  );
   const p = await provisioner(t, ns);
   assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q1' })).status, 201);
   assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q2' })).status, 201);
@@ -28,8 +36,16 @@ test('a ResourceQuota of 2 pods: the third create answers 429 quota_exceeded and
 
 test('service refused after the pod was made (quota on services): the pod is removed, the answer names the service', async (t) => {
   const ns = await namespace(t, 'svcquota');
-  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'nosvc' }, spec: { hard: { services: '0' } } });
-  await eventually('quota observed', async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/nosvc`)).status as { hard?: object } | undefined)?.hard);
+  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, {
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: { name: 'nosvc' },
+    spec: { hard: { services: '0' } },
+  });
+  await eventually(
+    'quota observed',
+    async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/nosvc`)).status as { hard?: object } | undefined)?.hard,
+  );
   const p = await provisioner(t, ns);
   const res = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 's1' });
   assert.equal(res.status, 429);
@@ -61,7 +77,12 @@ test('Pod Security baseline with hostPath: 422 pod_security_violation, /readyz n
 
 test('a LimitRange whose max is below the configured limits: 422 limit_range_violation', async (t) => {
   const ns = await namespace(t, 'limits');
-  await admin().post(`/api/v1/namespaces/${ns}/limitranges`, { apiVersion: 'v1', kind: 'LimitRange', metadata: { name: 'lr' }, spec: { limits: [{ type: 'Container', max: { cpu: '500m' } }] } });
+  await admin().post(`/api/v1/namespaces/${ns}/limitranges`, {
+    apiVersion: 'v1',
+    kind: 'LimitRange',
+    metadata: { name: 'lr' },
+    spec: { limits: [{ type: 'Container', max: { cpu: '500m' } }] },
+  });
   const p = await provisioner(t, ns);
   const res = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'l1' });
   assert.equal(res.status, 422);
@@ -76,24 +97,46 @@ test('kill -9 during 50 concurrent creates and deletes: after restart and one re
   const ids = Array.from({ length: 25 }, (_, i) => `k${i}`);
   const traffic = [
     ...ids.map((id) => call(first.url, 'POST', '/api/sandboxes', { sandbox_id: id }).catch(() => undefined)),
-    ...ids.map((id, i) => new Promise((r) => setTimeout(r, i * 3)).then(() => call(first.url, 'DELETE', `/api/sandboxes/${id}`).catch(() => undefined))),
+    ...ids.map((id, i) =>
+      new Promise((r) => setTimeout(r, i * 3)).then(() => call(first.url, 'DELETE', `/api/sandboxes/${id}`).catch(() => undefined)),
+    ),
   ];
   await new Promise((r) => setTimeout(r, 60));
   first.child.kill('SIGKILL');
   await Promise.all(traffic);
   // Certain orphans too, whatever the kill left: a pod without its service and a service without its pod.
   const labels = (id: string) => ({ app: 'deer-flow-sandbox', 'sandbox-id': id });
-  await admin().post(`/api/v1/namespaces/${ns}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'sandbox-lonely', labels: labels('lonely') }, spec: { containers: [{ name: 'sandbox', image: 'x' }] } });
-  await admin().post(`/api/v1/namespaces/${ns}/services`, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'sandbox-stray-svc', labels: labels('stray') }, spec: { selector: { 'sandbox-id': 'stray' }, ports: [{ name: 'http', port: 8080 }] } });
+  await admin().post(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'sandbox-lonely', labels: labels('lonely') },
+    spec: { containers: [{ name: 'sandbox', image: 'x' }] },
+  });
+  await admin().post(`/api/v1/namespaces/${ns}/services`, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'sandbox-stray-svc', labels: labels('stray') },
+    spec: { selector: { 'sandbox-id': 'stray' }, ports: [{ name: 'http', port: 8080 }] },
+  });
 
   const second = await spawnProvisioner(t, ns, { RECONCILE_GRACE_SECONDS: '0' });
-  await eventually('no orphans, and view = cluster', async () => {
-    const objects = await objectsIn(ns);
-    const pods = objects.pods.map((n) => n.slice('sandbox-'.length)).sort();
-    const services = objects.services.map((n) => n.slice('sandbox-'.length, -'-svc'.length)).sort();
-    const listed = ((await call(second.url, 'GET', '/api/sandboxes')).body['sandboxes'] as { sandbox_id: string; status: string }[]).map((s) => s.sandbox_id).sort();
-    return JSON.stringify(pods) === JSON.stringify(services) && JSON.stringify(listed) === JSON.stringify(pods) && !pods.includes('lonely') ? true : undefined;
-  }, 30_000);
+  await eventually(
+    'no orphans, and view = cluster',
+    async () => {
+      const objects = await objectsIn(ns);
+      const pods = objects.pods.map((n) => n.slice('sandbox-'.length)).sort();
+      const services = objects.services.map((n) => n.slice('sandbox-'.length, -'-svc'.length)).sort();
+      const listed = ((await call(second.url, 'GET', '/api/sandboxes')).body['sandboxes'] as { sandbox_id: string; status: string }[])
+        .map((s) => s.sandbox_id)
+        .sort();
+      return JSON.stringify(pods) === JSON.stringify(services) &&
+        JSON.stringify(listed) === JSON.stringify(pods) &&
+        !pods.includes('lonely')
+        ? true
+        : undefined;
+    },
+    30_000,
+  );
   assert.ok(!(await objectsIn(ns)).services.includes('sandbox-stray-svc'));
 });
 
@@ -102,8 +145,13 @@ test('two replicas: 50 concurrent creates of the same 10 ids split across them m
   const a = await provisioner(t, ns);
   const b = await provisioner(t, ns);
   const ids = Array.from({ length: 10 }, (_, i) => `r${i}`);
-  const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => call(i % 2 ? a.url : b.url, 'POST', '/api/sandboxes', { sandbox_id: ids[i % 10] })));
-  assert.ok(answers.every((r) => r.status === 200 || r.status === 201), JSON.stringify(answers.filter((r) => r.status >= 300).map((r) => r.body)));
+  const answers = await Promise.all(
+    Array.from({ length: 50 }, (_, i) => call(i % 2 ? a.url : b.url, 'POST', '/api/sandboxes', { sandbox_id: ids[i % 10] })),
+  );
+  assert.ok(
+    answers.every((r) => r.status === 200 || r.status === 201),
+    JSON.stringify(answers.filter((r) => r.status >= 300).map((r) => r.body)),
+  );
   const objects = await objectsIn(ns);
   assert.equal(objects.pods.length, 10);
   assert.equal(objects.services.length, 10);
@@ -119,7 +167,21 @@ test('two replicas: 50 concurrent creates of the same 10 ids split across them m
 test('least privilege: the Role in deploy/base is enough for the whole flow, and nothing more', async (t) => {
   const ns = await namespace(t, 'rbac');
   const other = await namespace(t, 'rbac-other');
-  const apply = spawnSync(cluster().kubectl, ['--kubeconfig', cluster().kubeconfig, 'apply', '-n', ns, '-f', join(root, 'deploy/base/serviceaccount.yaml'), '-f', join(root, 'deploy/base/rbac.yaml')], { encoding: 'utf8' });
+  const apply = spawnSync(
+    cluster().kubectl,
+    [
+      '--kubeconfig',
+      cluster().kubeconfig,
+      'apply',
+      '-n',
+      ns,
+      '-f',
+      join(root, 'deploy/base/serviceaccount.yaml'),
+      '-f',
+      join(root, 'deploy/base/rbac.yaml'),
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(apply.status, 0, apply.stderr);
   const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/sandbox-provisioner/token`, {
     apiVersion: 'authentication.k8s.io/v1',
@@ -148,5 +210,13 @@ test('least privilege: the Role in deploy/base is enough for the whole flow, and
   t.after(() => sa.close());
   await assert.rejects(sa.get(`/api/v1/namespaces/${ns}/secrets`), /403/);
   await assert.rejects(sa.get(`/api/v1/namespaces/${other}/pods`), /403/);
-  await assert.rejects(sa.post(`/api/v1/namespaces/${other}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 'x' }] } }), /403/);
+  await assert.rejects(
+    sa.post(`/api/v1/namespaces/${other}/pods`, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'x' },
+      spec: { containers: [{ name: 'c', image: 'x' }] },
+    }),
+    /403/,
+  );
 });

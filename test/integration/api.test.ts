@@ -48,7 +48,9 @@ test('create, read, turn Running, list, delete: the reference flow', async (t) =
     const o = await objectsIn(ns);
     return o.pods.length === 0 && o.services.length === 0 ? true : undefined;
   });
-  await eventually('view forgets it', async () => ((await call(p.url, 'GET', '/api/sandboxes/test-001')).status === 404 ? true : undefined));
+  await eventually('view forgets it', async () =>
+    (await call(p.url, 'GET', '/api/sandboxes/test-001')).status === 404 ? true : undefined,
+  );
   const missing = await call(p.url, 'GET', '/api/sandboxes/test-001');
   assert.equal(missing.body['code'], 'sandbox_not_found');
   assert.equal(missing.body['detail'], "Sandbox 'test-001' not found");
@@ -82,7 +84,10 @@ test('the pod and service in the cluster are the reference specification', async
   assert.equal(c['image'], 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest');
   assert.equal(c['imagePullPolicy'], 'IfNotPresent');
   assert.deepEqual(c['ports'], [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
-  assert.deepEqual(c['resources'], { requests: { cpu: '100m', memory: '256Mi', 'ephemeral-storage': '500Mi' }, limits: { cpu: '1', memory: '1Gi', 'ephemeral-storage': '500Mi' } });
+  assert.deepEqual(c['resources'], {
+    requests: { cpu: '100m', memory: '256Mi', 'ephemeral-storage': '500Mi' },
+    limits: { cpu: '1', memory: '1Gi', 'ephemeral-storage': '500Mi' },
+  });
   assert.deepEqual(c['volumeMounts'], [
     { name: 'skills', mountPath: '/mnt/skills', readOnly: true },
     { name: 'user-data', mountPath: '/mnt/user-data' },
@@ -102,27 +107,45 @@ test('the pod and service in the cluster are the reference specification', async
   assert.equal(pod.metadata.labels?.['sandbox-id'], 'abc-123');
 
   const svc = await admin().get(`/api/v1/namespaces/${ns}/services/sandbox-abc-123-svc`);
-  const s = svc.spec as { type: string; selector: object; ports: { name: string; port: number; targetPort: number; protocol: string; nodePort: number }[] };
+  const s = svc.spec as {
+    type: string;
+    selector: object;
+    ports: { name: string; port: number; targetPort: number; protocol: string; nodePort: number }[];
+  };
   assert.equal(s.type, 'NodePort');
   assert.deepEqual(s.selector, { 'sandbox-id': 'abc-123' });
   assert.deepEqual({ ...s.ports[0], nodePort: 0 }, { name: 'http', port: 8080, targetPort: 8080, protocol: 'TCP', nodePort: 0 });
   assert.ok((s.ports[0]?.nodePort ?? 0) >= 30000);
   assert.equal(svc.metadata.labels?.['app'], 'deer-flow-sandbox');
-  const owned = await eventually('the service is owned by its pod', async () => (await admin().get(`/api/v1/namespaces/${ns}/services/sandbox-abc-123-svc`)).metadata.ownerReferences);
-  assert.deepEqual(owned.map((o) => [o.kind, o.name, o.uid]), [['Pod', 'sandbox-abc-123', pod.metadata.uid]]);
+  const owned = await eventually(
+    'the service is owned by its pod',
+    async () => (await admin().get(`/api/v1/namespaces/${ns}/services/sandbox-abc-123-svc`)).metadata.ownerReferences,
+  );
+  assert.deepEqual(
+    owned.map((o) => [o.kind, o.name, o.uid]),
+    [['Pod', 'sandbox-abc-123', pod.metadata.uid]],
+  );
 });
 
 test('50 concurrent identical POSTs make one pod and one service, with consistent answers', async (t) => {
   const ns = await namespace(t, 'concurrent');
   const p = await provisioner(t, ns);
-  const answers = await Promise.all(Array.from({ length: 50 }, () => call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'same', thread_id: 'th' })));
+  const answers = await Promise.all(
+    Array.from({ length: 50 }, () => call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'same', thread_id: 'th' })),
+  );
   assert.deepEqual([...new Set(answers.map((a) => a.status))].sort(), [200, 201]);
   assert.equal(answers.filter((a) => a.status === 201).length, 1);
   assert.equal(new Set(answers.map((a) => a.body['sandbox_url'])).size, 1);
   assert.deepEqual(await objectsIn(ns), { pods: ['sandbox-same'], services: ['sandbox-same-svc'] });
 });
 
-function rawHttp(url: string, method: string, path: string, headers: Record<string, string>, body?: string | Buffer): Promise<{ status: number; body: Record<string, unknown> }> {
+function rawHttp(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string | Buffer,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const req = rawRequest({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
@@ -151,7 +174,12 @@ test('bad input: every case is a 4xx JSON {detail, code}, and nothing is created
     ['empty body', () => post(''), 400, 'invalid_json'],
     ['JSON array', () => post('[]'), 422, 'validation_failed'],
     ['JSON string', () => post('"x"'), 422, 'validation_failed'],
-    ['wrong content type', () => post('sandbox_id=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
+    [
+      'wrong content type',
+      () => post('sandbox_id=a', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'unsupported_media_type',
+    ],
     ['text/plain', () => post('{"sandbox_id":"a"}', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type'],
     ['oversized body', () => post(JSON.stringify({ sandbox_id: 'a', pad: 'x'.repeat(100_000) })), 413, 'payload_too_large'],
     ['missing sandbox_id', () => post('{}'), 422, 'validation_failed'],
@@ -168,10 +196,33 @@ test('bad input: every case is a 4xx JSON {detail, code}, and nothing is created
     ['thread_id number', () => post('{"sandbox_id": "a", "thread_id": 5}'), 422, 'validation_failed'],
     ['user_id traversal', () => post('{"sandbox_id": "a", "user_id": "../root"}'), 422, 'validation_failed'],
     ['flag not boolean', () => post('{"sandbox_id": "a", "include_legacy_skills": "yes"}'), 422, 'validation_failed'],
-    ['extra mount outside base', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/etc', container_path: '/mnt/acp-workspace' }] })), 400, 'invalid_request'],
-    ['extra mount traversal', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/../../etc', container_path: '/mnt/acp-workspace' }] })), 400, 'invalid_request'],
-    ['extra mount not allowed', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/x', container_path: '/root' }] })), 400, 'invalid_request'],
-    ['extra mount missing field', () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/x' }] })), 422, 'validation_failed'],
+    [
+      'extra mount outside base',
+      () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/etc', container_path: '/mnt/acp-workspace' }] })),
+      400,
+      'invalid_request',
+    ],
+    [
+      'extra mount traversal',
+      () =>
+        post(
+          JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/../../etc', container_path: '/mnt/acp-workspace' }] }),
+        ),
+      400,
+      'invalid_request',
+    ],
+    [
+      'extra mount not allowed',
+      () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/x', container_path: '/root' }] })),
+      400,
+      'invalid_request',
+    ],
+    [
+      'extra mount missing field',
+      () => post(JSON.stringify({ sandbox_id: 'a', extra_mounts: [{ host_path: '/srv/state/x' }] })),
+      422,
+      'validation_failed',
+    ],
     ['lark runtime unconfigured', () => post('{"sandbox_id": "a", "provision_lark_cli_runtime": true}'), 400, 'unsupported_feature'],
     ['lark broker unconfigured', () => post('{"sandbox_id": "a", "provision_lark_cli_broker": true}'), 400, 'unsupported_feature'],
     ['bad wait', () => rawHttp(p.url, 'POST', '/api/sandboxes?wait=soon', json, '{"sandbox_id":"a"}'), 422, 'validation_failed'],
@@ -227,7 +278,10 @@ test('DeerFlow’s capability probe and the fields its client checks', async (t)
     provision_lark_cli_broker: false,
   });
   assert.equal(created.status, 201);
-  assert.deepEqual([created.body['sandbox_id'], created.body['user_id'], created.body['thread_id'], created.body['mount_contract_version']], ['df1', 'alice', 'df1', 2]);
+  assert.deepEqual(
+    [created.body['sandbox_id'], created.body['user_id'], created.body['thread_id'], created.body['mount_contract_version']],
+    ['df1', 'alice', 'df1', 2],
+  );
   const discovered = await call(p.url, 'GET', '/api/sandboxes/df1');
   assert.equal(discovered.body['mount_contract_version'], 2);
   assert.equal(discovered.body['user_id'], 'alice');

@@ -21,7 +21,11 @@ test('RBAC is enforced: a service account with no binding may not create pods', 
   const review = await admin().post<{ status: { allowed: boolean } }>('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
     apiVersion: 'authorization.k8s.io/v1',
     kind: 'SubjectAccessReview',
-    spec: { user: 'system:serviceaccount:x:y', groups: ['system:serviceaccounts'], resourceAttributes: { namespace: 'x', verb: 'create', resource: 'pods' } },
+    spec: {
+      user: 'system:serviceaccount:x:y',
+      groups: ['system:serviceaccounts'],
+      resourceAttributes: { namespace: 'x', verb: 'create', resource: 'pods' },
+    },
   });
   assert.equal(review.status.allowed, false);
   const state = cluster();
@@ -44,7 +48,9 @@ test('a Ready pod behind a NodePort serves the sandbox API on 127.0.0.1:<nodePor
   });
   for (const key of ['success', 'message', 'data', 'home_dir', 'version', 'detail']) assert.ok(key in info, key);
 
-  const exec = (await (await fetch(`${base}/v1/shell/exec`, { method: 'POST', body: JSON.stringify({ command: 'echo hi' }) })).json()) as { data: { output: string } };
+  const exec = (await (await fetch(`${base}/v1/shell/exec`, { method: 'POST', body: JSON.stringify({ command: 'echo hi' }) })).json()) as {
+    data: { output: string };
+  };
   assert.equal(exec.data.output, 'echo hi');
 
   const download = await fetch(`${base}/v1/file/download?size=1048576`);
@@ -76,9 +82,21 @@ test('the fake node can be told to fail a pod', async (t) => {
   const kube = admin();
   const cases = [
     ['crash', (s: { phase?: string }) => s.phase === 'Failed'],
-    ['unschedulable', (s: { conditions?: { type: string; reason?: string }[] }) => s.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable')],
-    ['never-ready', (s: { phase?: string; conditions?: { type: string; status: string }[] }) => s.phase === 'Running' && s.conditions?.find((c) => c.type === 'Ready')?.status === 'False'],
-    ['image-pull', (s: { containerStatuses?: { state?: { waiting?: { reason?: string } } }[] }) => s.containerStatuses?.[0]?.state?.waiting?.reason === 'ImagePullBackOff'],
+    [
+      'unschedulable',
+      (s: { conditions?: { type: string; reason?: string }[] }) =>
+        s.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable'),
+    ],
+    [
+      'never-ready',
+      (s: { phase?: string; conditions?: { type: string; status: string }[] }) =>
+        s.phase === 'Running' && s.conditions?.find((c) => c.type === 'Ready')?.status === 'False',
+    ],
+    [
+      'image-pull',
+      (s: { containerStatuses?: { state?: { waiting?: { reason?: string } } }[] }) =>
+        s.containerStatuses?.[0]?.state?.waiting?.reason === 'ImagePullBackOff',
+    ],
   ] as const;
   for (const [behavior, check] of cases) {
     await kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod(behavior, { 'fake-node/behavior': behavior }));
@@ -94,8 +112,19 @@ test('the fake node can be told to fail a pod', async (t) => {
 test('ResourceQuota is enforced (admission plus the controller manager)', async (t) => {
   const ns = await namespace(t, 'cluster');
   const kube = admin();
-  await kube.post(`/api/v1/namespaces/${ns}/resourcequotas`, { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'q' }, spec: { hard: { pods: '1' } } });
-  await eventually('quota status', async () => ((await kube.get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard);
+  await kube.post(`/api/v1/namespaces/${ns}/resourcequotas`, {
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: { name: 'q' },
+    spec: { hard: { pods: '1' } },
+  });
+  await eventually(
+    'quota status',
+    async () => ((await kube.get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard,
+  );
   await kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod('q1'));
-  await assert.rejects(kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod('q2')), (err: unknown) => err instanceof KubeError && err.status === 403 && /exceeded quota/.test(err.body));
+  await assert.rejects(
+    kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod('q2')),
+    (err: unknown) => err instanceof KubeError && err.status === 403 && /exceeded quota/.test(err.body),
+  );
 });

@@ -22,7 +22,9 @@ test('TTL and idle expiry; active sandboxes are kept; a restart in between chang
   offset = 5 * MINUTE;
   assert.deepEqual((await p1.sweep()).expired, [{ id: 'old', reason: 'ttl' }]);
   assert.equal((await fetch(`${p1.url}/sandboxes/active/v1/sandbox`)).status, 200, 'proxied traffic is activity');
-  await eventually('activity annotation written', () => ((p1.view.get('active')?.lastActivity ?? 0) >= Date.now() + 4 * MINUTE ? true : undefined));
+  await eventually('activity annotation written', () =>
+    (p1.view.get('active')?.lastActivity ?? 0) >= Date.now() + 4 * MINUTE ? true : undefined,
+  );
 
   await p1.stop(0);
   const p2 = await provisioner(t, ns, env, { now });
@@ -60,7 +62,11 @@ test('two replicas sweeping at once delete each expired sandbox once and report 
 test('MAX_SANDBOXES=3: the fourth create answers 429, and after one delete a create succeeds', async (t) => {
   const ns = await namespace(t, 'maxsb');
   const p = await provisioner(t, ns, { MAX_SANDBOXES: '3', MAX_SANDBOXES_PER_THREAD: '2' });
-  for (const [id, thread] of [['m1', 'a'], ['m2', 'a']]) assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: id, thread_id: thread })).status, 201);
+  for (const [id, thread] of [
+    ['m1', 'a'],
+    ['m2', 'a'],
+  ])
+    assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: id, thread_id: thread })).status, 201);
   await eventually('the view counts them', () => (p.view.count((r) => r.threadId === 'a') === 2 ? true : undefined));
   const perThread = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'm9', thread_id: 'a' });
   assert.equal(perThread.status, 429);
@@ -71,7 +77,11 @@ test('MAX_SANDBOXES=3: the fourth create answers 429, and after one delete a cre
   assert.equal(fourth.status, 429);
   assert.equal(fourth.body['code'], 'limit_reached');
   assert.match(String(fourth.body['detail']), /limit of 3 sandboxes/);
-  assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'm1', thread_id: 'a' })).status, 200, 'an existing sandbox is still answered');
+  assert.equal(
+    (await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'm1', thread_id: 'a' })).status,
+    200,
+    'an existing sandbox is still answered',
+  );
   await call(p.url, 'DELETE', '/api/sandboxes/m3');
   await eventually('m3 gone from the view', () => (p.view.get('m3') === undefined ? true : undefined));
   assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'm4', thread_id: 'c' })).status, 201);
@@ -151,6 +161,10 @@ test('SIGTERM during a long proxied download and an open WebSocket: exit 0 withi
   assert.ok(took < 5000, `exited after ${took} ms (grace 2 s)`);
   await wsClosed;
   await reader.cancel().catch(() => undefined);
-  assert.deepEqual(await objectsIn(ns), { pods: ['sandbox-keepme'], services: ['sandbox-keepme-svc'] }, 'sandboxes are not deleted on shutdown');
+  assert.deepEqual(
+    await objectsIn(ns),
+    { pods: ['sandbox-keepme'], services: ['sandbox-keepme-svc'] },
+    'sandboxes are not deleted on shutdown',
+  );
   assert.ok(await admin().find(`/api/v1/namespaces/${ns}/pods/sandbox-keepme`));
 });

@@ -20,13 +20,27 @@ test('kubectl apply -k deploy/overlays/{dev,production} --dry-run=server passes'
     await admin().post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'deer-flow' } });
   }
   for (const overlay of ['dev', 'production']) {
-    const run = spawnSync(cluster().kubectl, ['--kubeconfig', cluster().kubeconfig, 'apply', '-k', join(root, 'deploy', 'overlays', overlay), '--dry-run=server'], { encoding: 'utf8' });
+    const run = spawnSync(
+      cluster().kubectl,
+      ['--kubeconfig', cluster().kubeconfig, 'apply', '-k', join(root, 'deploy', 'overlays', overlay), '--dry-run=server'],
+      { encoding: 'utf8' },
+    );
     assert.equal(run.status, 0, `${overlay}: ${run.stderr}`);
-    for (const kind of ['role.rbac.authorization.k8s.io/sandbox-provisioner', 'deployment.apps/sandbox-provisioner', 'service/provisioner', 'configmap/sandbox-provisioner']) {
+    for (const kind of [
+      'role.rbac.authorization.k8s.io/sandbox-provisioner',
+      'deployment.apps/sandbox-provisioner',
+      'service/provisioner',
+      'configmap/sandbox-provisioner',
+    ]) {
       assert.match(run.stdout, new RegExp(`${kind.replace('.', '\\.')} .*\\(server dry run\\)`), `${overlay}: ${kind}`);
     }
     if (overlay === 'production') {
-      for (const kind of ['poddisruptionbudget.policy/sandbox-provisioner', 'networkpolicy.networking.k8s.io/sandboxes', 'persistentvolumeclaim/deer-flow-user-data']) assert.match(run.stdout, new RegExp(kind.replace('.', '\\.')));
+      for (const kind of [
+        'poddisruptionbudget.policy/sandbox-provisioner',
+        'networkpolicy.networking.k8s.io/sandboxes',
+        'persistentvolumeclaim/deer-flow-user-data',
+      ])
+        assert.match(run.stdout, new RegExp(kind.replace('.', '\\.')));
     }
   }
 });
@@ -44,7 +58,11 @@ test('the Dockerfile names files that exist, runs src/main.ts as non-root on Nod
   assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/health/m);
 });
 
-function startLogged(t: Parameters<typeof test>[0] extends never ? never : { after: (fn: () => Promise<void>) => void }, ns: string, env: Record<string, string>) {
+function startLogged(
+  t: Parameters<typeof test>[0] extends never ? never : { after: (fn: () => Promise<void>) => void },
+  ns: string,
+  env: Record<string, string>,
+) {
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -52,7 +70,16 @@ function startLogged(t: Parameters<typeof test>[0] extends never ? never : { aft
       done();
     },
   });
-  const config = loadConfig({ KUBECONFIG_PATH: cluster().kubeconfig, K8S_NAMESPACE: ns, NODE_HOST: '127.0.0.1', HOST: '127.0.0.1', PORT: '0', SKILLS_HOST_PATH: '/tmp/s', THREADS_HOST_PATH: '/tmp/t', ...env });
+  const config = loadConfig({
+    KUBECONFIG_PATH: cluster().kubeconfig,
+    K8S_NAMESPACE: ns,
+    NODE_HOST: '127.0.0.1',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SKILLS_HOST_PATH: '/tmp/s',
+    THREADS_HOST_PATH: '/tmp/t',
+    ...env,
+  });
   return start(config, createLogger('info', sink)).then((service) => {
     t.after(() => service.stop(0));
     return { service, lines };
@@ -67,7 +94,10 @@ test('metrics move after a create, a proxied request and a delete; logs have one
   const auth = { 'x-api-key': key };
   const metric = async (name: string): Promise<number> => {
     const text = await (await fetch(`${p.url}/metrics`)).text();
-    return [...text.matchAll(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'gm'))].reduce((sum, m) => sum + Number(m[1]), 0);
+    return [...text.matchAll(new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\S+)$`, 'gm'))].reduce(
+      (sum, m) => sum + Number(m[1]),
+      0,
+    );
   };
   const before = {
     creates: await metric('sandbox_provisioner_creates_total{outcome="created"}'),
@@ -81,12 +111,21 @@ test('metrics move after a create, a proxied request and a delete; logs have one
   assert.equal(await metric('sandbox_provisioner_proxy_requests_total{outcome="ok"}'), before.proxied + 1);
   assert.equal(await metric('sandbox_provisioner_deletes_total{outcome="deleted"}'), before.deletes + 1);
   const text = await (await fetch(`${p.url}/metrics`)).text();
-  for (const name of ['sandbox_provisioner_sandboxes', 'sandbox_provisioner_http_request_duration_seconds_bucket', 'sandbox_provisioner_create_to_running_seconds_count', 'sandbox_provisioner_proxy_bytes_total', 'sandbox_provisioner_watch_restarts', 'sandbox_provisioner_process_cpu_seconds_total']) {
+  for (const name of [
+    'sandbox_provisioner_sandboxes',
+    'sandbox_provisioner_http_request_duration_seconds_bucket',
+    'sandbox_provisioner_create_to_running_seconds_count',
+    'sandbox_provisioner_proxy_bytes_total',
+    'sandbox_provisioner_watch_restarts',
+    'sandbox_provisioner_process_cpu_seconds_total',
+  ]) {
     assert.match(text, new RegExp(`^${name}`, 'm'), name);
   }
   assert.equal(/sandbox_id=|sandbox="/.test(text), false, 'no per-sandbox label');
 
-  const requests = lines.map((l) => JSON.parse(l) as { msg: string; req_id?: string; route?: string; status?: number }).filter((l) => l.msg === 'request');
+  const requests = lines
+    .map((l) => JSON.parse(l) as { msg: string; req_id?: string; route?: string; status?: number })
+    .filter((l) => l.msg === 'request');
   assert.ok(requests.some((r) => r.route === '/api/sandboxes' && r.status === 201 && r.req_id));
   assert.ok(requests.some((r) => r.route === '/sandboxes/{id}/*' && r.status === 200));
   assert.equal(new Set(requests.map((r) => r.req_id)).size, requests.length, 'each request has its own id');
@@ -123,13 +162,42 @@ test('the OpenAPI document is valid, and live answers of every endpoint validate
   await check('get', '/health', '/health', await fetch(`${p.url}/health`));
   await check('get', '/readyz', '/readyz', await fetch(`${p.url}/readyz`));
   await check('get', '/api/capabilities', '/api/capabilities', await fetch(`${p.url}/api/capabilities`));
-  await check('post', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes?wait=20`, { method: 'POST', headers: json, body: JSON.stringify({ sandbox_id: 'oa', thread_id: 'th', ttl_seconds: 600 }) }));
-  await check('post', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: json, body: JSON.stringify({ sandbox_id: 'oa' }) }));
-  await check('post', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: json, body: '{"sandbox_id": 5}' }));
+  await check(
+    'post',
+    '/api/sandboxes',
+    '/api/sandboxes',
+    await fetch(`${p.url}/api/sandboxes?wait=20`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ sandbox_id: 'oa', thread_id: 'th', ttl_seconds: 600 }),
+    }),
+  );
+  await check(
+    'post',
+    '/api/sandboxes',
+    '/api/sandboxes',
+    await fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: json, body: JSON.stringify({ sandbox_id: 'oa' }) }),
+  );
+  await check(
+    'post',
+    '/api/sandboxes',
+    '/api/sandboxes',
+    await fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: json, body: '{"sandbox_id": 5}' }),
+  );
   await check('get', '/api/sandboxes', '/api/sandboxes', await fetch(`${p.url}/api/sandboxes`));
   await check('get', '/api/sandboxes/oa', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/oa`));
   await check('get', '/api/sandboxes/nope', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/nope`));
-  await check('post', '/api/sandboxes/oa/keepalive', '/api/sandboxes/{sandbox_id}/keepalive', await fetch(`${p.url}/api/sandboxes/oa/keepalive`, { method: 'POST' }));
+  await check(
+    'post',
+    '/api/sandboxes/oa/keepalive',
+    '/api/sandboxes/{sandbox_id}/keepalive',
+    await fetch(`${p.url}/api/sandboxes/oa/keepalive`, { method: 'POST' }),
+  );
   await check('delete', '/api/sandboxes/oa', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/oa`, { method: 'DELETE' }));
-  await check('delete', '/api/sandboxes/BAD', '/api/sandboxes/{sandbox_id}', await fetch(`${p.url}/api/sandboxes/BAD`, { method: 'DELETE' }));
+  await check(
+    'delete',
+    '/api/sandboxes/BAD',
+    '/api/sandboxes/{sandbox_id}',
+    await fetch(`${p.url}/api/sandboxes/BAD`, { method: 'DELETE' }),
+  );
 });

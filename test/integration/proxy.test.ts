@@ -73,14 +73,19 @@ test('headers: hop-by-hop and the API key stay behind; X-Forwarded-* are set; re
   });
   assert.equal(res.status, 200);
   const seen = (JSON.parse(res.body) as { headers: Record<string, string> }).headers;
-  for (const h of ['x-hop', 'keep-alive', 'te', 'proxy-authorization', 'x-api-key', 'authorization', 'x-sandbox-wait']) assert.equal(seen[h], undefined, h);
+  for (const h of ['x-hop', 'keep-alive', 'te', 'proxy-authorization', 'x-api-key', 'authorization', 'x-sandbox-wait'])
+    assert.equal(seen[h], undefined, h);
   assert.equal(seen['x-kept'], 'yes');
   assert.equal(seen['x-forwarded-prefix'], '/sandboxes/ph');
   assert.equal(seen['x-forwarded-proto'], 'http');
   assert.match(seen['x-forwarded-for'] ?? '', /127\.0\.0\.1/);
   assert.match(seen['x-forwarded-host'] ?? '', /^127\.0\.0\.1:\d+$/);
   const other = await raw(p.url, 'GET', '/sandboxes/ph/echo', { authorization: 'Bearer sandbox-own-token' });
-  assert.equal((JSON.parse(other.body) as { headers: Record<string, string> }).headers['authorization'], 'Bearer sandbox-own-token', 'a token that is not the provisioner key passes');
+  assert.equal(
+    (JSON.parse(other.body) as { headers: Record<string, string> }).headers['authorization'],
+    'Bearer sandbox-own-token',
+    'a token that is not the provisioner key passes',
+  );
   const redirect = await raw(p.url, 'GET', '/sandboxes/ph/v1/redirect?to=/v1/sandbox');
   assert.equal(redirect.status, 302);
   assert.equal(redirect.headers['location'], '/sandboxes/ph/v1/sandbox');
@@ -168,16 +173,22 @@ test('proxied downloads stream in memory that does not follow their size; a 200 
   const at800 = peakRss();
   const slope = (at800 - at400) / 400;
   assert.ok(slope < 0.15, `peak RSS follows the stream size: ${(at800 - at400).toFixed(1)} MiB more for 800 MiB than for 400 MiB`);
-  t.diagnostic(`proxy peak RSS: +${(warm - before).toFixed(1)} MiB warm-up (200 MiB), then ${(at400 - warm).toFixed(1)} MiB for 400 MiB, ${(at800 - at400).toFixed(1)} MiB more for 800 MiB`);
+  t.diagnostic(
+    `proxy peak RSS: +${(warm - before).toFixed(1)} MiB warm-up (200 MiB), then ${(at400 - warm).toFixed(1)} MiB for 400 MiB, ${(at800 - at400).toFixed(1)} MiB more for 800 MiB`,
+  );
 
   const hash = createHash('sha256');
   const chunk = Buffer.alloc(1024 * 1024, 7);
   const upload = await new Promise<string>((ok, fail) => {
-    const req = rawRequest(`${base}/sandboxes/pb/v1/file/upload`, { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': size } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => ok(text));
-    });
+    const req = rawRequest(
+      `${base}/sandboxes/pb/v1/file/upload`,
+      { method: 'POST', headers: { 'content-type': 'application/octet-stream', 'content-length': size } },
+      (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => ok(text));
+      },
+    );
     req.on('error', fail);
     let i = 0;
     const write = (): void => {
@@ -193,7 +204,10 @@ test('proxied downloads stream in memory that does not follow their size; a 200 
   const result = (JSON.parse(upload) as { data: { bytes: number; sha256: string } }).data;
   assert.equal(result.bytes, size);
   assert.equal(result.sha256, hash.digest('hex'));
-  assert.ok(peakRss() - at800 < 0.5 * (size / MiB), `a 200 MiB upload grew peak RSS by ${(peakRss() - at800).toFixed(1)} MiB: the proxy buffers uploads`);
+  assert.ok(
+    peakRss() - at800 < 0.5 * (size / MiB),
+    `a 200 MiB upload grew peak RSS by ${(peakRss() - at800).toFixed(1)} MiB: the proxy buffers uploads`,
+  );
 });
 
 test('unknown 404, not ready 503 with Retry-After (or held until Ready), upstream gone 502, slow 504', async (t) => {
@@ -205,7 +219,9 @@ test('unknown 404, not ready 503 with Retry-After (or held until Ready), upstrea
 
   await setBehavior(ns, 'sandbox-stuck', 'never-ready');
   await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'stuck' });
-  await eventually('stuck is Running-but-not-ready', async () => ((await call(p.url, 'GET', '/api/sandboxes/stuck')).body['reason'] === 'ContainersNotReady' ? true : undefined));
+  await eventually('stuck is Running-but-not-ready', async () =>
+    (await call(p.url, 'GET', '/api/sandboxes/stuck')).body['reason'] === 'ContainersNotReady' ? true : undefined,
+  );
   const notReady = await raw(p.url, 'GET', '/sandboxes/stuck/v1/sandbox');
   assert.equal(notReady.status, 503);
   assert.equal(notReady.headers['retry-after'], '2');
@@ -254,8 +270,16 @@ test('proxy mode: sandbox_url points at the proxy and DeerFlow’s create → po
   const created = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'pm', thread_id: 'th' });
   const sandboxUrl = String(created.body['sandbox_url']);
   assert.equal(sandboxUrl, `${p.url}/sandboxes/pm`);
-  await eventually('sandbox answers through the proxy', async () => ((await fetch(`${sandboxUrl}/v1/sandbox`)).status === 200 ? true : undefined), 20_000);
-  const exec = await fetch(`${sandboxUrl}/v1/shell/exec`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ command: 'python3 -V' }) });
+  await eventually(
+    'sandbox answers through the proxy',
+    async () => ((await fetch(`${sandboxUrl}/v1/sandbox`)).status === 200 ? true : undefined),
+    20_000,
+  );
+  const exec = await fetch(`${sandboxUrl}/v1/shell/exec`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ command: 'python3 -V' }),
+  });
   assert.equal(((await exec.json()) as { data: { output: string } }).data.output, 'python3 -V');
   const fixed = await provisioner(t, ns, { SANDBOX_URL_MODE: 'proxy', PUBLIC_URL: 'https://sandboxes.example.com/' });
   assert.equal((await call(fixed.url, 'GET', '/api/sandboxes/pm')).body['sandbox_url'], 'https://sandboxes.example.com/sandboxes/pm');

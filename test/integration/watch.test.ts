@@ -47,7 +47,12 @@ test('pods and services created, updated and deleted through the API show in the
   assert.ok(running?.podIP);
 
   // Unrelated objects (no sandbox labels) never enter the view.
-  await kube.post(`/api/v1/namespaces/${ns}/pods`, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'other' }, spec: { containers: [{ name: 'c', image: 'x' }] } });
+  await kube.post(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'other' },
+    spec: { containers: [{ name: 'c', image: 'x' }] },
+  });
 
   await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-w1`);
   const orphan = await view.waitFor('w1', (r) => r?.hasPod === false, 15_000);
@@ -79,15 +84,25 @@ test('an API server outage of any length ends with the view equal to the cluster
     // Changes the view cannot see while its API server is down.
     await other.delete(`/api/v1/namespaces/${ns}/pods/sandbox-gone`, { gracePeriodSeconds: 0 });
     await other.delete(`/api/v1/namespaces/${ns}/services/sandbox-gone-svc`);
-    await other.mergePatch(`/api/v1/namespaces/${ns}/pods/sandbox-changed`, { metadata: { annotations: { 'sandbox.deer-flow/thread-id': 'new-thread' } } });
+    await other.mergePatch(`/api/v1/namespaces/${ns}/pods/sandbox-changed`, {
+      metadata: { annotations: { 'sandbox.deer-flow/thread-id': 'new-thread' } },
+    });
     await other.post(`/api/v1/namespaces/${ns}/services`, service('new'));
   } finally {
     await startApiServer(state);
   }
-  await eventually('view matches the cluster again', () => {
-    const ids = view.list().map((r) => r.sandboxId).sort().join(',');
-    return ids === 'changed,keep,new' && view.get('changed')?.threadId === 'new-thread' && view.health().healthy ? true : undefined;
-  }, 30_000);
+  await eventually(
+    'view matches the cluster again',
+    () => {
+      const ids = view
+        .list()
+        .map((r) => r.sandboxId)
+        .sort()
+        .join(',');
+      return ids === 'changed,keep,new' && view.get('changed')?.threadId === 'new-thread' && view.health().healthy ? true : undefined;
+    },
+    30_000,
+  );
   assert.equal(view.get('new')?.reason, 'PodMissing');
 });
 
@@ -117,6 +132,13 @@ test('a forced 410 Gone relists to the same final view with no duplicate adds', 
   await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-g2`);
   await kube.delete(`/api/v1/namespaces/${ns}/services/sandbox-g2-svc`);
   await eventually('g2 gone', () => (view.get('g2') === undefined ? true : undefined));
-  assert.deepEqual(view.list().map((r) => r.sandboxId), ['g1', 'g3']);
-  assert.deepEqual([...adds.entries()].sort(), [['g1', 1], ['g2', 1], ['g3', 1]]);
+  assert.deepEqual(
+    view.list().map((r) => r.sandboxId),
+    ['g1', 'g3'],
+  );
+  assert.deepEqual([...adds.entries()].sort(), [
+    ['g1', 1],
+    ['g2', 1],
+    ['g3', 1],
+  ]);
 });

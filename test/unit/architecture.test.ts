@@ -30,13 +30,18 @@ function moduleMap(): Map<string, Set<string>> {
 const unitOf = (file: string): string => (relative(src, file).split('/')[0] ?? '').replace(/\.ts$/, '');
 
 function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /** Relative imports of a file (static, type-only and dynamic), resolved to files. */
 function importsOf(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'/g), ...text.matchAll(/import\(\s*'([^']+)'\s*\)/g)].map((m) => m[1] ?? '');
+  const specs = [
+    ...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+'([^']+)'/g),
+    ...text.matchAll(/import\(\s*'([^']+)'\s*\)/g),
+  ].map((m) => m[1] ?? '');
   return specs.filter((s) => s.startsWith('.')).map((s) => resolve(dirname(file), s));
 }
 
@@ -71,7 +76,8 @@ test('every import in src/ is one the module map allows, and every module is on 
     }
     for (const target of imports) {
       const other = unitOf(target);
-      if (other !== unit && !may.has(other) && !may.has('everything')) problems.push(`${relative(root, file)} imports ${relative(root, target)}: ${unit} may not import ${other}`);
+      if (other !== unit && !may.has(other) && !may.has('everything'))
+        problems.push(`${relative(root, file)} imports ${relative(root, target)}: ${unit} may not import ${other}`);
     }
   }
   assert.deepEqual(problems, []);

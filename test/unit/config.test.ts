@@ -19,7 +19,12 @@ test('defaults are the reference’s', () => {
   assert.equal(c.kubeconfigPath, '/root/.kube/config');
   assert.equal(c.nodeHost, 'host.docker.internal');
   assert.equal(c.sandbox.serviceType, 'NodePort');
-  assert.deepEqual(c.storage, { mode: 'hostPath', skillsHostPath: '/skills', threadsHostPath: '/.deer-flow/threads', userDataTemplate: '{thread_id}/user-data' });
+  assert.deepEqual(c.storage, {
+    mode: 'hostPath',
+    skillsHostPath: '/skills',
+    threadsHostPath: '/.deer-flow/threads',
+    userDataTemplate: '{thread_id}/user-data',
+  });
 });
 
 test('relative and ~ host paths are refused with the reason, one line per problem', () => {
@@ -31,7 +36,10 @@ test('relative and ~ host paths are refused with the reason, one line per proble
 
 test('NODE_HOST, K8S_API_SERVER, numbers, quantities and booleans are checked', () => {
   assert.match(problems({ NODE_HOST: 'http://host:1' })[0] ?? '', /^NODE_HOST:/);
-  assert.match(problems({ K8S_API_SERVER: 'host.docker.internal:6443' })[0] ?? '', /^K8S_API_SERVER: .*https:\/\/host.docker.internal:6443/);
+  assert.match(
+    problems({ K8S_API_SERVER: 'host.docker.internal:6443' })[0] ?? '',
+    /^K8S_API_SERVER: .*https:\/\/host.docker.internal:6443/,
+  );
   assert.deepEqual(problems({ K8S_API_SERVER: 'https://host.docker.internal:6443', NODE_HOST: '192.168.1.10' }), []);
   assert.match(problems({ PORT: 'eighty' })[0] ?? '', /^PORT:/);
   assert.match(problems({ SANDBOX_CPU_LIMIT: 'lots' })[0] ?? '', /^SANDBOX_CPU_LIMIT: .*quantity/);

@@ -23,13 +23,27 @@ test('a watch answered with HTTP 410 Gone relists, then watches from the new res
     if (!watching) {
       if (kind === 'pods') podLists += 1;
       const items =
-        kind === 'pods' && podLists > 1 ? [{ metadata: { name: 'sandbox-a', uid: 'u1', resourceVersion: '20', labels: { 'sandbox-id': 'a' }, creationTimestamp: '2026-01-01T00:00:00Z' } }] : [];
+        kind === 'pods' && podLists > 1
+          ? [
+              {
+                metadata: {
+                  name: 'sandbox-a',
+                  uid: 'u1',
+                  resourceVersion: '20',
+                  labels: { 'sandbox-id': 'a' },
+                  creationTimestamp: '2026-01-01T00:00:00Z',
+                },
+              },
+            ]
+          : [];
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ kind: 'List', items, metadata: { resourceVersion: podLists > 1 ? '20' : '10' } }));
     }
     if (kind === 'pods' && url.searchParams.get('resourceVersion') === '10') {
       res.writeHead(410, { 'content-type': 'application/json' });
-      return res.end(JSON.stringify({ kind: 'Status', status: 'Failure', message: 'too old resource version: 10 (15)', reason: 'Expired', code: 410 }));
+      return res.end(
+        JSON.stringify({ kind: 'Status', status: 'Failure', message: 'too old resource version: 10 (15)', reason: 'Expired', code: 410 }),
+      );
     }
     res.writeHead(200, { 'content-type': 'application/json' }); // an open watch with no events
     res.flushHeaders();

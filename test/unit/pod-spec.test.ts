@@ -9,7 +9,17 @@ import { toSandboxRequest } from '../../src/provisioner/request.ts';
 
 const env = { SKILLS_HOST_PATH: '/absolute/path/to/skills', THREADS_HOST_PATH: '/absolute/path/to/threads', K8S_NAMESPACE: 'deer-flow' };
 const request = (config = loadConfig(env), body: Record<string, unknown> = {}) =>
-  toSandboxRequest({ sandbox_id: 'abc-123', thread_id: 'thread-456', include_legacy_skills: false, provision_lark_cli_runtime: false, provision_lark_cli_broker: false, ...body }, config);
+  toSandboxRequest(
+    {
+      sandbox_id: 'abc-123',
+      thread_id: 'thread-456',
+      include_legacy_skills: false,
+      provision_lark_cli_runtime: false,
+      provision_lark_cli_broker: false,
+      ...body,
+    },
+    config,
+  );
 
 test('pod: exactly the reference specification', () => {
   const config = loadConfig(env);
@@ -59,7 +69,9 @@ test('service: exactly the reference specification, owned by the pod', () => {
     selector: { 'sandbox-id': 'abc-123' },
     ports: [{ name: 'http', port: 8080, targetPort: 8080, protocol: 'TCP' }],
   });
-  assert.deepEqual(svc.metadata?.ownerReferences, [{ apiVersion: 'v1', kind: 'Pod', name: 'sandbox-abc-123', uid: 'pod-uid', blockOwnerDeletion: false }]);
+  assert.deepEqual(svc.metadata?.ownerReferences, [
+    { apiVersion: 'v1', kind: 'Pod', name: 'sandbox-abc-123', uid: 'pod-uid', blockOwnerDeletion: false },
+  ]);
 });
 
 test('every number and path comes from the environment', () => {
@@ -88,7 +100,15 @@ test('every number and path comes from the environment', () => {
   assert.equal(c?.ports?.[0]?.containerPort, 9090);
   assert.deepEqual(c?.resources?.limits, { cpu: '2000m', memory: '2Gi', 'ephemeral-storage': '2Gi' });
   assert.deepEqual(c?.resources?.requests, { cpu: '500m', memory: '512Mi', 'ephemeral-storage': '1Gi' });
-  assert.deepEqual([c?.readinessProbe?.initialDelaySeconds, c?.readinessProbe?.periodSeconds, c?.livenessProbe?.initialDelaySeconds, c?.livenessProbe?.periodSeconds], [1, 2, 3, 4]);
+  assert.deepEqual(
+    [
+      c?.readinessProbe?.initialDelaySeconds,
+      c?.readinessProbe?.periodSeconds,
+      c?.livenessProbe?.initialDelaySeconds,
+      c?.livenessProbe?.periodSeconds,
+    ],
+    [1, 2, 3, 4],
+  );
   assert.equal(c?.readinessProbe?.httpGet?.port, 9090);
   assert.equal(pod.spec?.volumes?.[1]?.hostPath?.path, '/absolute/path/to/threads/users/alice/threads/thread-456/user-data');
   assert.equal(buildService(config, 'abc-123').spec?.type, 'ClusterIP');
@@ -121,10 +141,19 @@ test('extra mounts become volumes; the lark runtime comes from an init container
     }),
   );
   const mounts = pod.spec?.containers[0]?.volumeMounts ?? [];
-  assert.deepEqual(mounts.find((m) => m.mountPath === '/mnt/skills/custom'), { name: 'extra-0', mountPath: '/mnt/skills/custom', readOnly: true });
-  assert.deepEqual(pod.spec?.volumes?.find((v) => v.name === 'extra-0')?.hostPath, { path: '/state/users/a/skills/custom', type: 'Directory' });
+  assert.deepEqual(
+    mounts.find((m) => m.mountPath === '/mnt/skills/custom'),
+    { name: 'extra-0', mountPath: '/mnt/skills/custom', readOnly: true },
+  );
+  assert.deepEqual(pod.spec?.volumes?.find((v) => v.name === 'extra-0')?.hostPath, {
+    path: '/state/users/a/skills/custom',
+    type: 'Directory',
+  });
   assert.equal(pod.spec?.initContainers?.[0]?.image, 'lark-init:1');
-  assert.deepEqual(mounts.filter((m) => m.mountPath === '/mnt/integrations/lark-cli/runtime'), [{ name: 'lark-cli-runtime', mountPath: '/mnt/integrations/lark-cli/runtime', readOnly: true }]);
+  assert.deepEqual(
+    mounts.filter((m) => m.mountPath === '/mnt/integrations/lark-cli/runtime'),
+    [{ name: 'lark-cli-runtime', mountPath: '/mnt/integrations/lark-cli/runtime', readOnly: true }],
+  );
 });
 
 test('safe by default: no service account token, no privilege escalation, capabilities dropped, RuntimeDefault seccomp', () => {
@@ -132,7 +161,11 @@ test('safe by default: no service account token, no privilege escalation, capabi
   const pod = buildPod(config, request(config));
   assert.equal(pod.spec?.automountServiceAccountToken, false);
   assert.deepEqual(pod.spec?.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
-  assert.deepEqual(pod.spec?.containers[0]?.securityContext, { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  assert.deepEqual(pod.spec?.containers[0]?.securityContext, {
+    privileged: false,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ['ALL'] },
+  });
   assert.equal(pod.spec?.runtimeClassName, undefined);
 
   const tuned = loadConfig({
@@ -147,7 +180,11 @@ test('safe by default: no service account token, no privilege escalation, capabi
     SANDBOX_TOLERATIONS: '[{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
   });
   const p = buildPod(tuned, request(tuned));
-  assert.deepEqual(p.spec?.containers[0]?.securityContext, { privileged: false, allowPrivilegeEscalation: true, capabilities: { add: ['SYS_PTRACE'] } });
+  assert.deepEqual(p.spec?.containers[0]?.securityContext, {
+    privileged: false,
+    allowPrivilegeEscalation: true,
+    capabilities: { add: ['SYS_PTRACE'] },
+  });
   assert.deepEqual(p.spec?.securityContext, { runAsNonRoot: true });
   assert.equal(p.spec?.runtimeClassName, 'gvisor');
   assert.deepEqual(p.spec?.nodeSelector, { pool: 'sandboxes', zone: 'a' });

@@ -54,7 +54,12 @@ function recorder() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-function make(api: ReturnType<typeof fakeApi>, handler: ReflectorHandler<Obj>, delays: number[] = [], overrides: Partial<ReflectorOptions<Obj, Obj>> = {}) {
+function make(
+  api: ReturnType<typeof fakeApi>,
+  handler: ReflectorHandler<Obj>,
+  delays: number[] = [],
+  overrides: Partial<ReflectorOptions<Obj, Obj>> = {},
+) {
   return new Reflector<Obj, Obj>({
     name: 'test',
     list: api.list,

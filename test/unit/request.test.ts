@@ -18,7 +18,14 @@ const code = (fn: () => unknown): string => {
 };
 
 test('what DeerFlow’s client sends is accepted; thread_id defaults to sandbox_id, user_id to "default"', () => {
-  const r = parse({ sandbox_id: 'abc123', thread_id: null, user_id: 'alice', include_legacy_skills: true, provision_lark_cli_runtime: false, provision_lark_cli_broker: false });
+  const r = parse({
+    sandbox_id: 'abc123',
+    thread_id: null,
+    user_id: 'alice',
+    include_legacy_skills: true,
+    provision_lark_cli_runtime: false,
+    provision_lark_cli_broker: false,
+  });
   assert.equal(r.threadId, 'abc123');
   assert.equal(r.userId, 'alice');
   assert.equal(parse({ sandbox_id: 'abc123' }).userId, 'default');
@@ -44,38 +51,108 @@ test('hostile identifiers are refused before anything is built', () => {
     'string',
     null,
   ];
-  for (const body of bad) assert.equal(code(() => parse(body)), '422 validation_failed', JSON.stringify(body));
-  assert.equal(code(() => parse({ sandbox_id: 'a'.repeat(51) })), 'ok', 'the longest id that fits');
+  for (const body of bad)
+    assert.equal(
+      code(() => parse(body)),
+      '422 validation_failed',
+      JSON.stringify(body),
+    );
+  assert.equal(
+    code(() => parse({ sandbox_id: 'a'.repeat(51) })),
+    'ok',
+    'the longest id that fits',
+  );
 });
 
 test('extra mounts are checked against the base directory, the allowlist, duplicates and built-ins', () => {
-  const m = (host_path: string, container_path: string) => ({ sandbox_id: 'ok', extra_mounts: [{ host_path, container_path, read_only: false }] });
-  assert.equal(code(() => parse(m('/state/u/custom', '/mnt/skills/custom'))), 'ok');
-  assert.equal(code(() => parse(m('relative/x', '/mnt/skills/custom'))), '400 invalid_request');
-  assert.equal(code(() => parse(m('/state/../etc', '/mnt/skills/custom'))), '400 invalid_request');
-  assert.equal(code(() => parse(m('/statement/x', '/mnt/skills/custom'))), '400 invalid_request');
-  assert.equal(code(() => parse(m('/etc', '/mnt/skills/custom'))), '400 invalid_request');
-  assert.equal(code(() => parse(m('/state/x', '/etc/passwd'))), '400 invalid_request');
-  assert.equal(code(() => parse(m('/state/x', '/mnt/skills/custom/../../x'))), '400 invalid_request');
-  const dup = { sandbox_id: 'ok', extra_mounts: [m('/state/a', '/mnt/acp-workspace').extra_mounts[0], m('/state/b', '/mnt/acp-workspace/').extra_mounts[0]] };
-  assert.equal(code(() => parse(dup)), '400 invalid_request');
-  const many = { sandbox_id: 'ok', extra_mounts: Array.from({ length: 11 }, (_, i) => ({ host_path: `/state/${i}`, container_path: '/mnt/acp-workspace', read_only: true })) };
-  assert.equal(code(() => parse(many)), '400 invalid_request');
+  const m = (host_path: string, container_path: string) => ({
+    sandbox_id: 'ok',
+    extra_mounts: [{ host_path, container_path, read_only: false }],
+  });
+  assert.equal(
+    code(() => parse(m('/state/u/custom', '/mnt/skills/custom'))),
+    'ok',
+  );
+  assert.equal(
+    code(() => parse(m('relative/x', '/mnt/skills/custom'))),
+    '400 invalid_request',
+  );
+  assert.equal(
+    code(() => parse(m('/state/../etc', '/mnt/skills/custom'))),
+    '400 invalid_request',
+  );
+  assert.equal(
+    code(() => parse(m('/statement/x', '/mnt/skills/custom'))),
+    '400 invalid_request',
+  );
+  assert.equal(
+    code(() => parse(m('/etc', '/mnt/skills/custom'))),
+    '400 invalid_request',
+  );
+  assert.equal(
+    code(() => parse(m('/state/x', '/etc/passwd'))),
+    '400 invalid_request',
+  );
+  assert.equal(
+    code(() => parse(m('/state/x', '/mnt/skills/custom/../../x'))),
+    '400 invalid_request',
+  );
+  const dup = {
+    sandbox_id: 'ok',
+    extra_mounts: [m('/state/a', '/mnt/acp-workspace').extra_mounts[0], m('/state/b', '/mnt/acp-workspace/').extra_mounts[0]],
+  };
+  assert.equal(
+    code(() => parse(dup)),
+    '400 invalid_request',
+  );
+  const many = {
+    sandbox_id: 'ok',
+    extra_mounts: Array.from({ length: 11 }, (_, i) => ({
+      host_path: `/state/${i}`,
+      container_path: '/mnt/acp-workspace',
+      read_only: true,
+    })),
+  };
+  assert.equal(
+    code(() => parse(many)),
+    '400 invalid_request',
+  );
   const clash = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state', EXTRA_MOUNTS_ALLOWED_PATHS: '/mnt/user-data,/mnt' });
   for (const path of ['/mnt/user-data', '/mnt']) {
-    assert.equal(code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', path)), clash)), '400 invalid_request', path);
+    assert.equal(
+      code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', path)), clash)),
+      '400 invalid_request',
+      path,
+    );
   }
   const noBase = loadConfig({});
-  assert.equal(code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', '/mnt/acp-workspace')), noBase)), '400 unsupported_feature');
+  assert.equal(
+    code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', '/mnt/acp-workspace')), noBase)),
+    '400 unsupported_feature',
+  );
 });
 
 test('features that need configuration the operator has not given are refused', () => {
-  assert.equal(code(() => parse({ sandbox_id: 'ok', provision_lark_cli_runtime: true })), '400 unsupported_feature');
-  assert.equal(code(() => parse({ sandbox_id: 'ok', provision_lark_cli_broker: true })), '400 unsupported_feature');
-  assert.equal(code(() => parse({ sandbox_id: 'ok', provision_lark_cli_runtime: false })), 'ok');
+  assert.equal(
+    code(() => parse({ sandbox_id: 'ok', provision_lark_cli_runtime: true })),
+    '400 unsupported_feature',
+  );
+  assert.equal(
+    code(() => parse({ sandbox_id: 'ok', provision_lark_cli_broker: true })),
+    '400 unsupported_feature',
+  );
+  assert.equal(
+    code(() => parse({ sandbox_id: 'ok', provision_lark_cli_runtime: false })),
+    'ok',
+  );
 });
 
 test('ids in paths: percent-encoding decoded, then the same rule', () => {
   assert.equal(parseSandboxId('abc-1'), 'abc-1');
-  for (const raw of ['..', '%2e%2e', 'a%2fb', 'ABC', '%zz', 'a b', '%00']) assert.equal(code(() => parseSandboxId(raw)), '400 invalid_sandbox_id', raw);
+  for (const raw of ['..', '%2e%2e', 'a%2fb', 'ABC', '%zz', 'a b', '%00'])
+    assert.equal(
+      code(() => parseSandboxId(raw)),
+      '400 invalid_sandbox_id',
+      raw,
+    );
 });

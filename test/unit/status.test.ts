@@ -20,7 +20,16 @@ const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   expiresAt: undefined,
   ...over,
 });
-const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({ sandboxId: 'a', uid: 's', resourceVersion: '1', nodePort: 30001, clusterIP: '10.96.0.1', createdAt: 0, deleting: false, ...over });
+const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({
+  sandboxId: 'a',
+  uid: 's',
+  resourceVersion: '1',
+  nodePort: 30001,
+  clusterIP: '10.96.0.1',
+  createdAt: 0,
+  deleting: false,
+  ...over,
+});
 
 test('deriveStatus: the documented statuses and the odd cases', () => {
   const cases: [string, PodFacts | undefined, ServiceFacts | undefined, string, string | undefined][] = [
@@ -61,7 +70,13 @@ test('slimPod keeps only the facts, and rejects objects whose name does not matc
       phase: 'Running',
       podIP: '10.1.1.1',
       conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: '2026-01-01T00:00:05Z' }],
-      containerStatuses: [{ ready: false, state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off' } }, lastState: { terminated: { reason: 'OOMKilled' } } }],
+      containerStatuses: [
+        {
+          ready: false,
+          state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off' } },
+          lastState: { terminated: { reason: 'OOMKilled' } },
+        },
+      ],
     },
   };
   const facts = slimPod(raw);
@@ -89,7 +104,13 @@ test('slimPod reports an unschedulable pod and a deletion in progress', () => {
 test('slimService takes the http node port', () => {
   const facts = slimService({
     metadata: { name: 'sandbox-a-svc', labels: { 'sandbox-id': 'a' } },
-    spec: { clusterIP: '10.96.0.9', ports: [{ name: 'metrics', nodePort: 1 }, { name: 'http', nodePort: 30123 }] },
+    spec: {
+      clusterIP: '10.96.0.9',
+      ports: [
+        { name: 'metrics', nodePort: 1 },
+        { name: 'http', nodePort: 30123 },
+      ],
+    },
   });
   assert.equal(facts?.nodePort, 30123);
   assert.equal(slimService({ metadata: { name: 'sandbox-a', labels: { 'sandbox-id': 'a' } } }), undefined);
