@@ -4,12 +4,11 @@
 // own configuration (and clock).
 
 import { once } from 'node:events';
-import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.ts';
 import { requireApiKey } from './http/io.ts';
 import { createHttpServer, type RouteRow, type UpgradeRow } from './http/server.ts';
-import { makeKube, type KubeClient } from './kube/client.ts';
+import { makeKube } from './kube/client.ts';
 import { sweep, type SweepResult } from './lifecycle/sweeper.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics } from './observe/metrics.ts';
@@ -23,9 +22,7 @@ import { kubeSources } from './watch/kube-source.ts';
 import { SandboxView } from './watch/sandbox-view.ts';
 
 export type Service = {
-  server: Server;
   url: string;
-  kube: KubeClient;
   view: SandboxView;
   metrics: Metrics;
   /** Runs the preflight and one reconcile now (tests, and the first run at startup). */
@@ -154,9 +151,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   };
 
   return {
-    server,
     url: `http://${host}:${address.port}`,
-    kube,
     view,
     metrics,
     housekeeping: () => first.then(housekeeping),

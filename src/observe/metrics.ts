@@ -3,7 +3,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
-import type { RouteRow } from '../http/server.ts';
+import type { RequestObserver, RouteRow } from '../http/server.ts';
 
 /** What the metrics read from the sandbox view at scrape time. */
 export type MetricsSource = {
@@ -139,7 +139,7 @@ function children<C>(make: (key: string) => C): (key: string) => C {
 }
 
 /** The HTTP server's observer: one histogram child per (method, route, status). */
-export function requestObserver(metrics: Metrics): (info: { method: string; route: string; status: number; seconds: number }) => void {
+export function requestObserver(metrics: Metrics): RequestObserver {
   const child = children((key) => {
     const [method = '', route = '', status = ''] = key.split('\t');
     return metrics.requests.labels({ method, route, status });

@@ -21,6 +21,13 @@ export const sandboxIdSchema = z.string().max(MAX_SANDBOX_ID, SANDBOX_ID_LENGTH_
 
 export const threadIdSchema = z.string().regex(THREAD_ID, `thread_id must match ${THREAD_ID.source}`);
 
+/** A sandbox's maximum age, at most 30 days. */
+const ttlSecondsSchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(30 * 86_400);
+
 export const extraMountSchema = z.strictObject({
   host_path: z.string().min(1).max(4096),
   container_path: z.string().min(1).max(4096),
@@ -36,25 +43,11 @@ export const createRequestSchema = z
     include_legacy_skills: z.boolean().default(false),
     provision_lark_cli_runtime: z.boolean().default(false),
     provision_lark_cli_broker: z.boolean().default(false),
-    ttl_seconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(30 * 86_400)
-      .nullish(),
+    ttl_seconds: ttlSecondsSchema.nullish(),
   })
   .meta({ id: 'CreateSandboxRequest' });
 
-export const keepaliveRequestSchema = z
-  .object({
-    ttl_seconds: z
-      .number()
-      .int()
-      .min(1)
-      .max(30 * 86_400)
-      .nullish(),
-  })
-  .meta({ id: 'KeepaliveRequest' });
+export const keepaliveRequestSchema = z.object({ ttl_seconds: ttlSecondsSchema.nullish() }).meta({ id: 'KeepaliveRequest' });
 
 export type ExtraMount = { hostPath: string; containerPath: string; readOnly: boolean };
 

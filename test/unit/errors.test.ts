@@ -7,11 +7,13 @@ import { ERRORS } from '../../src/http/errors.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 /** Rows of the README's error table: | `code` | status | meaning |. */
-const documented = new Map([...readme.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \|/gm)].map((m) => [m[1] ?? '', Number(m[2])]));
+const documented = new Map(
+  [...readme.matchAll(/^\| `([a-z_]+)` \| (\d{3}) \| (.*) \|$/gm)].map((m) => [m[1] ?? '', { status: Number(m[2]), doc: m[3] ?? '' }]),
+);
 
-test('every error code is documented in the README with its HTTP status', () => {
-  for (const [code, { status }] of Object.entries(ERRORS)) {
-    assert.equal(documented.get(code), status, `${code} (${status}) missing from the README's error table, or with another status`);
+test('every error code is documented in the README with its HTTP status and its registry text', () => {
+  for (const [code, { status, doc }] of Object.entries(ERRORS)) {
+    assert.deepEqual(documented.get(code), { status, doc }, `the README's error table row of ${code} differs from the registry`);
   }
 });
 
