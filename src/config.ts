@@ -2,11 +2,19 @@
 // pass their own env. Names from the reference provisioner are kept. Each setting is declared once: the
 // schema validates the environment and its transform shapes it; `Config` is the schema's output type.
 
+import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_EXTRA_MOUNT_PATHS } from './domain/sandbox.ts';
 
 const DEFAULT_IMAGE = 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest';
+
+function isAddressOrCidr(entry: string): boolean {
+  const [ip = '', bits, ...rest] = entry.split('/');
+  const family = isIP(ip);
+  if (family === 0 || rest.length) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+}
 
 const QUANTITY = /^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -69,6 +77,7 @@ const schema = z
     K8S_API_SERVER: optional(httpUrl('K8S_API_SERVER')),
     K8S_API_SERVER_INSECURE: bool(false),
     K8S_REQUEST_TIMEOUT_SECONDS: positiveInt(30, 600),
+    K8S_PROBE_SECONDS: positiveInt(5, 600),
     CREATE_NAMESPACE: bool(true),
 
     SANDBOX_IMAGE: z.string().min(1).default(DEFAULT_IMAGE),
@@ -154,7 +163,13 @@ const schema = z
 
     NODE_HOST: hostname.default('host.docker.internal'),
     PROVISIONER_API_KEY: z.string().default(''),
+    TRUSTED_PROXIES: list([]).refine(
+      (l) => l.every(isAddressOrCidr),
+      'must be comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1',
+    ),
     MAX_BODY_BYTES: positiveInt(64 * 1024, 16 * 1024 * 1024),
+    REQUEST_BODY_TIMEOUT_SECONDS: positiveInt(15, 600),
+    MAX_CONNECTIONS: positiveInt(4096, 1_000_000),
     CREATE_TIMEOUT_SECONDS: positiveInt(30, 600),
     MAX_WAIT_SECONDS: positiveInt(300, 3600),
 
@@ -200,6 +215,7 @@ const schema = z
     apiServer: e.K8S_API_SERVER,
     apiServerInsecure: e.K8S_API_SERVER_INSECURE,
     k8sTimeoutMs: e.K8S_REQUEST_TIMEOUT_SECONDS * 1000,
+    k8sProbeMs: e.K8S_PROBE_SECONDS * 1000,
     createNamespace: e.CREATE_NAMESPACE,
     sandbox: {
       image: e.SANDBOX_IMAGE,
@@ -258,7 +274,9 @@ const schema = z
     lark: { initImage: e.LARK_CLI_INIT_IMAGE, brokerImage: e.LARK_CLI_BROKER_IMAGE },
     nodeHost: e.NODE_HOST,
     apiKey: e.PROVISIONER_API_KEY,
-    maxBodyBytes: e.MAX_BODY_BYTES,
+    trustedProxies: e.TRUSTED_PROXIES,
+    body: { maxBytes: e.MAX_BODY_BYTES, timeoutMs: e.REQUEST_BODY_TIMEOUT_SECONDS * 1000 },
+    maxConnections: e.MAX_CONNECTIONS,
     createTimeoutMs: e.CREATE_TIMEOUT_SECONDS * 1000,
     maxWaitSeconds: e.MAX_WAIT_SECONDS,
     proxy: {

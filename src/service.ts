@@ -41,6 +41,8 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const view = new SandboxView({
     ...kubeSources(kube, config.namespace),
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    probe: (timeoutMs) => kube.probe(timeoutMs),
+    probeEveryMs: config.k8sProbeMs,
   });
   const metrics = createMetrics(() => view);
   const writer = new SandboxWriter({ config, kube, view, log, now });
@@ -87,7 +89,8 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     routes,
     upgrades,
     log,
-    authenticate: (req) => requireApiKey(req, config.apiKey),
+    authenticate: { prefix: '/api/', check: (req) => requireApiKey(req, config.apiKey) },
+    maxConnections: config.maxConnections,
     observe: requestObserver(metrics),
   });
 

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { loadConfig } from '../src/config.ts';
-import { silentLogger } from '../src/log.ts';
+import { silentLogger, type Logger } from '../src/log.ts';
 import { start, type Service, type StartOptions } from '../src/service.ts';
 import { readState, type ClusterState } from './cluster/cluster.ts';
 import { KubeHttp, kubeFromState } from './cluster/kube-http.ts';
@@ -69,7 +69,7 @@ export async function provisioner(
   t: { after: (fn: () => Promise<void> | void) => void },
   ns: string,
   env: Record<string, string> = {},
-  options: StartOptions = {},
+  options: StartOptions & { log?: Logger } = {},
 ): Promise<Service> {
   const config = loadConfig({
     KUBECONFIG_PATH: cluster().kubeconfig,
@@ -82,7 +82,7 @@ export async function provisioner(
     LOG_LEVEL: 'silent',
     ...env,
   });
-  const service = await start(config, silentLogger(), options);
+  const service = await start(config, options.log ?? silentLogger(), options);
   t.after(() => service.stop(0));
   await service.view.synced;
   return service;

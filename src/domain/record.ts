@@ -37,6 +37,8 @@ export type ServiceFacts = {
   resourceVersion: string;
   nodePort: number | undefined;
   clusterIP: string | undefined;
+  /** The uid of the pod that owns the service (ownerReference), if any. */
+  ownerUid: string | undefined;
   createdAt: number;
   deleting: boolean;
 };
@@ -103,6 +105,7 @@ type Meta = {
   annotations?: Record<string, string>;
   creationTimestamp?: Date | string;
   deletionTimestamp?: Date | string;
+  ownerReferences?: { kind?: string; uid?: string }[];
 };
 type ContainerState = {
   waiting?: { reason?: string; message?: string };
@@ -198,6 +201,7 @@ export function slimService(svc: RawService): ServiceFacts | undefined {
     resourceVersion: meta.resourceVersion ?? '',
     nodePort: port?.nodePort ?? undefined,
     clusterIP: svc.spec?.clusterIP,
+    ownerUid: meta.ownerReferences?.find((o) => o.kind === 'Pod')?.uid,
     createdAt: time(meta.creationTimestamp) ?? 0,
     deleting: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
   };
@@ -224,6 +228,7 @@ export type SandboxRecord = {
   hasService: boolean;
   podUid: string | undefined;
   podResourceVersion: string | undefined;
+  serviceOwnerUid: string | undefined;
 };
 
 /** One sandbox's record from its pod and service facts (undefined when neither exists). */
@@ -250,6 +255,7 @@ export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFa
     hasService: svc !== undefined,
     podUid: pod?.uid,
     podResourceVersion: pod?.resourceVersion,
+    serviceOwnerUid: svc?.ownerUid,
   };
 }
 

@@ -17,6 +17,10 @@ export const ERRORS = {
   not_found: { status: 404, doc: 'No such route.' },
   sandbox_not_found: { status: 404, doc: 'No sandbox with this id.' },
   method_not_allowed: { status: 405, doc: 'The route exists but not with this method.' },
+  request_timeout: {
+    status: 408,
+    doc: 'The request body did not arrive in time (`REQUEST_BODY_TIMEOUT_SECONDS` for the API, `PROXY_IDLE_TIMEOUT_SECONDS` of silence for a proxied upload).',
+  },
   payload_too_large: { status: 413, doc: 'The body is larger than `MAX_BODY_BYTES`.' },
   unsupported_media_type: { status: 415, doc: 'The body is not `application/json`.' },
   validation_failed: {
@@ -42,12 +46,16 @@ export const ERRORS = {
   upstream_unreachable: { status: 502, doc: 'Proxy: the sandbox refused or reset the connection.' },
   cluster_unavailable: { status: 503, doc: 'The Kubernetes API server is unreachable or timing out (`Retry-After` is set).' },
   not_ready: { status: 503, doc: '`/readyz`: the sandbox view has not synced or its watch is down.' },
+  server_busy: { status: 503, doc: 'The provisioner holds `MAX_CONNECTIONS` connections already (`Retry-After` is set).' },
   sandbox_not_ready: { status: 503, doc: 'Proxy: the sandbox exists but is not Ready yet (`Retry-After` is set).' },
   upstream_timeout: { status: 504, doc: 'Proxy: the sandbox did not answer in time.' },
   create_timeout: { status: 504, doc: 'The sandbox was created but Kubernetes did not allocate its node port in time.' },
 } as const satisfies Record<string, { status: number; doc: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** The longest `detail` of an answer, in characters. */
+export const MAX_DETAIL = 2000;
 
 export class HttpError extends Error {
   readonly code: ErrorCode;
@@ -60,7 +68,11 @@ export class HttpError extends Error {
     detail: string,
     options: { headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown } = {},
   ) {
-    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    // A detail may quote the request (a path, a header): clipped, so no input makes an answer large.
+    super(
+      detail.length > MAX_DETAIL ? `${detail.slice(0, MAX_DETAIL)}…` : detail,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     this.name = 'HttpError';
     this.code = code;
     this.status = ERRORS[code].status;

@@ -2,6 +2,7 @@
 // the sandbox id of a path, and the origin a caller used.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { isSandboxId, sandboxIdProblem } from '../domain/sandbox.ts';
@@ -28,22 +29,49 @@ export function sendError(res: ServerResponse, err: HttpError): void {
 const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
 
 /** Reads a JSON body of at most `maxBytes`; 413, 415 and 400 with a clear detail otherwise. */
-export async function readJson(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+export type BodyLimits = { maxBytes: number; timeoutMs: number };
+
+/** Answers that end the connection: the rest of the body is not read. */
+const closing = { connection: 'close' };
+
+/**
+ * Reads a JSON body of at most `maxBytes` that arrives within `timeoutMs` (a body trickled byte by byte
+ * must not hold a socket forever); 413, 408, 415 and 400 with a clear detail otherwise.
+ */
+export async function readJson(req: IncomingMessage, { maxBytes, timeoutMs }: BodyLimits): Promise<unknown> {
   const type = req.headers['content-type'];
   if (type !== undefined && !JSON_TYPE.test(type)) {
     throw new HttpError('unsupported_media_type', `Content-Type must be application/json, not ${JSON.stringify(type)}`);
   }
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > maxBytes)
-    throw new HttpError('payload_too_large', `Request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new HttpError('payload_too_large', `Request body exceeds the limit of ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+    throw new HttpError('payload_too_large', `Request body of ${declared} bytes exceeds the limit of ${maxBytes} bytes`, {
+      headers: closing,
+    });
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: HttpError): void => {
+      clearTimeout(timer);
+      req.off('data', onData).off('end', onEnd).off('error', onError);
+      if (err) reject(err);
+      else resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > maxBytes)
+        done(new HttpError('payload_too_large', `Request body exceeds the limit of ${maxBytes} bytes`, { headers: closing }));
+      else chunks.push(chunk);
+    };
+    const onEnd = (): void => done();
+    const onError = (): void => done(new HttpError('invalid_request', 'The request body was cut off', { headers: closing }));
+    const timer = setTimeout(
+      () => done(new HttpError('request_timeout', `The request body did not arrive within ${timeoutMs / 1000}s`, { headers: closing })),
+      timeoutMs,
+    );
+    req.on('data', onData).on('end', onEnd).on('error', onError);
+  });
+  const text = body.toString('utf8');
   if (text.trim() === '') throw new HttpError('invalid_json', 'Request body is empty; expected a JSON object');
   try {
     return JSON.parse(text);
@@ -52,13 +80,21 @@ export async function readJson(req: IncomingMessage, maxBytes: number): Promise<
   }
 }
 
+/** At most this many validation issues are reported (with a count of the rest), each clipped: an answer's size never follows its input's. */
+export const MAX_ISSUES = 10;
+const clip = (s: string, max: number): string => (s.length > max ? `${s.slice(0, max)}…` : s);
+
 /** Validates with zod; a failure is a 422 naming each field, as FastAPI does. */
 export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  const issues = parsed.error.issues.map((i) => ({ loc: ['body', ...i.path.map(String)], msg: i.message, type: i.code }));
-  const detail = issues.map((i) => `${i.loc.slice(1).join('.') || 'body'}: ${i.msg}`).join('; ');
-  throw new HttpError('validation_failed', detail, { extra: { errors: issues } });
+  const all = parsed.error.issues;
+  const issues = all
+    .slice(0, MAX_ISSUES)
+    .map((i) => ({ loc: ['body', ...i.path.map((p) => clip(String(p), 64))], msg: clip(i.message, 200), type: i.code }));
+  const more = all.length - issues.length;
+  const detail = issues.map((i) => `${i.loc.slice(1).join('.') || 'body'}: ${i.msg}`).join('; ') + (more > 0 ? `; and ${more} more` : '');
+  throw new HttpError('validation_failed', detail, { extra: { errors: issues, ...(more > 0 ? { more_errors: more } : {}) } });
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
@@ -97,11 +133,44 @@ export function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSi
   return controller.signal;
 }
 
-/** The origin the caller used to reach this service (honouring X-Forwarded-Proto/Host from a front proxy). */
-export function requestBase(req: IncomingMessage): string | undefined {
-  const first = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
-  const host = first(req.headers['x-forwarded-host']) ?? req.headers.host;
+/**
+ * Whether a peer address is one of the trusted proxies (`TRUSTED_PROXIES`: IPs or CIDRs), whose
+ * X-Forwarded-* headers are believed. Anyone else's are ignored: they could name any host.
+ */
+export function trustedPeers(list: readonly string[]): (address: string | undefined) => boolean {
+  if (list.length === 0) return () => false;
+  const blocks = new BlockList();
+  for (const entry of list) {
+    const [ip = '', bits] = entry.split('/');
+    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) blocks.addAddress(ip, type);
+    else blocks.addSubnet(ip, Number(bits), type);
+  }
+  return (address) => {
+    if (!address) return false;
+    const plain = address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+    return blocks.check(plain, isIP(plain) === 6 ? 'ipv6' : 'ipv4');
+  };
+}
+
+const firstValue = (v: string | string[] | undefined): string | undefined => (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
+
+/** The scheme and host the caller used: from X-Forwarded-Proto/Host when a trusted proxy sent them, else from the request itself. */
+export function forwarded(
+  req: IncomingMessage,
+  trusted: (address: string | undefined) => boolean,
+): { proto: string; host: string | undefined } {
+  const fromProxy = trusted(req.socket.remoteAddress);
+  const proto = fromProxy ? firstValue(req.headers['x-forwarded-proto']) : undefined;
+  return {
+    proto: proto === 'https' || (proto === undefined && (req.socket as { encrypted?: boolean }).encrypted) ? 'https' : 'http',
+    host: (fromProxy ? firstValue(req.headers['x-forwarded-host']) : undefined) ?? req.headers.host,
+  };
+}
+
+/** The origin the caller used to reach this service (X-Forwarded-Proto/Host honoured from trusted proxies only). */
+export function requestBase(req: IncomingMessage, trusted: (address: string | undefined) => boolean): string | undefined {
+  const { proto, host } = forwarded(req, trusted);
   if (!host || !/^[A-Za-z0-9.\-:[\]]+$/.test(host)) return undefined;
-  const proto = first(req.headers['x-forwarded-proto']) === 'https' ? 'https' : 'http';
   return `${proto}://${host}`;
 }

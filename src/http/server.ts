@@ -37,8 +37,6 @@ export type RouteRow = {
   prefix?: string;
   /** Handlers by method; `*` answers any method. HEAD falls back to GET. */
   methods: Record<string, Handler>;
-  /** Needs the API key when one is configured (checked by `authenticate`). */
-  auth?: boolean;
   /** Not logged per request (probes and scrapes). */
   quiet?: boolean;
 };
@@ -52,8 +50,10 @@ export type ServerOptions = {
   routes: RouteRow[];
   upgrades?: UpgradeRow[];
   log: Logger;
-  /** Throws an HttpError when the request may not use a row marked `auth`. */
-  authenticate?: (req: IncomingMessage) => void;
+  /** Every path under `prefix` is authenticated first (before routing, so unknown paths cannot be probed): `check` throws an HttpError. */
+  authenticate?: { prefix: string; check: (req: IncomingMessage) => void };
+  /** Connections held at once; one more is answered 503 `server_busy` and closed. */
+  maxConnections?: number;
   observe?: RequestObserver;
 };
 
@@ -89,43 +89,71 @@ function handlerFor(row: RouteRow, method: string): Handler {
 export function createHttpServer(options: ServerOptions): Server {
   const { log } = options;
   const find = router(options.routes);
-  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000 }, (req, res) => {
-    const started = performance.now();
-    const header = req.headers['x-request-id'];
-    const requestId = typeof header === 'string' && header.length <= 128 ? header : randomUUID();
-    res.setHeader('x-request-id', requestId);
-    let route = 'unmatched';
-    let quiet = false;
-    res.once('close', () => {
-      const seconds = (performance.now() - started) / 1000;
-      const status = res.headersSent ? res.statusCode : 499;
-      options.observe?.({ method: req.method ?? 'GET', route, status, seconds });
-      if (quiet || !log.isLevelEnabled('info')) return;
-      log.info(
-        { req_id: requestId, method: req.method, path: req.url?.split('?')[0], route, status, ms: Math.round(seconds * 10_000) / 10 },
-        'request',
+  const auth = options.authenticate;
+  const refused = new WeakSet<Duplex>();
+  // requestTimeout 0: proxied uploads may stream for long; API bodies have their own deadline (readJson),
+  // proxied ones an idle timeout. requireHostHeader off: a missing Host is answered below, as JSON.
+  const server = createServer(
+    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000, requireHostHeader: false },
+    (req, res) => {
+      if (refused.has(req.socket)) return;
+      const started = performance.now();
+      const header = req.headers['x-request-id'];
+      const requestId = typeof header === 'string' && header.length <= 128 ? header : randomUUID();
+      res.setHeader('x-request-id', requestId);
+      let route = 'unmatched';
+      let quiet = false;
+      res.once('close', () => {
+        const seconds = (performance.now() - started) / 1000;
+        const status = res.headersSent ? res.statusCode : 499;
+        options.observe?.({ method: req.method ?? 'GET', route, status, seconds });
+        if (quiet || !log.isLevelEnabled('info')) return;
+        log.info(
+          { req_id: requestId, method: req.method, path: req.url?.split('?')[0], route, status, ms: Math.round(seconds * 10_000) / 10 },
+          'request',
+        );
+      });
+      const handle = async (): Promise<void> => {
+        if (req.headers.host === undefined && req.httpVersion !== '1.0')
+          throw new HttpError('invalid_request', 'An HTTP/1.1 request needs a Host header');
+        const url = requestUrl(req);
+        if (!url) throw new HttpError('not_found', `Not Found: ${JSON.stringify(req.url?.slice(0, 100))}`);
+        if (auth && url.pathname.startsWith(auth.prefix)) auth.check(req);
+        const found = find(url.pathname);
+        if (!found) throw new HttpError('not_found', `Not Found: ${req.method} ${url.pathname}`);
+        route = found.row.name;
+        quiet = found.row.quiet === true;
+        await handlerFor(found.row, req.method ?? 'GET')({ req, res, url, params: found.params });
+      };
+      handle().catch((err: unknown) => {
+        if (err instanceof HttpError) {
+          if (err.status >= 500) log.warn({ req_id: requestId, code: err.code }, err.message);
+          return sendError(res, err);
+        }
+        log.error({ req_id: requestId, err }, 'unhandled error');
+        sendError(res, new HttpError('internal_error', 'Internal error; see the provisioner log', { extra: { request_id: requestId } }));
+      });
+    },
+  );
+  const max = options.maxConnections ?? Infinity;
+  let open = 0;
+  server.on('connection', (socket: Duplex) => {
+    if (open >= max) {
+      refused.add(socket);
+      socket.end(
+        rawErrorResponse(
+          new HttpError('server_busy', `The provisioner holds ${max} connections (MAX_CONNECTIONS); retry shortly`, {
+            headers: { 'retry-after': '1' },
+          }),
+        ),
       );
-    });
-    const handle = async (): Promise<void> => {
-      const url = requestUrl(req);
-      if (!url) throw new HttpError('not_found', `Not Found: ${JSON.stringify(req.url?.slice(0, 100))}`);
-      const found = find(url.pathname);
-      if (!found) throw new HttpError('not_found', `Not Found: ${req.method} ${url.pathname}`);
-      route = found.row.name;
-      quiet = found.row.quiet === true;
-      if (found.row.auth) options.authenticate?.(req);
-      await handlerFor(found.row, req.method ?? 'GET')({ req, res, url, params: found.params });
-    };
-    handle().catch((err: unknown) => {
-      if (err instanceof HttpError) {
-        if (err.status >= 500) log.warn({ req_id: requestId, code: err.code }, err.message);
-        return sendError(res, err);
-      }
-      log.error({ req_id: requestId, err }, 'unhandled error');
-      sendError(res, new HttpError('internal_error', 'Internal error; see the provisioner log', { extra: { request_id: requestId } }));
-    });
+      return;
+    }
+    open += 1;
+    socket.once('close', () => (open -= 1));
   });
   server.on('upgrade', (req, socket, head) => {
+    if (refused.has(socket)) return;
     const url = requestUrl(req);
     const row = url && options.upgrades?.find((u) => url.pathname.startsWith(u.prefix));
     if (url && row) return row.handle(req, socket, head, url);

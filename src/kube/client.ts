@@ -205,6 +205,15 @@ export class KubeClient {
     return { abort: () => finish(undefined) };
   }
 
+  /** Any answer of the API server, within `timeoutMs` (GET /version: cheap, and open to every identity). */
+  async probe(timeoutMs: number): Promise<void> {
+    try {
+      await this.request('GET', '/version', { timeoutMs });
+    } catch (err) {
+      if (!(err instanceof KubeApiError)) throw err; // an HTTP error is still an answer
+    }
+  }
+
   async close(): Promise<void> {
     await this.#agent?.close();
   }

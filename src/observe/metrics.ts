@@ -9,6 +9,7 @@ import type { RequestObserver, RouteRow } from '../http/server.ts';
 export type MetricsSource = {
   list(): readonly { status: SandboxStatus }[];
   stats(): { restarts: number; relists: number; handlerErrors: number };
+  health(): { healthy: boolean; lastContactAt: number };
 };
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -119,6 +120,24 @@ export function createMetrics(source?: () => MetricsSource | undefined) {
       'Exceptions thrown by watch event handlers since start',
       () => source?.()?.stats().handlerErrors,
     ),
+    viewHealthy: new Gauge({
+      name: 'sandbox_provisioner_view_healthy',
+      help: '1 when the watches are connected and recent and the API server answers its probes; 0 while answers come from a stale view',
+      registers: [registry],
+      collect() {
+        const view = source?.();
+        if (view) this.set(view.health().healthy ? 1 : 0);
+      },
+    }),
+    apiContactAge: new Gauge({
+      name: 'sandbox_provisioner_api_last_contact_age_seconds',
+      help: 'Seconds since the Kubernetes API server last answered (a list, a watch event or bookmark, a probe)',
+      registers: [registry],
+      collect() {
+        const at = source?.()?.health().lastContactAt;
+        if (at) this.set(Math.max(0, Date.now() - at) / 1000);
+      },
+    }),
     watchLag: new Histogram({
       name: 'sandbox_provisioner_watch_event_lag_seconds',
       help: 'Delay between a pod condition transition (its lastTransitionTime) and the view seeing it',

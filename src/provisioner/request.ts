@@ -39,7 +39,8 @@ export const createRequestSchema = z
     sandbox_id: sandboxIdSchema,
     thread_id: threadIdSchema.nullish(),
     user_id: z.string().regex(USER_ID, `user_id must match ${USER_ID.source}`).nullish(),
-    extra_mounts: z.array(extraMountSchema).nullish(),
+    // Bounded before its items are checked: a body of thousands of bad items costs one issue, not thousands.
+    extra_mounts: z.array(extraMountSchema).max(MAX_EXTRA_MOUNTS, `at most ${MAX_EXTRA_MOUNTS} extra mounts`).nullish(),
     include_legacy_skills: z.boolean().default(false),
     provision_lark_cli_runtime: z.boolean().default(false),
     provision_lark_cli_broker: z.boolean().default(false),
@@ -81,7 +82,6 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     );
   }
   const mounts = body.extra_mounts ?? [];
-  if (mounts.length > MAX_EXTRA_MOUNTS) throw new HttpError('invalid_request', `Too many extra mounts; max is ${MAX_EXTRA_MOUNTS}`);
   if (mounts.length > 0 && config.extraMounts.baseDir === undefined) {
     throw new HttpError('unsupported_feature', 'extra_mounts need EXTRA_MOUNTS_BASE_DIR, which this provisioner is not configured with');
   }

@@ -8,7 +8,7 @@ import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
-import { abortOnClose, parseSandboxId, readJson, requestBase, sendJson, sendJsonText, validate } from '../http/io.ts';
+import { abortOnClose, parseSandboxId, readJson, requestBase, sendJson, sendJsonText, trustedPeers, validate } from '../http/io.ts';
 import type { RequestTarget, RouteRow } from '../http/server.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
@@ -58,8 +58,10 @@ async function counted<T>(
 
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
   const { config, view, writer, answers } = deps;
+  const trusted = trustedPeers(config.trustedProxies);
+  const base = (req: IncomingMessage): string | undefined => requestBase(req, trusted);
   const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void =>
-    sendJsonText(res, status, answers.text(record, requestBase(req)));
+    sendJsonText(res, status, answers.text(record, base(req)));
   let openapi: string | undefined;
 
   return [
@@ -73,7 +75,10 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
           const h = view.health();
           const checks = deps.readiness?.() ?? [];
           const problems = [h.reason, ...checks.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
-          const down = !h.synced || !h.healthy || checks.some((c) => c.name === 'shutdown' && !c.ok);
+          // Ready means "this replica can answer": synced once and not shutting down. A disconnected or
+          // stale watch is reported, not a reason to take every replica out of service at once (status
+          // and list answers from memory are most useful exactly then).
+          const down = !h.synced || checks.some((c) => c.name === 'shutdown' && !c.ok);
           const body = {
             status: down ? 'unavailable' : 'ok',
             synced: h.synced,
@@ -95,7 +100,6 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
     {
       name: '/api/capabilities',
       path: '/api/capabilities',
-      auth: true,
       methods: {
         GET: ({ res }) =>
           sendJson(res, 200, {
@@ -110,19 +114,18 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
     {
       name: '/api/sandboxes',
       pattern: /^\/api\/sandboxes\/?$/,
-      auth: true,
       methods: {
         GET: ({ req, res, url }) => {
           const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
           const items = view.list(
             (r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
           );
-          const base = requestBase(req);
-          sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, base)).join(',')}],"count":${items.length}}`);
+          const origin = base(req);
+          sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, origin)).join(',')}],"count":${items.length}}`);
         },
         POST: async ({ req, res, url }) => {
           const wait = waitMs(url, config.maxWaitSeconds);
-          const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.maxBodyBytes)), config);
+          const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.body)), config);
           deps.onCreateStarted?.(request.sandboxId);
           const result = await counted(deps.metrics?.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
           let record = result.record;
@@ -135,7 +138,6 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
     {
       name: '/api/sandboxes/{id}',
       pattern: /^\/api\/sandboxes\/([^/]+)\/?$/,
-      auth: true,
       methods: {
         GET: async ({ req, res, url, params }) => {
           const id = parseSandboxId(params[0] ?? '');
@@ -156,12 +158,11 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
     {
       name: '/api/sandboxes/{id}/keepalive',
       pattern: /^\/api\/sandboxes\/([^/]+)\/keepalive\/?$/,
-      auth: true,
       methods: {
         POST: async ({ req, res, params }) => {
           const id = parseSandboxId(params[0] ?? '');
           const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
-          const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.maxBodyBytes) : {});
+          const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.body) : {});
           if (!view.get(id)) throw sandboxNotFound(id);
           await writer.keepalive(id, body.ttl_seconds ?? undefined);
           const record = await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000);
@@ -173,8 +174,7 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
     {
       name: '/api/sandboxes/{id}/events',
       pattern: /^\/api\/sandboxes\/([^/]+)\/events\/?$/,
-      auth: true,
-      methods: { GET: ({ req, res, params }) => streamEvents(deps, parseSandboxId(params[0] ?? ''), req, res) },
+      methods: { GET: ({ req, res, params }) => streamEvents(deps, parseSandboxId(params[0] ?? ''), req, res, base(req)) },
     },
   ];
 }
@@ -184,10 +184,9 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
  * watch (no API server cost): `event: status` with the sandbox answer on connect and on each change of
  * status or reason, `event: deleted` when it is gone (then the stream ends), and a comment every 15 s.
  */
-function streamEvents({ view, answers }: ApiDeps, id: string, req: IncomingMessage, res: ServerResponse): void {
+function streamEvents({ view, answers }: ApiDeps, id: string, req: IncomingMessage, res: ServerResponse, base: string | undefined): void {
   const first = view.get(id);
   if (!first) throw sandboxNotFound(id);
-  const base = requestBase(req);
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
   let seq = 0;
   const send = (event: string, data: unknown): void => {

@@ -206,22 +206,17 @@ export class SandboxWriter {
     }
   }
 
-  /** Makes the service owned by its pod (ownerReference), so the garbage collector removes it with the pod. */
-  async setOwner(id: string, podUid: string | undefined): Promise<void> {
-    if (!podUid) return;
+  /** Makes the service owned by its pod (ownerReference), so the garbage collector removes it with the pod; true when set. */
+  async setOwner(id: string, podUid: string | undefined): Promise<boolean> {
+    if (!podUid) return false;
+    const ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }];
     try {
-      await this.#kube.request('PATCH', servicePath(this.#ns, id), {
-        body: {
-          metadata: { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }] },
-        },
-        contentType: MERGE_PATCH,
-      });
+      await this.#kube.request('PATCH', servicePath(this.#ns, id), { body: { metadata: { ownerReferences } }, contentType: MERGE_PATCH });
+      return true;
     } catch (err) {
       if (!isNotFound(err))
-        this.#log.warn(
-          { sandbox_id: id, err: String(err) },
-          'could not set the service owner reference (the reconciler still removes orphans)',
-        );
+        this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not set the service owner reference (the reconciler will retry)');
+      return false;
     }
   }
 

@@ -18,7 +18,7 @@ import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { serviceOrigin } from '../domain/sandbox.ts';
 import { HttpError, rawErrorResponse, sandboxNotFound } from '../http/errors.ts';
-import { hasApiKey, parseSandboxId, requireApiKey } from '../http/io.ts';
+import { forwarded, hasApiKey, parseSandboxId, requireApiKey, trustedPeers } from '../http/io.ts';
 import type { RequestTarget, RouteRow, UpgradeRow } from '../http/server.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
@@ -66,6 +66,7 @@ export function splitPath(pathname: string): { rawId: string; rest: string } | u
 }
 
 export class SandboxProxy {
+  #trusted: (address: string | undefined) => boolean;
   #config: Config;
   #view: SandboxView;
   #log: Logger;
@@ -78,6 +79,7 @@ export class SandboxProxy {
   constructor(deps: ProxyDeps) {
     this.#deps = deps;
     this.#config = deps.config;
+    this.#trusted = trustedPeers(deps.config.trustedProxies);
     this.#view = deps.view;
     this.#log = deps.log;
     // One keep-alive pool per sandbox origin, bounded; evicted pools close their idle connections.
@@ -148,9 +150,11 @@ export class SandboxProxy {
 
   /**
    * Which client headers go on to the sandbox: not hop-by-hop ones (those listed in RFC 9110 7.6.1, and
-   * any named in Connection), not the provisioner's own API key, not this proxy's X-Sandbox-Wait.
+   * any named in Connection), not the provisioner's own API key, not this proxy's X-Sandbox-Wait, and
+   * X-Forwarded-* only from a trusted proxy (TRUSTED_PROXIES).
    */
   #passes(req: IncomingMessage): (name: string, value: string | string[]) => boolean {
+    const fromProxy = this.#trusted(req.socket.remoteAddress);
     const connection = req.headers.connection;
     const named =
       connection && connection !== 'keep-alive' && connection !== 'close'
@@ -159,6 +163,7 @@ export class SandboxProxy {
     const key = this.#config.apiKey;
     return (name, value) => {
       if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) return false;
+      if (!fromProxy && name.startsWith('x-forwarded-')) return false;
       return !(name === 'authorization' && key && hasApiKey({ headers: { authorization: String(value) } } as IncomingMessage, key));
     };
   }
@@ -171,9 +176,10 @@ export class SandboxProxy {
       if (value !== undefined && passes(name, value)) out[name] = value;
     }
     const remote = req.socket.remoteAddress ?? '';
-    out['x-forwarded-for'] = req.headers['x-forwarded-for'] ? `${String(req.headers['x-forwarded-for'])}, ${remote}` : remote;
-    out['x-forwarded-proto'] = String(req.headers['x-forwarded-proto'] ?? 'http');
-    out['x-forwarded-host'] = String(req.headers['x-forwarded-host'] ?? req.headers.host ?? '');
+    const { proto, host } = forwarded(req, this.#trusted);
+    out['x-forwarded-for'] = out['x-forwarded-for'] ? `${String(out['x-forwarded-for'])}, ${remote}` : remote;
+    out['x-forwarded-proto'] = proto;
+    out['x-forwarded-host'] = host ?? '';
     out['x-forwarded-prefix'] = `${PREFIX}${id}`;
     return out;
   }
@@ -224,9 +230,28 @@ export class SandboxProxy {
       (req.headers['content-length'] !== undefined
         ? req.headers['content-length'] !== '0'
         : req.headers['transfer-encoding'] !== undefined);
-    // Byte counts from the client socket (a 'data' listener on req would drain the body before undici reads it).
-    const readBefore = req.socket.bytesRead;
-    const writtenBefore = res.socket?.bytesWritten ?? 0;
+    // Byte counts: a body's declared length (forwarded whole on success), else (chunked) what the client
+    // socket read meanwhile; responses by what it wrote. No 'data' listener: it would drain the body
+    // before undici reads it. The socket is held here: req.socket is null once the exchange is over.
+    const socket = req.socket;
+    const readBefore = socket.bytesRead;
+    const writtenBefore = socket.bytesWritten;
+    // An upload that goes silent for the idle timeout is cut (with 408), as a download would be.
+    let stalled = false;
+    const onStall = (): void => {
+      stalled = true;
+      abort.abort();
+    };
+    // On the request, not the socket: with a listener there, Node's own socket timeout handler leaves
+    // the socket open, so the 408 can still be written.
+    const endStallWatch = (): void => {
+      socket.setTimeout(0);
+      req.off('timeout', onStall);
+    };
+    if (hasBody) {
+      req.setTimeout(this.#config.proxy.idleTimeoutMs, onStall);
+      req.once('end', endStallWatch);
+    }
     try {
       await this.#pool(origin).stream(
         { path, method, headers: this.#forwardHeaders(req, id), body: hasBody ? req : null, signal: abort.signal, opaque: res },
@@ -245,11 +270,17 @@ export class SandboxProxy {
           return out;
         },
       );
-      this.#deps.onActivity?.(id);
-      this.#deps.stats?.onRequest?.('ok');
-      this.#deps.stats?.onBytes?.('in', req.socket.bytesRead - readBefore);
-      this.#deps.stats?.onBytes?.('out', (res.socket?.bytesWritten ?? writtenBefore) - writtenBefore);
     } catch (err) {
+      if (stalled) {
+        this.#deps.stats?.onRequest?.('client_timeout');
+        throw new HttpError(
+          'request_timeout',
+          `The request body to sandbox '${id}' stalled for ${this.#config.proxy.idleTimeoutMs / 1000}s`,
+          {
+            headers: { connection: 'close' },
+          },
+        );
+      }
       if (abort.signal.aborted) {
         this.#deps.stats?.onRequest?.('client_closed');
         return; // the client went away; the upstream request was cancelled with it
@@ -257,7 +288,13 @@ export class SandboxProxy {
       throw this.#upstreamError(err, id);
     } finally {
       res.off('close', onClose);
+      endStallWatch();
     }
+    this.#deps.onActivity?.(id);
+    this.#deps.stats?.onRequest?.('ok');
+    const declared = Number(req.headers['content-length']);
+    this.#deps.stats?.onBytes?.('in', hasBody && Number.isFinite(declared) ? declared : socket.bytesRead - readBefore);
+    this.#deps.stats?.onBytes?.('out', socket.bytesWritten - writtenBefore);
   }
 
   #upstreamError(err: unknown, id: string): HttpError {

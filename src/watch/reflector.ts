@@ -81,6 +81,8 @@ export class Reflector<Raw, T> {
   #store = new Map<string, { obj: T; resourceVersion: string }>();
   #abort = new AbortController();
   #running: Promise<void> | undefined;
+  #wake: AbortController | undefined;
+  #interrupt: ((err: Error) => void) | undefined;
   #resolveSynced!: () => void;
   readonly synced: Promise<void> = new Promise((resolve) => (this.#resolveSynced = resolve));
   readonly stats: ReflectorStats = {
@@ -113,6 +115,16 @@ export class Reflector<Raw, T> {
 
   start(): void {
     this.#running ??= this.#run();
+  }
+
+  /** Ends a backoff wait now: the API server is known to answer again. */
+  retryNow(): void {
+    this.#wake?.abort();
+  }
+
+  /** Ends the current watch as failed (a connection the API server holds open but no longer serves). */
+  interrupt(reason: string): void {
+    this.#interrupt?.(new Error(reason));
   }
 
   async stop(): Promise<void> {
@@ -151,7 +163,10 @@ export class Reflector<Raw, T> {
         const cap = Math.min(this.#o.backoff.maxMs, this.#o.backoff.initialMs * 2 ** (failures - 1));
         const wait = Math.round(cap / 2 + (this.#o.random() * cap) / 2);
         this.#o.log.warn(`${this.name}: ${this.stats.lastError}; retrying in ${wait} ms (attempt ${failures})`);
-        await this.#o.delay(wait, signal);
+        // retryNow() cuts the wait short (the API server answers again).
+        this.#wake = new AbortController();
+        await this.#o.delay(wait, AbortSignal.any([signal, this.#wake.signal]));
+        this.#wake = undefined;
       }
     }
     this.stats.connected = false;
@@ -200,12 +215,14 @@ export class Reflector<Raw, T> {
       const finish = (err: unknown): void => {
         if (finished) return;
         finished = true;
+        this.#interrupt = undefined;
         signal.removeEventListener('abort', onStop);
         this.stats.connected = false;
         handle?.abort();
         if (err === undefined || err === null) resolve();
         else reject(err);
       };
+      this.#interrupt = finish;
       const onStop = (): void => finish(undefined);
       signal.addEventListener('abort', onStop, { once: true });
       const onEvent = (type: WatchEventType, object: unknown): void => {

@@ -2,6 +2,7 @@
 // answered from memory. Callers can wait for a change (waitFor) or subscribe to transitions; readiness
 // of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   joinRecord,
   sameRecord,
@@ -18,7 +19,21 @@ import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type 
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
 export type Listener = (change: Change) => void;
 
-export type ViewHealth = { synced: boolean; healthy: boolean; stale: boolean; reason: string | undefined; pods: number; services: number };
+/** Consecutive failed probes after which open watches are restarted: a server that holds connections open but answers nothing. */
+const PROBE_FAILURES_TO_RESTART = 3;
+
+export type ViewHealth = {
+  /** Both first lists are done: the view can answer (possibly from a stale state). */
+  synced: boolean;
+  /** Watches connected and recent, and the API server answering its probes. */
+  healthy: boolean;
+  stale: boolean;
+  reason: string | undefined;
+  /** When the API server last answered anything (a list, a watch event or bookmark, a probe); 0 before. */
+  lastContactAt: number;
+  pods: number;
+  services: number;
+};
 
 export type SandboxViewOptions = {
   listPods: ListFn<RawPod>;
@@ -31,6 +46,14 @@ export type SandboxViewOptions = {
   staleAfterMs?: number;
   backoff?: { initialMs: number; maxMs: number };
   delay?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /**
+   * A cheap request to the API server, every `probeEveryMs` (it must fail within that time when the
+   * server does not answer). It makes a frozen server visible in seconds rather than when the watches'
+   * idle timers fire, restarts watches such a server holds open, and ends the watches' backoff as soon
+   * as the server answers again.
+   */
+  probe?: (timeoutMs: number) => Promise<void>;
+  probeEveryMs?: number;
 };
 
 export class SandboxView {
@@ -44,12 +67,21 @@ export class SandboxView {
   #now: () => number;
   #staleAfterMs: number;
   #log: ReflectorLog;
+  #probe: ((timeoutMs: number) => Promise<void>) | undefined;
+  #probeEveryMs: number;
+  #probeFailures = 0;
+  #probeError: string | undefined;
+  #lastProbeOk = 0;
+  #stopProbe = new AbortController();
+  #probing: Promise<void> | undefined;
   readonly synced: Promise<void>;
 
   constructor(options: SandboxViewOptions) {
     this.#now = options.now ?? Date.now;
     this.#staleAfterMs = options.staleAfterMs ?? 90_000;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
+    this.#probe = options.probe;
+    this.#probeEveryMs = options.probeEveryMs ?? 5000;
     const common = {
       log: this.#log,
       now: this.#now,
@@ -116,10 +148,39 @@ export class SandboxView {
   start(): void {
     this.#podReflector.start();
     this.#serviceReflector.start();
+    if (this.#probe) this.#probing ??= this.#probeLoop(this.#probe);
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.#podReflector.stop(), this.#serviceReflector.stop()]);
+    this.#stopProbe.abort();
+    await Promise.all([this.#podReflector.stop(), this.#serviceReflector.stop(), this.#probing]);
+  }
+
+  async #probeLoop(probe: (timeoutMs: number) => Promise<void>): Promise<void> {
+    const signal = this.#stopProbe.signal;
+    const reflectors = [this.#podReflector, this.#serviceReflector];
+    while (!signal.aborted) {
+      await sleep(this.#probeEveryMs, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      try {
+        await probe(this.#probeEveryMs);
+        if (this.#probeFailures > 0) {
+          this.#log.info(`the API server answers again after ${this.#probeFailures} failed probes; watches resume now`);
+          for (const r of reflectors) r.retryNow();
+        }
+        this.#probeFailures = 0;
+        this.#lastProbeOk = this.#now();
+      } catch (err) {
+        this.#probeFailures += 1;
+        this.#probeError = err instanceof Error ? err.message : String(err);
+        if (this.#probeFailures === PROBE_FAILURES_TO_RESTART) {
+          this.#log.warn(
+            `the API server has not answered ${PROBE_FAILURES_TO_RESTART} probes (${this.#probeError}); restarting the watches`,
+          );
+          for (const r of reflectors) r.interrupt('the API server does not answer probes');
+        }
+      }
+    }
   }
 
   get(id: string): SandboxRecord | undefined {
@@ -197,12 +258,18 @@ export class SandboxView {
       else if (now - r.stats.lastContactAt > this.#staleAfterMs)
         problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
     }
+    const lastContactAt = Math.max(this.#lastProbeOk, ...reflectors.map((r) => r.stats.lastContactAt));
+    if (this.#probeFailures > 0) {
+      const ago = lastContactAt > 0 ? `; last answer ${Math.round((now - lastContactAt) / 1000)}s ago` : '';
+      problems.push(`the API server does not answer (${this.#probeFailures} probes failed: ${this.#probeError}${ago})`);
+    }
     const healthy = problems.length === 0;
     return {
       synced,
       healthy,
       stale: synced && !healthy,
       reason: problems.join('; ') || undefined,
+      lastContactAt,
       pods: this.#podReflector.size,
       services: this.#serviceReflector.size,
     };

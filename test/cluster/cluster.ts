@@ -26,6 +26,7 @@ export type ClusterState = {
   etcdUrl: string;
   tokens: ClusterTokens;
   fakeNodeControl: string;
+  controllerManagerPort: number;
   pids: Record<string, number>;
 };
 
@@ -157,13 +158,24 @@ export function apiAgent(state: ClusterState): Agent {
   return new Agent({ connect: { ca: readFileSync(join(state.dir, 'pki', 'apiserver.crt')) } });
 }
 
-async function apiGet(state: ClusterState, agent: Agent, path: string): Promise<{ status: number; body: string }> {
+async function apiRequest(
+  state: ClusterState,
+  agent: Agent,
+  method: 'GET' | 'POST' | 'DELETE',
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
   const res = await request(state.server + path, {
+    method,
     dispatcher: agent,
-    headers: { authorization: `Bearer ${state.tokens.admin}` },
+    headers: { authorization: `Bearer ${state.tokens.admin}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
   return { status: res.statusCode, body: await res.body.text() };
 }
+
+const apiGet = (state: ClusterState, agent: Agent, path: string): Promise<{ status: number; body: string }> =>
+  apiRequest(state, agent, 'GET', path);
 
 export async function isHealthy(state: ClusterState): Promise<boolean> {
   if (!Object.values(state.pids).every(alive)) return false;
@@ -223,6 +235,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     etcdUrl,
     tokens,
     fakeNodeControl: `http://127.0.0.1:${controlPort}`,
+    controllerManagerPort: kcmPort,
     pids,
   };
   const save = () => writeFileSync(join(dir, 'state.json'), JSON.stringify(state, null, 2));
@@ -267,24 +280,12 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     writeFileSync(state.kubeconfig, kubeconfigYaml(server, join(dir, 'pki', 'apiserver.crt'), tokens.admin), { mode: 0o600 });
     log(`kube-apiserver ready (${Date.now() - started} ms)`);
 
-    pids['kube-controller-manager'] = startDetached(dir, 'kube-controller-manager', join(bin, 'kube-controller-manager'), [
-      `--kubeconfig=${state.kubeconfig}`,
-      `--authentication-kubeconfig=${state.kubeconfig}`,
-      `--authorization-kubeconfig=${state.kubeconfig}`,
-      '--bind-address=127.0.0.1',
-      `--secure-port=${kcmPort}`,
-      `--cert-dir=${join(dir, 'kcm-pki')}`,
-      '--leader-elect=false',
-      '--use-service-account-credentials=false',
-      `--service-account-private-key-file=${join(dir, 'pki', 'sa.key')}`,
-      `--root-ca-file=${join(dir, 'pki', 'apiserver.crt')}`,
-      // The fake node keeps no kubelet heartbeat lease: keep node-lifecycle from tainting and evicting it.
-      '--controllers=*,-node-lifecycle-controller,-node-ipam-controller',
-      '--kube-api-qps=200',
-      '--kube-api-burst=400',
-      '--concurrent-gc-syncs=50',
-      '-v=1',
-    ]);
+    pids['kube-controller-manager'] = startDetached(
+      dir,
+      'kube-controller-manager',
+      join(bin, 'kube-controller-manager'),
+      controllerManagerArgs(state),
+    );
     save();
 
     pids['fake-node'] = startDetached(dir, 'fake-node', process.execPath, [join(here, 'fake-node.ts')], {
@@ -348,6 +349,61 @@ export async function down(dir = defaultStateDir()): Promise<void> {
     }
   }
   rmSync(dir, { recursive: true, force: true });
+}
+
+function controllerManagerArgs(state: ClusterState): string[] {
+  return [
+    `--kubeconfig=${state.kubeconfig}`,
+    `--authentication-kubeconfig=${state.kubeconfig}`,
+    `--authorization-kubeconfig=${state.kubeconfig}`,
+    '--bind-address=127.0.0.1',
+    `--secure-port=${state.controllerManagerPort}`,
+    `--cert-dir=${join(state.dir, 'kcm-pki')}`,
+    '--leader-elect=false',
+    '--use-service-account-credentials=false',
+    `--service-account-private-key-file=${join(state.dir, 'pki', 'sa.key')}`,
+    `--root-ca-file=${join(state.dir, 'pki', 'apiserver.crt')}`,
+    // The fake node keeps no kubelet heartbeat lease: keep node-lifecycle from tainting and evicting it.
+    '--controllers=*,-node-lifecycle-controller,-node-ipam-controller',
+    '--kube-api-qps=200',
+    '--kube-api-burst=400',
+    '--concurrent-gc-syncs=50',
+    '-v=1',
+  ];
+}
+
+/**
+ * After an API server outage or freeze, the controller manager's informers sit in client-go's backoff
+ * (up to 30 s): a namespace made by the next test would wait that long for its service account. A
+ * restart reconnects at once; this returns when a fresh namespace gets its default service account.
+ */
+export async function recoverControllers(state: ClusterState): Promise<void> {
+  const pid = state.pids['kube-controller-manager'];
+  if (pid !== undefined && alive(pid)) {
+    process.kill(pid, 'SIGKILL');
+    while (alive(pid)) await sleep(50);
+  }
+  state.pids['kube-controller-manager'] = startDetached(
+    state.dir,
+    'kube-controller-manager',
+    join(await binaries(), 'kube-controller-manager'),
+    controllerManagerArgs(state),
+  );
+  writeFileSync(join(state.dir, 'state.json'), JSON.stringify(state, null, 2));
+  const agent = apiAgent(state);
+  const name = `recover-${randomBytes(3).toString('hex')}`;
+  try {
+    await apiRequest(state, agent, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+    await waitUntil(
+      'the controller manager',
+      60_000,
+      async () => (await apiGet(state, agent, `/api/v1/namespaces/${name}/serviceaccounts/default`)).status === 200,
+      () => logTail(state.dir, 'kube-controller-manager'),
+    );
+    await apiRequest(state, agent, 'DELETE', `/api/v1/namespaces/${name}`);
+  } finally {
+    await agent.close();
+  }
 }
 
 /** Stops only the API server (same etcd stays), for outage tests. */

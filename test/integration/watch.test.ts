@@ -8,7 +8,7 @@ import { makeKube } from '../../src/kube/client.ts';
 import { kubeSources } from '../../src/watch/kube-source.ts';
 import type { WatchFn } from '../../src/watch/reflector.ts';
 import { SandboxView } from '../../src/watch/sandbox-view.ts';
-import { startApiServer, startSecondApiServer, stopApiServer } from '../cluster/cluster.ts';
+import { recoverControllers, startApiServer, startSecondApiServer, stopApiServer } from '../cluster/cluster.ts';
 import { KubeHttp } from '../cluster/kube-http.ts';
 import { sandboxPod, sandboxService } from '../cluster/objects.ts';
 import { admin, cluster, eventually, namespace } from '../helpers.ts';
@@ -90,6 +90,7 @@ test('an API server outage of any length ends with the view equal to the cluster
     await other.post(`/api/v1/namespaces/${ns}/services`, service('new'));
   } finally {
     await startApiServer(state);
+    t.after(() => recoverControllers(state));
   }
   await eventually(
     'view matches the cluster again',

@@ -115,7 +115,7 @@ test('extra mounts are checked against the base directory, the allowlist, duplic
   };
   assert.equal(
     code(() => parse(many)),
-    '400 invalid_request',
+    '422 validation_failed',
   );
   const clash = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state', EXTRA_MOUNTS_ALLOWED_PATHS: '/mnt/user-data,/mnt' });
   for (const path of ['/mnt/user-data', '/mnt']) {

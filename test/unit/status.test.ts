@@ -26,6 +26,7 @@ const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({
   resourceVersion: '1',
   nodePort: 30001,
   clusterIP: '10.96.0.1',
+  ownerUid: undefined,
   createdAt: 0,
   deleting: false,
   ...over,
