@@ -4,7 +4,12 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { loadConfig } from '../../src/config.ts';
+import { validate } from '../../src/http/io.ts';
 import { createLogger } from '../../src/log.ts';
+import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
+import { createBody, MAX_ANSWER_BYTES } from '../arbitraries.ts';
 import { admin, call, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
 
 /** Sends raw bytes on a fresh connection and collects everything until the server closes it (or `limitMs` passes). */
@@ -225,4 +230,55 @@ test('an HTTP/1.1 request without Host gets a JSON 400; with a key set, unknown 
   assert.equal(jsonBody(noHost.text)['code'], 'invalid_request');
   assert.equal((await call(p.url, 'GET', '/api/nothing')).status, 401, 'route names cannot be probed without the key');
   assert.equal((await call(p.url, 'GET', '/api/nothing', undefined, { 'x-api-key': 'k' })).status, 404);
+});
+
+test('property: arbitrary refused bodies, bytes and path ids never get a 5xx or a large answer, and create nothing', async (t) => {
+  const ns = await namespace(t, 'prop');
+  const p = await provisioner(t, ns, { EXTRA_MOUNTS_BASE_DIR: '/srv/state' });
+  const config = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/srv/state' });
+  const refused = (body: unknown): boolean => {
+    try {
+      toSandboxRequest(validate(createRequestSchema, body), config);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  const check = async (res: Response, what: string): Promise<void> => {
+    const text = await res.text();
+    assert.ok(res.status >= 400 && res.status < 500, `${what}: ${res.status} ${text.slice(0, 200)}`);
+    assert.ok(text.length <= MAX_ANSWER_BYTES, `${what}: an answer of ${text.length} bytes`);
+    assert.equal(typeof (JSON.parse(text) as { code?: unknown }).code, 'string', what);
+  };
+  const post = (body: string | Uint8Array) =>
+    fetch(`${p.url}/api/sandboxes`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  await fc.assert(
+    fc.asyncProperty(createBody.filter(refused), async (body) =>
+      check(await post(JSON.stringify(body) ?? 'null'), JSON.stringify(body)?.slice(0, 200) ?? 'undefined'),
+    ),
+    { numRuns: 150 },
+  );
+  await fc.assert(
+    fc.asyncProperty(
+      fc.uint8Array({ minLength: 1, maxLength: 2000 }).filter((b) => {
+        try {
+          return refused(JSON.parse(Buffer.from(b).toString('utf8')));
+        } catch {
+          return true;
+        }
+      }),
+      async (bytes) => check(await post(bytes), `bytes ${Buffer.from(bytes).toString('hex').slice(0, 80)}`),
+    ),
+    { numRuns: 100 },
+  );
+  await fc.assert(
+    fc.asyncProperty(fc.string({ unit: 'binary', minLength: 1, maxLength: 80 }), fc.constantFrom('GET', 'DELETE'), async (raw, method) => {
+      const res = await fetch(`${p.url}/api/sandboxes/${encodeURIComponent(raw)}`, { method });
+      const text = await res.text();
+      assert.ok(res.status < 500, `${method} ${JSON.stringify(raw)}: ${res.status} ${text.slice(0, 200)}`);
+      assert.ok(text.length <= MAX_ANSWER_BYTES);
+    }),
+    { numRuns: 150 },
+  );
+  assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
 });
