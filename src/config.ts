@@ -16,6 +16,24 @@ function isAddressOrCidr(entry: string): boolean {
   return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
 }
 
+/** A sandbox's securityContext by profile; each SANDBOX_* security variable overrides its part. */
+const PROFILES = {
+  // Exactly what DeerFlow's provisioner sets, which the AIO image (supervisord, sudo, Chromium) needs.
+  reference: {
+    allowPrivilegeEscalation: true,
+    dropCapabilities: [] as string[],
+    seccompProfile: 'none' as const,
+    helperDropCapabilities: [] as string[],
+  },
+  // For images built to run without setuid: no escalation, no capabilities, the runtime's seccomp filter.
+  hardened: {
+    allowPrivilegeEscalation: false,
+    dropCapabilities: ['ALL'],
+    seccompProfile: 'RuntimeDefault' as const,
+    helperDropCapabilities: ['ALL'],
+  },
+};
+
 const QUANTITY = /^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -47,6 +65,23 @@ const list = (def: string[]) =>
         .map((p) => p.trim())
         .filter(Boolean),
     );
+/** Comma-separated, or unset (undefined): an empty value is an empty list, not "unset". */
+const optionalList = z
+  .string()
+  .optional()
+  .transform((s) =>
+    s === undefined
+      ? undefined
+      : s
+          .split(',')
+          .map((p) => p.trim())
+          .filter(Boolean),
+  );
+/** A relative path template with {user_id} and {thread_id}; `needsThread` when each thread needs its own. */
+const relativeTemplate = (needsThread: boolean) =>
+  z.string().refine((t) => !t.startsWith('/') && !t.split('/').includes('..') && (!needsThread || t.includes('{thread_id}')), {
+    message: `must be a relative path without ..${needsThread ? ' that contains {thread_id}' : ''} (it may contain {user_id} and {thread_id})`,
+  });
 const hostname = z
   .string()
   .regex(
@@ -97,11 +132,14 @@ const schema = z
     SANDBOX_PROBE_TIMEOUT_SECONDS: positiveInt(3, 3600),
     SANDBOX_PROBE_FAILURE_THRESHOLD: positiveInt(3, 100),
     SANDBOX_SERVICE_TYPE: z.enum(['NodePort', 'ClusterIP']).default('NodePort'),
-    SANDBOX_ALLOW_PRIVILEGE_ESCALATION: bool(false),
-    SANDBOX_DROP_CAPABILITIES: list(['ALL']),
-    SANDBOX_ADD_CAPABILITIES: list([]),
-    SANDBOX_SECCOMP_PROFILE: z.enum(['RuntimeDefault', 'Unconfined', 'none']).default('RuntimeDefault'),
+    SANDBOX_SECURITY_PROFILE: z.enum(['reference', 'hardened']).default('reference'),
+    // Unset: the profile's value. Set (even empty, for the capability lists): overrides the profile.
+    SANDBOX_ALLOW_PRIVILEGE_ESCALATION: optional(z.stringbool()),
+    SANDBOX_DROP_CAPABILITIES: optionalList,
+    SANDBOX_ADD_CAPABILITIES: optionalList,
+    SANDBOX_SECCOMP_PROFILE: optional(z.enum(['RuntimeDefault', 'Unconfined', 'none'])),
     SANDBOX_RUN_AS_NON_ROOT: bool(false),
+    SANDBOX_SHM_SIZE: optional(quantity),
     SANDBOX_RUNTIME_CLASS: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a RuntimeClass name')),
     SANDBOX_NODE_SELECTOR: z
       .string()
@@ -148,18 +186,20 @@ const schema = z
     RECONCILE_GRACE_SECONDS: seconds(60),
 
     STORAGE_MODE: z.enum(['hostPath', 'pvc']).optional(),
+    DEER_FLOW_HOST_BASE_DIR: optional(absolutePath('DEER_FLOW_HOST_BASE_DIR')),
     SKILLS_HOST_PATH: absolutePath('SKILLS_HOST_PATH').default('/skills'),
     THREADS_HOST_PATH: absolutePath('THREADS_HOST_PATH').default('/.deer-flow/threads'),
     SKILLS_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
     USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
-    SKILLS_PVC_SUBPATH: z.string().default(''),
-    USERDATA_PATH_TEMPLATE: z.string().default('{thread_id}/user-data'),
+    SKILLS_PVC_SUBPATH_TEMPLATE: optional(relativeTemplate(false)),
+    USERDATA_PATH_TEMPLATE: optional(relativeTemplate(true)),
     MOUNT_CONTRACT_VERSION: z.coerce.number().int().min(0).max(2).default(2),
 
     EXTRA_MOUNTS_BASE_DIR: optional(absolutePath('EXTRA_MOUNTS_BASE_DIR')),
     EXTRA_MOUNTS_ALLOWED_PATHS: list(DEFAULT_EXTRA_MOUNT_PATHS),
     LARK_CLI_INIT_IMAGE: z.string().default(''),
     LARK_CLI_BROKER_IMAGE: z.string().default(''),
+    DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS: z.string().default(''),
 
     NODE_HOST: hostname.default('host.docker.internal'),
     PROVISIONER_API_KEY: z.string().default(''),
@@ -187,8 +227,12 @@ const schema = z
     PUBLIC_URL: optional(httpUrl('PUBLIC_URL')),
   })
   .superRefine((c, ctx) => {
-    if (usesPvc(c) && (c.SKILLS_PVC_NAME === undefined || c.USERDATA_PVC_NAME === undefined)) {
+    const claims = [c.SKILLS_PVC_NAME, c.USERDATA_PVC_NAME].filter((v) => v !== undefined).length;
+    if (c.STORAGE_MODE === 'pvc' && claims < 2) {
       ctx.addIssue({ code: 'custom', path: ['STORAGE_MODE'], message: 'pvc mode needs both SKILLS_PVC_NAME and USERDATA_PVC_NAME' });
+    }
+    if (c.STORAGE_MODE === 'hostPath' && claims > 0) {
+      ctx.addIssue({ code: 'custom', path: ['STORAGE_MODE'], message: 'hostPath mode takes no SKILLS_PVC_NAME or USERDATA_PVC_NAME' });
     }
     for (const p of c.EXTRA_MOUNTS_ALLOWED_PATHS) {
       if (!p.startsWith('/'))
@@ -196,14 +240,6 @@ const schema = z
     }
     if (c.SANDBOX_URL_MODE === 'proxy' && !c.PROXY_ENABLED) {
       ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: 'proxy mode needs PROXY_ENABLED=true' });
-    }
-    const template = c.USERDATA_PATH_TEMPLATE;
-    if (template.startsWith('/') || template.split('/').includes('..') || !template.includes('{thread_id}')) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['USERDATA_PATH_TEMPLATE'],
-        message: 'must be a relative path without .. that contains {thread_id} (and may contain {user_id})',
-      });
     }
   })
   .transform((e) => ({
@@ -230,12 +266,16 @@ const schema = z
       probeFailureThreshold: e.SANDBOX_PROBE_FAILURE_THRESHOLD,
       serviceType: e.SANDBOX_SERVICE_TYPE,
       security: {
-        allowPrivilegeEscalation: e.SANDBOX_ALLOW_PRIVILEGE_ESCALATION,
-        dropCapabilities: e.SANDBOX_DROP_CAPABILITIES,
-        addCapabilities: e.SANDBOX_ADD_CAPABILITIES,
-        seccompProfile: e.SANDBOX_SECCOMP_PROFILE,
+        profile: e.SANDBOX_SECURITY_PROFILE,
+        allowPrivilegeEscalation: e.SANDBOX_ALLOW_PRIVILEGE_ESCALATION ?? PROFILES[e.SANDBOX_SECURITY_PROFILE].allowPrivilegeEscalation,
+        dropCapabilities: e.SANDBOX_DROP_CAPABILITIES ?? PROFILES[e.SANDBOX_SECURITY_PROFILE].dropCapabilities,
+        addCapabilities: e.SANDBOX_ADD_CAPABILITIES ?? [],
+        seccompProfile: e.SANDBOX_SECCOMP_PROFILE ?? PROFILES[e.SANDBOX_SECURITY_PROFILE].seccompProfile,
         runAsNonRoot: e.SANDBOX_RUN_AS_NON_ROOT,
+        /** Capabilities the Lark init container and broker sidecar drop. */
+        helperDropCapabilities: PROFILES[e.SANDBOX_SECURITY_PROFILE].helperDropCapabilities,
       },
+      shmSize: e.SANDBOX_SHM_SIZE,
       runtimeClassName: e.SANDBOX_RUNTIME_CLASS,
       nodeSelector: e.SANDBOX_NODE_SELECTOR,
       tolerations: e.SANDBOX_TOLERATIONS,
@@ -255,23 +295,14 @@ const schema = z
       queueSize: e.CREATE_QUEUE_SIZE,
       queueTimeoutMs: e.CREATE_QUEUE_TIMEOUT_SECONDS * 1000,
     },
-    storage: usesPvc(e)
-      ? {
-          mode: 'pvc' as const,
-          skillsClaim: e.SKILLS_PVC_NAME ?? '',
-          userDataClaim: e.USERDATA_PVC_NAME ?? '',
-          skillsSubPath: e.SKILLS_PVC_SUBPATH,
-          userDataTemplate: e.USERDATA_PATH_TEMPLATE,
-        }
-      : {
-          mode: 'hostPath' as const,
-          skillsHostPath: e.SKILLS_HOST_PATH,
-          threadsHostPath: e.THREADS_HOST_PATH,
-          userDataTemplate: e.USERDATA_PATH_TEMPLATE,
-        },
+    storage: storage(e),
     mountContractVersion: e.MOUNT_CONTRACT_VERSION,
-    extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
-    lark: { initImage: e.LARK_CLI_INIT_IMAGE, brokerImage: e.LARK_CLI_BROKER_IMAGE },
+    extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR ?? e.DEER_FLOW_HOST_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
+    lark: {
+      initImage: e.LARK_CLI_INIT_IMAGE,
+      brokerImage: e.LARK_CLI_BROKER_IMAGE,
+      denySubcommands: e.DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS,
+    },
     nodeHost: e.NODE_HOST,
     apiKey: e.PROVISIONER_API_KEY,
     trustedProxies: e.TRUSTED_PROXIES,
@@ -296,15 +327,33 @@ const schema = z
 
 export type Config = z.output<typeof schema>;
 
-/** PVC storage when asked for, or when a claim name is given without STORAGE_MODE (the reference's rule). */
-function usesPvc(e: {
-  STORAGE_MODE?: 'hostPath' | 'pvc' | undefined;
+/**
+ * Where skills and user data come from, each on its own (as the reference allows): a claim when one is
+ * named, else host paths. The skills layout follows DeerFlow's: with DEER_FLOW_HOST_BASE_DIR, today's
+ * three views (public, the user's custom, legacy) under it; without, the seed's one SKILLS_HOST_PATH.
+ */
+function storage(e: {
+  DEER_FLOW_HOST_BASE_DIR?: string | undefined;
+  SKILLS_HOST_PATH: string;
+  THREADS_HOST_PATH: string;
   SKILLS_PVC_NAME?: string | undefined;
   USERDATA_PVC_NAME?: string | undefined;
-}): boolean {
-  return (
-    e.STORAGE_MODE === 'pvc' || (e.STORAGE_MODE === undefined && (e.SKILLS_PVC_NAME !== undefined || e.USERDATA_PVC_NAME !== undefined))
-  );
+  SKILLS_PVC_SUBPATH_TEMPLATE?: string | undefined;
+  USERDATA_PATH_TEMPLATE?: string | undefined;
+}) {
+  const skills = e.SKILLS_PVC_NAME
+    ? { source: 'claim' as const, claim: e.SKILLS_PVC_NAME, subPathTemplate: e.SKILLS_PVC_SUBPATH_TEMPLATE ?? '' }
+    : e.DEER_FLOW_HOST_BASE_DIR
+      ? { source: 'views' as const, baseDir: e.DEER_FLOW_HOST_BASE_DIR }
+      : { source: 'hostPath' as const, path: e.SKILLS_HOST_PATH };
+  const userData = e.USERDATA_PVC_NAME
+    ? {
+        source: 'claim' as const,
+        claim: e.USERDATA_PVC_NAME,
+        template: e.USERDATA_PATH_TEMPLATE ?? 'deer-flow/users/{user_id}/threads/{thread_id}/user-data',
+      }
+    : { source: 'hostPath' as const, threadsPath: e.THREADS_HOST_PATH, template: e.USERDATA_PATH_TEMPLATE ?? '{thread_id}/user-data' };
+  return { layout: e.DEER_FLOW_HOST_BASE_DIR ? ('current' as const) : ('seed' as const), skills, userData };
 }
 
 export class ConfigError extends Error {

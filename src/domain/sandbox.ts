@@ -53,19 +53,27 @@ export const serviceOrigin = (id: string, ns: string, port: number): string => `
 
 // ---- container paths ----
 
-/** Container paths the provisioner itself mounts; extra mounts may neither equal nor contain them. */
 export const SKILLS_PATH = '/mnt/skills';
 export const USER_DATA_PATH = '/mnt/user-data';
-export const BUILTIN_MOUNT_PATHS = [SKILLS_PATH, USER_DATA_PATH];
+/** DeerFlow's three skills views (DEER_FLOW_HOST_BASE_DIR layout): volume, host path under the base dir, container path. */
+export const SKILLS_VIEWS = [
+  { volume: 'skills-public', hostPath: (_userId: string) => ['skills_view', 'public'], mountPath: `${SKILLS_PATH}/public` },
+  { volume: 'skills-custom', hostPath: (userId: string) => ['users', userId, 'skills_view', 'custom'], mountPath: `${SKILLS_PATH}/custom` },
+  { volume: 'skills-legacy', hostPath: (userId: string) => ['users', userId, 'skills_view', 'legacy'], mountPath: `${SKILLS_PATH}/legacy` },
+] as const;
+/** Where a claim holds DeerFlow's state (user data, extra mounts): the host base dir maps to this sub-path. */
+export const CLAIM_STATE_DIR = 'deer-flow';
 
 const LARK = '/mnt/integrations/lark-cli';
 export const LARK_RUNTIME_PATH = `${LARK}/runtime`;
-/** Lark credential paths in the sandbox, and where the broker sidecar mounts the same volumes. */
-export const LARK_CREDENTIAL_PATHS: Readonly<Record<string, string>> = {
-  [`${LARK}/config`]: '/var/lark/config',
-  [`${LARK}/config/locks`]: '/var/lark/config/locks',
-  [`${LARK}/data`]: '/var/lark/data',
-};
+export const LARK_RUNTIME_VOLUME = 'lark-cli-runtime';
+/** Lark credentials: their path in the sandbox, where the broker sidecar mounts them instead, and its volume. */
+export const LARK_CREDENTIALS = [
+  { containerPath: `${LARK}/config`, sidecarPath: '/var/lark/config', volume: 'lark-cli-config' },
+  { containerPath: `${LARK}/config/locks`, sidecarPath: '/var/lark/config/locks', volume: 'lark-cli-locks' },
+  { containerPath: `${LARK}/data`, sidecarPath: '/var/lark/data', volume: 'lark-cli-data' },
+] as const;
+export const LARK_BROKER_URL = 'http://127.0.0.1:8788';
 
 /** Container paths DeerFlow's current client may send as extra mounts (its own allowlist). */
 export const DEFAULT_EXTRA_MOUNT_PATHS = [
@@ -73,6 +81,6 @@ export const DEFAULT_EXTRA_MOUNT_PATHS = [
   '/mnt/acp-workspace',
   `${SKILLS_PATH}/custom`,
   `${SKILLS_PATH}/integrations`,
-  ...Object.keys(LARK_CREDENTIAL_PATHS),
+  ...LARK_CREDENTIALS.map((c) => c.containerPath),
   LARK_RUNTIME_PATH,
 ];

@@ -49,7 +49,8 @@ export const capabilitiesSchema = z
     mount_contract_version: z.number().int(),
     lark_cli_init_image: z.boolean(),
     lark_cli_broker_image: z.boolean(),
-    storage_mode: z.enum(['hostPath', 'pvc']),
+    storage_mode: z.enum(['hostPath', 'pvc', 'mixed']),
+    skills_layout: z.enum(['current', 'seed']),
     service_type: z.enum(['NodePort', 'ClusterIP']),
   })
   .meta({ id: 'Capabilities' });

@@ -1,13 +1,19 @@
-// Pure builders of the Kubernetes objects of one sandbox: the Pod and the Service, as the reference's
-// "Pod Specification" and "Service Specification" describe them, every number from configuration.
+// Pure builders of the Kubernetes objects of one sandbox: the Pod and the Service, as DeerFlow's
+// provisioner builds them (test/unit/golden.test.ts compares them with its own output), every number
+// from configuration.
 
+import { posix } from 'node:path';
 import type { V1Container, V1Pod, V1SecurityContext, V1Service, V1Toleration, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import {
   ANNOTATION_EXPIRES_AT,
-  LARK_CREDENTIAL_PATHS,
+  CLAIM_STATE_DIR,
+  LARK_BROKER_URL,
+  LARK_CREDENTIALS,
   LARK_RUNTIME_PATH,
+  LARK_RUNTIME_VOLUME,
   SKILLS_PATH,
+  SKILLS_VIEWS,
   USER_DATA_PATH,
   ANNOTATION_THREAD_ID,
   ANNOTATION_USER_ID,
@@ -19,10 +25,9 @@ import {
   podName,
   serviceName,
 } from '../domain/sandbox.ts';
-import { userDataPath, type SandboxRequest } from './request.ts';
+import { fillTemplate, type ExtraMount, type SandboxRequest } from './request.ts';
 
 export const CONTAINER_NAME = 'sandbox';
-const LARK_BROKER_PORT = 8788;
 
 export function sandboxLabels(id: string): Record<string, string> {
   return {
@@ -36,48 +41,74 @@ export function sandboxLabels(id: string): Record<string, string> {
 
 const join = (...parts: string[]): string => parts.join('/').replace(/\/{2,}/g, '/');
 
-/** Volumes and the sandbox container's mounts for skills, user data and validated extra mounts. */
-function storage(config: Config, req: SandboxRequest): { volumes: V1Volume[]; mounts: V1VolumeMount[]; sidecarMounts: V1VolumeMount[] } {
-  const s = config.storage;
-  const dataPath = userDataPath(s.userDataTemplate, req);
-  const volumes: V1Volume[] =
-    s.mode === 'hostPath'
-      ? [
-          { name: 'skills', hostPath: { path: s.skillsHostPath, type: 'Directory' } },
-          { name: 'user-data', hostPath: { path: join(s.threadsHostPath, dataPath), type: 'DirectoryOrCreate' } },
-        ]
-      : [
-          { name: 'skills', persistentVolumeClaim: { claimName: s.skillsClaim, readOnly: true } },
-          { name: 'user-data', persistentVolumeClaim: { claimName: s.userDataClaim } },
-        ];
-  const mounts: V1VolumeMount[] = [
-    {
-      name: 'skills',
-      mountPath: SKILLS_PATH,
-      readOnly: true,
-      ...(s.mode === 'pvc' && s.skillsSubPath ? { subPath: s.skillsSubPath } : {}),
-    },
-    { name: 'user-data', mountPath: USER_DATA_PATH, readOnly: false, ...(s.mode === 'pvc' ? { subPath: dataPath } : {}) },
-  ];
+type Storage = { volumes: V1Volume[]; mounts: V1VolumeMount[]; sidecarMounts: V1VolumeMount[] };
+
+/**
+ * Volumes and mounts for skills, user data, extra mounts and the Lark integration, in the reference's
+ * order. Extra mounts live on the user-data claim when there is one (sub-path `deer-flow/<path under the
+ * base dir>`), else on host paths. With Lark, the runtime comes from an init container's emptyDir; with
+ * the broker, the credentials are mounted into the broker sidecar only, never into the sandbox.
+ */
+function storage(config: Config, req: SandboxRequest): Storage {
+  const { skills, userData } = config.storage;
+  const volumes: V1Volume[] = [];
+  const mounts: V1VolumeMount[] = [];
   const sidecarMounts: V1VolumeMount[] = [];
-  const base = config.extraMounts.baseDir ?? '/';
-  req.extraMounts.forEach((m, index) => {
-    if ((req.larkRuntime || req.larkBroker) && m.containerPath === LARK_RUNTIME_PATH) return; // supplied by the init container
-    const name = `extra-${index}`;
-    if (s.mode === 'hostPath') volumes.push({ name, hostPath: { path: m.hostPath, type: m.readOnly ? 'Directory' : 'DirectoryOrCreate' } });
-    else volumes.push({ name, persistentVolumeClaim: { claimName: s.userDataClaim } });
-    const subPath = s.mode === 'pvc' ? { subPath: m.hostPath.slice(base.length).replace(/^\/+/, '') } : {};
-    const sidecarPath = LARK_CREDENTIAL_PATHS[m.containerPath];
-    if (req.larkBroker && sidecarPath !== undefined) {
-      sidecarMounts.push({ name, mountPath: sidecarPath, readOnly: m.readOnly, ...subPath });
-    } else {
-      mounts.push({ name, mountPath: m.containerPath, readOnly: m.readOnly, ...subPath });
+  switch (skills.source) {
+    case 'claim': {
+      const subPath = fillTemplate(skills.subPathTemplate, req);
+      volumes.push({ name: 'skills', persistentVolumeClaim: { claimName: skills.claim, readOnly: true } });
+      mounts.push({ name: 'skills', mountPath: SKILLS_PATH, readOnly: true, ...(subPath ? { subPath } : {}) });
+      break;
     }
+    case 'hostPath':
+      volumes.push({ name: 'skills', hostPath: { path: skills.path, type: 'Directory' } });
+      mounts.push({ name: 'skills', mountPath: SKILLS_PATH, readOnly: true });
+      break;
+    case 'views':
+      for (const view of SKILLS_VIEWS) {
+        volumes.push({ name: view.volume, hostPath: { path: join(skills.baseDir, ...view.hostPath(req.userId)), type: 'Directory' } });
+        mounts.push({ name: view.volume, mountPath: view.mountPath, readOnly: true });
+      }
+  }
+  const dataPath = fillTemplate(userData.template, req);
+  if (userData.source === 'claim') {
+    volumes.push({ name: 'user-data', persistentVolumeClaim: { claimName: userData.claim } });
+    mounts.push({ name: 'user-data', mountPath: USER_DATA_PATH, readOnly: false, subPath: dataPath });
+  } else {
+    volumes.push({ name: 'user-data', hostPath: { path: join(userData.threadsPath, dataPath), type: 'DirectoryOrCreate' } });
+    mounts.push({ name: 'user-data', mountPath: USER_DATA_PATH, readOnly: false });
+  }
+
+  const claim = userData.source === 'claim' ? userData.claim : undefined;
+  const base = config.extraMounts.baseDir ?? '/';
+  const volumeOf = (name: string, m: ExtraMount): V1Volume =>
+    claim
+      ? { name, persistentVolumeClaim: { claimName: claim } }
+      : { name, hostPath: { path: m.hostPath, type: m.readOnly ? 'Directory' : 'DirectoryOrCreate' } };
+  const subPathOf = (m: ExtraMount): { subPath?: string } =>
+    claim ? { subPath: posix.join(CLAIM_STATE_DIR, posix.relative(base, m.hostPath)) } : {};
+  const lark = req.larkRuntime || req.larkBroker;
+  const byBroker = new Set<string>(req.larkBroker ? LARK_CREDENTIALS.map((c) => c.containerPath) : []);
+  const onSandbox = req.extraMounts.filter((m) => !(lark && m.containerPath === LARK_RUNTIME_PATH) && !byBroker.has(m.containerPath));
+  onSandbox.forEach((m, index) => {
+    volumes.push(volumeOf(`extra-${index}`, m));
+    mounts.push({ name: `extra-${index}`, mountPath: m.containerPath, readOnly: m.readOnly, ...subPathOf(m) });
   });
+  if (lark) {
+    volumes.push({ name: LARK_RUNTIME_VOLUME, emptyDir: {} });
+    mounts.push({ name: LARK_RUNTIME_VOLUME, mountPath: LARK_RUNTIME_PATH, readOnly: true });
+  }
+  for (const credential of LARK_CREDENTIALS) {
+    const m = byBroker.size ? req.extraMounts.find((e) => e.containerPath === credential.containerPath) : undefined;
+    if (!m) continue;
+    volumes.push(volumeOf(credential.volume, m));
+    sidecarMounts.push({ name: credential.volume, mountPath: credential.sidecarPath, readOnly: m.readOnly, ...subPathOf(m) });
+  }
   return { volumes, mounts, sidecarMounts };
 }
 
-/** The sandbox container's security context: safe by default, every part configurable. */
+/** The sandbox container's security context: the profile's (SANDBOX_SECURITY_PROFILE), each part overridable. */
 function containerSecurity(config: Config): V1SecurityContext {
   const s = config.sandbox.security;
   const capabilities = {
@@ -91,6 +122,48 @@ function containerSecurity(config: Config): V1SecurityContext {
   };
 }
 
+/** The Lark init container and broker sidecar: never privileged, no escalation (and no capabilities when hardened). */
+function helperSecurity(config: Config): V1SecurityContext {
+  const drop = config.sandbox.security.helperDropCapabilities;
+  return { privileged: false, allowPrivilegeEscalation: false, ...(drop.length ? { capabilities: { drop } } : {}) };
+}
+
+/** The Lark init container (runtime, or the broker's shim) and the broker sidecar, as the reference builds them. */
+function larkContainers(
+  config: Config,
+  req: SandboxRequest,
+  sidecarMounts: V1VolumeMount[],
+): { init: V1Container[]; sidecars: V1Container[] } {
+  if (!req.larkRuntime && !req.larkBroker) return { init: [], sidecars: [] };
+  const pullPolicy = config.sandbox.pullPolicy;
+  const init: V1Container = {
+    name: req.larkBroker ? 'lark-cli-shim-init' : 'lark-cli-init',
+    image: req.larkBroker ? config.lark.brokerImage : config.lark.initImage,
+    imagePullPolicy: pullPolicy,
+    ...(req.larkBroker ? { args: ['install-shim', LARK_RUNTIME_PATH] } : {}),
+    env: [{ name: 'LARK_CLI_RUNTIME_DEST', value: LARK_RUNTIME_PATH }],
+    volumeMounts: [{ name: LARK_RUNTIME_VOLUME, mountPath: LARK_RUNTIME_PATH, readOnly: false }],
+    securityContext: helperSecurity(config),
+  };
+  if (!req.larkBroker) return { init: [init], sidecars: [] };
+  const [config_, , data] = LARK_CREDENTIALS;
+  const env = [
+    { name: 'LARKSUITE_CLI_CONFIG_DIR', value: config_.sidecarPath },
+    { name: 'LARKSUITE_CLI_DATA_DIR', value: data.sidecarPath },
+    ...(config.lark.denySubcommands ? [{ name: 'DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS', value: config.lark.denySubcommands }] : []),
+  ];
+  const sidecar: V1Container = {
+    name: 'lark-cli-broker',
+    image: config.lark.brokerImage,
+    imagePullPolicy: pullPolicy,
+    args: ['serve'],
+    env,
+    volumeMounts: sidecarMounts,
+    securityContext: helperSecurity(config),
+  };
+  return { init: [init], sidecars: [sidecar] };
+}
+
 export function buildPod(config: Config, req: SandboxRequest, now: number = Date.now()): V1Pod {
   const c = config.sandbox;
   const probe = (p: { initialDelaySeconds: number; periodSeconds: number }) => ({
@@ -101,34 +174,12 @@ export function buildPod(config: Config, req: SandboxRequest, now: number = Date
     failureThreshold: c.probeFailureThreshold,
   });
   const { volumes, mounts, sidecarMounts } = storage(config, req);
-  const initContainers: V1Container[] = [];
-  const sidecars: V1Container[] = [];
-  const env: { name: string; value: string }[] = [];
-  if (req.larkRuntime || req.larkBroker) {
-    volumes.push({ name: 'lark-cli-runtime', emptyDir: {} });
-    mounts.push({ name: 'lark-cli-runtime', mountPath: LARK_RUNTIME_PATH, readOnly: true });
-    const broker = req.larkBroker;
-    initContainers.push({
-      name: broker ? 'lark-cli-shim-init' : 'lark-cli-init',
-      image: broker ? config.lark.brokerImage : config.lark.initImage,
-      imagePullPolicy: c.pullPolicy,
-      ...(broker ? { args: ['install-shim', LARK_RUNTIME_PATH] } : {}),
-      env: [{ name: 'LARK_CLI_RUNTIME_DEST', value: LARK_RUNTIME_PATH }],
-      volumeMounts: [{ name: 'lark-cli-runtime', mountPath: LARK_RUNTIME_PATH, readOnly: false }],
-      securityContext: { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-    });
-    if (broker) {
-      sidecars.push({
-        name: 'lark-cli-broker',
-        image: config.lark.brokerImage,
-        imagePullPolicy: c.pullPolicy,
-        args: ['serve'],
-        env: [{ name: 'LARK_BROKER_LISTEN', value: `127.0.0.1:${LARK_BROKER_PORT}` }],
-        volumeMounts: sidecarMounts,
-        securityContext: { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
-      });
-      env.push({ name: 'DEERFLOW_LARK_BROKER_URL', value: `http://127.0.0.1:${LARK_BROKER_PORT}` });
-    }
+  const lark = larkContainers(config, req, sidecarMounts);
+  const env = req.larkBroker ? [{ name: 'DEERFLOW_LARK_BROKER_URL', value: LARK_BROKER_URL }] : [];
+  if (c.shmSize) {
+    // Chromium in the AIO image wants more shared memory than a container's default 64 MiB.
+    volumes.push({ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: c.shmSize } });
+    mounts.push({ name: 'dshm', mountPath: '/dev/shm' });
   }
   return {
     apiVersion: 'v1',
@@ -157,9 +208,9 @@ export function buildPod(config: Config, req: SandboxRequest, now: number = Date
           ...(env.length ? { env } : {}),
           securityContext: containerSecurity(config),
         },
-        ...sidecars,
+        ...lark.sidecars,
       ],
-      ...(initContainers.length ? { initContainers } : {}),
+      ...(lark.init.length ? { initContainers: lark.init } : {}),
       volumes,
       restartPolicy: 'Always',
       // Untrusted code gets no Kubernetes credentials.

@@ -21,7 +21,8 @@ const SAMPLE: SandboxRequest = {
 };
 
 function hint(code: string, config: Config, message: string): string {
-  if (code === 'pod_security_violation' && /hostPath/i.test(message) && config.storage.mode === 'hostPath') {
+  const { skills, userData } = config.storage;
+  if (code === 'pod_security_violation' && /hostPath/i.test(message) && (skills.source !== 'claim' || userData.source !== 'claim')) {
     return ` Fix: use PVC storage (STORAGE_MODE=pvc with SKILLS_PVC_NAME and USERDATA_PVC_NAME), or label the namespace pod-security.kubernetes.io/enforce=privileged.`;
   }
   if (code === 'pod_security_violation')

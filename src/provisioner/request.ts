@@ -5,13 +5,15 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import {
-  BUILTIN_MOUNT_PATHS,
   MAX_SANDBOX_ID,
   SANDBOX_ID,
   SANDBOX_ID_LENGTH_RULE,
   SANDBOX_ID_RULE,
   THREAD_ID,
   USER_ID,
+  SKILLS_PATH,
+  SKILLS_VIEWS,
+  USER_DATA_PATH,
 } from '../domain/sandbox.ts';
 import { HttpError } from '../http/errors.ts';
 
@@ -101,7 +103,7 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     }
     const clean = containerPath.length > 1 ? containerPath.replace(/\/+$/, '') : containerPath;
     if (!config.extraMounts.allowedPaths.includes(clean)) throw new HttpError('invalid_request', `Unsupported extra mount path: ${clean}`);
-    if (BUILTIN_MOUNT_PATHS.some((b) => b === clean || isUnder(b, clean)))
+    if (builtinMountPaths(config).some((b) => b === clean || isUnder(b, clean)))
       throw new HttpError('invalid_request', `Extra mount path clashes with a built-in mount: ${clean}`);
     if (seen.has(clean)) throw new HttpError('invalid_request', `Duplicate extra mount path: ${clean}`);
     seen.add(clean);
@@ -119,7 +121,13 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
   };
 }
 
+/** Container paths the provisioner itself mounts (by skills layout); extra mounts may neither equal nor contain them. */
+export function builtinMountPaths(config: Config): string[] {
+  const skills = config.storage.skills.source === 'views' ? SKILLS_VIEWS.map((v) => v.mountPath) : [SKILLS_PATH];
+  return [...skills, USER_DATA_PATH];
+}
+
 /** Fills `{thread_id}` and `{user_id}` in a relative path template (values are already validated). */
-export function userDataPath(template: string, req: Pick<SandboxRequest, 'threadId' | 'userId'>): string {
+export function fillTemplate(template: string, req: Pick<SandboxRequest, 'threadId' | 'userId'>): string {
   return template.replaceAll('{thread_id}', req.threadId).replaceAll('{user_id}', req.userId);
 }

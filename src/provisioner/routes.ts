@@ -56,6 +56,12 @@ async function counted<T>(
   }
 }
 
+/** `pvc` when skills and user data both come from claims, `hostPath` when neither does, else `mixed`. */
+function storageMode(config: Config): 'pvc' | 'hostPath' | 'mixed' {
+  const claims = [config.storage.skills.source, config.storage.userData.source].filter((s) => s === 'claim').length;
+  return claims === 2 ? 'pvc' : claims === 0 ? 'hostPath' : 'mixed';
+}
+
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
   const { config, view, writer, answers } = deps;
   const trusted = trustedPeers(config.trustedProxies);
@@ -106,7 +112,8 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
             mount_contract_version: config.mountContractVersion,
             lark_cli_init_image: Boolean(config.lark.initImage),
             lark_cli_broker_image: Boolean(config.lark.brokerImage),
-            storage_mode: config.storage.mode,
+            storage_mode: storageMode(config),
+            skills_layout: config.storage.layout,
             service_type: config.sandbox.serviceType,
           }),
       },

@@ -1,6 +1,8 @@
 // The fake node: stands in for a kubelet (and the scheduler) on the local control plane.
 // - registers Node `fake-node` and keeps it Ready;
 // - binds pending pods to itself and, after FAKE_NODE_READY_DELAY_MS, marks them Running and Ready;
+// - models the AIO image where a client would notice: a `sandbox` container that cannot setuid or
+//   escalate privileges crash-loops, as supervisord and sudo would;
 // - can be told to fail a pod (annotation `fake-node/behavior` or POST /behavior on the control port):
 //   never-ready, crash (Failed), crashloop (CrashLoopBackOff after OOMKilled), image-pull
 //   (ImagePullBackOff), unschedulable;
@@ -17,7 +19,27 @@ export const BEHAVIOR_ANNOTATION = 'fake-node/behavior';
 export const BEHAVIORS = ['ready', 'never-ready', 'crash', 'crashloop', 'image-pull', 'unschedulable'] as const;
 export type Behavior = (typeof BEHAVIORS)[number];
 
-type PodSpec = { nodeName?: string; containers?: { name: string; image: string }[] };
+type SecurityContext = { allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
+type PodSpec = { nodeName?: string; containers?: { name: string; image: string; securityContext?: SecurityContext }[] };
+
+/**
+ * What the AIO sandbox image does under a securityContext it cannot live with: supervisord starts its
+ * services as the `gem` user (setuid/setgid) and `sudo` needs privilege escalation. Without them the
+ * container exits at once and the kubelet reports CrashLoopBackOff. Undefined when it can start.
+ */
+export function aioImageRefusal(spec: PodSpec): string | undefined {
+  const sc = spec.containers?.find((c) => c.name === 'sandbox')?.securityContext;
+  const drop = sc?.capabilities?.drop ?? [];
+  const add = sc?.capabilities?.add ?? [];
+  const lacks = (cap: string): boolean => (drop.includes('ALL') || drop.includes(cap)) && !add.includes(cap);
+  if (lacks('SETUID') || lacks('SETGID')) {
+    return "supervisord: Error: Can't drop privilege as nonroot user gem: setuid/setgid not permitted (capabilities SETUID/SETGID dropped)";
+  }
+  if (sc?.allowPrivilegeEscalation === false) {
+    return 'sudo: effective uid is not 0, is /usr/bin/sudo on a file system with the nosuid option set? (allowPrivilegeEscalation: false)';
+  }
+  return undefined;
+}
 type ServiceSpec = { type?: string; selector?: Record<string, string>; ports?: { nodePort?: number }[] };
 
 const key = (o: KubeObject): string => `${o.metadata.namespace}/${o.metadata.name}`;
@@ -267,8 +289,25 @@ export class FakeNode {
     });
     if (!this.#pods.has(key(pod)) || this.#pods.get(key(pod))?.metadata.deletionTimestamp) return;
     const running = { running: { startedAt: t } };
+    const refusal = behavior === 'ready' ? aioImageRefusal(spec) : undefined;
     let status: Record<string, unknown>;
-    switch (behavior) {
+    switch (refusal ? 'refused' : behavior) {
+      case 'refused':
+        status = {
+          phase: 'Running',
+          podIP: ip,
+          podIPs: [{ ip }],
+          conditions: conditions(false),
+          containerStatuses: statusOf(
+            { waiting: { reason: 'CrashLoopBackOff', message: `back-off 10s restarting failed container=sandbox: ${refusal}` } },
+            false,
+            {
+              restartCount: 3,
+              lastState: { terminated: { exitCode: 1, reason: 'Error', message: refusal, finishedAt: now() } },
+            },
+          ),
+        };
+        break;
       case 'ready':
         // A kubelet reports Ready only once the readiness probe passed, i.e. the server listens: start the
         // stand-in first, so nobody who sees Ready can race its listener.

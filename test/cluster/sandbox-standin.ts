@@ -13,6 +13,11 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+function html(res: ServerResponse, text: string): void {
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
 async function readBody(req: IncomingMessage): Promise<{ bytes: number; sha256: string; text: string }> {
   const hash = createHash('sha256');
   let bytes = 0;
@@ -95,6 +100,23 @@ async function handle(info: StandinInfo, req: IncomingMessage, res: ServerRespon
       req.on('close', () => clearTimeout(timer));
       return;
     }
+    // The image's browser apps sit behind the same port and use root-relative URLs: the VNC page loads
+    // /vnc/app.js and opens a WebSocket at /websockify (see the README on host routing).
+    case 'GET /vnc/index.html':
+      return html(
+        res,
+        '<!doctype html><html><head><title>noVNC</title><script src="/vnc/app.js"></script></head><body><canvas id="screen"></canvas></body></html>',
+      );
+    case 'GET /vnc/app.js':
+      res.writeHead(200, { 'content-type': 'text/javascript' });
+      return void res.end("const ws = new WebSocket(`ws://${location.host}/websockify`); ws.onopen = () => ws.send('RFB 003.008');");
+    case 'GET /code-server/':
+      return html(
+        res,
+        '<!doctype html><html><head><title>code-server</title><link rel="stylesheet" href="/code-server/static/app.css"></head><body></body></html>',
+      );
+    case 'GET /v1/docs':
+      return html(res, '<!doctype html><html><head><title>AIO Sandbox API</title></head><body><div id="swagger-ui"></div></body></html>');
     case 'GET /v1/redirect':
       res.writeHead(302, { location: url.searchParams.get('to') ?? '/v1/sandbox' });
       return void res.end();
@@ -122,7 +144,7 @@ export async function startStandin(info: StandinInfo, port: number, host = '127.
   });
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, socket, head) => {
-    if (!(req.url ?? '').startsWith('/v1/shell/ws')) {
+    if (!(req.url ?? '').startsWith('/v1/shell/ws') && !(req.url ?? '').startsWith('/websockify')) {
       socket.end('HTTP/1.1 404 Not Found\r\n\r\n');
       return;
     }

@@ -20,11 +20,11 @@ test('defaults are the reference’s', () => {
   assert.equal(c.nodeHost, 'host.docker.internal');
   assert.equal(c.sandbox.serviceType, 'NodePort');
   assert.deepEqual(c.storage, {
-    mode: 'hostPath',
-    skillsHostPath: '/skills',
-    threadsHostPath: '/.deer-flow/threads',
-    userDataTemplate: '{thread_id}/user-data',
+    layout: 'seed',
+    skills: { source: 'hostPath', path: '/skills' },
+    userData: { source: 'hostPath', threadsPath: '/.deer-flow/threads', template: '{thread_id}/user-data' },
   });
+  assert.equal(c.sandbox.security.profile, 'reference');
 });
 
 test('relative and ~ host paths are refused with the reason, one line per problem', () => {
@@ -45,6 +45,10 @@ test('NODE_HOST, K8S_API_SERVER, numbers, quantities and booleans are checked', 
   assert.match(problems({ SANDBOX_CPU_LIMIT: 'lots' })[0] ?? '', /^SANDBOX_CPU_LIMIT: .*quantity/);
   assert.match(problems({ CREATE_NAMESPACE: 'maybe' })[0] ?? '', /^CREATE_NAMESPACE:/);
   assert.equal(loadConfig({ CREATE_NAMESPACE: 'false' }).createNamespace, false, '"false" is false (z.stringbool)');
-  assert.match(problems({ SKILLS_PVC_NAME: 'only-one' })[0] ?? '', /both SKILLS_PVC_NAME and USERDATA_PVC_NAME/);
+  assert.match(problems({ STORAGE_MODE: 'pvc', SKILLS_PVC_NAME: 'only-one' })[0] ?? '', /both SKILLS_PVC_NAME and USERDATA_PVC_NAME/);
+  assert.match(problems({ STORAGE_MODE: 'hostPath', USERDATA_PVC_NAME: 'home' })[0] ?? '', /^STORAGE_MODE: hostPath mode takes no/);
+  assert.match(problems({ SANDBOX_SECURITY_PROFILE: 'paranoid' })[0] ?? '', /^SANDBOX_SECURITY_PROFILE:/);
+  assert.match(problems({ SANDBOX_SHM_SIZE: 'lots' })[0] ?? '', /^SANDBOX_SHM_SIZE: .*quantity/);
+  assert.match(problems({ SKILLS_PVC_SUBPATH_TEMPLATE: '../x' })[0] ?? '', /^SKILLS_PVC_SUBPATH_TEMPLATE:/);
   assert.match(problems({ USERDATA_PATH_TEMPLATE: '../{thread_id}' })[0] ?? '', /^USERDATA_PATH_TEMPLATE:/);
 });

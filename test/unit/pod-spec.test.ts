@@ -114,7 +114,7 @@ test('every number and path comes from the environment', () => {
   assert.equal(buildService(config, 'abc-123').spec?.type, 'ClusterIP');
 });
 
-test('PVC mode: skills and user data from named claims, user data under a per-thread subPath', () => {
+test('PVC mode: skills and user data from named claims, user data under the reference’s per-user, per-thread subPath', () => {
   const config = loadConfig({ ...env, SKILLS_PVC_NAME: 'skills-pvc', USERDATA_PVC_NAME: 'data-pvc' });
   const pod = buildPod(config, request(config));
   assert.deepEqual(pod.spec?.volumes, [
@@ -123,7 +123,7 @@ test('PVC mode: skills and user data from named claims, user data under a per-th
   ]);
   assert.deepEqual(pod.spec?.containers[0]?.volumeMounts, [
     { name: 'skills', mountPath: '/mnt/skills', readOnly: true },
-    { name: 'user-data', mountPath: '/mnt/user-data', readOnly: false, subPath: 'thread-456/user-data' },
+    { name: 'user-data', mountPath: '/mnt/user-data', readOnly: false, subPath: 'deer-flow/users/default/threads/thread-456/user-data' },
   ]);
   assert.equal(JSON.stringify(pod).includes('hostPath'), false);
 });
@@ -156,20 +156,27 @@ test('extra mounts become volumes; the lark runtime comes from an init container
   );
 });
 
-test('safe by default: no service account token, no privilege escalation, capabilities dropped, RuntimeDefault seccomp', () => {
+test('security profiles: `reference` (default) is what the AIO image needs, `hardened` drops it all; each variable overrides', () => {
   const config = loadConfig(env);
   const pod = buildPod(config, request(config));
-  assert.equal(pod.spec?.automountServiceAccountToken, false);
-  assert.deepEqual(pod.spec?.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
-  assert.deepEqual(pod.spec?.containers[0]?.securityContext, {
+  assert.equal(pod.spec?.automountServiceAccountToken, false, 'no service account token in either profile');
+  assert.equal(pod.spec?.enableServiceLinks, false);
+  assert.equal(pod.spec?.securityContext, undefined, 'no seccomp filter: Chromium and supervisord need more');
+  assert.deepEqual(pod.spec?.containers[0]?.securityContext, { privileged: false, allowPrivilegeEscalation: true });
+  assert.equal(pod.spec?.runtimeClassName, undefined);
+
+  const hardened = loadConfig({ ...env, SANDBOX_SECURITY_PROFILE: 'hardened' });
+  const h = buildPod(hardened, request(hardened));
+  assert.deepEqual(h.spec?.securityContext, { seccompProfile: { type: 'RuntimeDefault' } });
+  assert.deepEqual(h.spec?.containers[0]?.securityContext, {
     privileged: false,
     allowPrivilegeEscalation: false,
     capabilities: { drop: ['ALL'] },
   });
-  assert.equal(pod.spec?.runtimeClassName, undefined);
 
   const tuned = loadConfig({
     ...env,
+    SANDBOX_SECURITY_PROFILE: 'hardened',
     SANDBOX_ALLOW_PRIVILEGE_ESCALATION: 'true',
     SANDBOX_DROP_CAPABILITIES: '',
     SANDBOX_ADD_CAPABILITIES: 'SYS_PTRACE',
@@ -178,6 +185,7 @@ test('safe by default: no service account token, no privilege escalation, capabi
     SANDBOX_RUNTIME_CLASS: 'gvisor',
     SANDBOX_NODE_SELECTOR: 'pool=sandboxes,zone=a',
     SANDBOX_TOLERATIONS: '[{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
+    SANDBOX_SHM_SIZE: '2Gi',
   });
   const p = buildPod(tuned, request(tuned));
   assert.deepEqual(p.spec?.containers[0]?.securityContext, {
@@ -189,4 +197,7 @@ test('safe by default: no service account token, no privilege escalation, capabi
   assert.equal(p.spec?.runtimeClassName, 'gvisor');
   assert.deepEqual(p.spec?.nodeSelector, { pool: 'sandboxes', zone: 'a' });
   assert.deepEqual(p.spec?.tolerations, [{ key: 'sandbox', operator: 'Exists', effect: 'NoSchedule' }]);
+  assert.deepEqual(p.spec?.volumes?.at(-1), { name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: '2Gi' } });
+  assert.deepEqual(p.spec?.containers[0]?.volumeMounts?.at(-1), { name: 'dshm', mountPath: '/dev/shm' });
+  assert.equal(JSON.stringify(pod).includes('dshm'), false, 'no /dev/shm volume unless SANDBOX_SHM_SIZE is set');
 });

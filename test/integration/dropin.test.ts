@@ -1,0 +1,147 @@
+// A drop-in for what users run: the AIO image (modelled by the fake node and the stand-in) and sandboxes
+// made by DeerFlow's own provisioner (objects shaped exactly as its builders make them).
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { admin, call, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
+
+const MINUTE = 60_000;
+
+/** Reads Server-Sent Events until `until` holds for one, or the time is up. */
+async function events(url: string, until: (e: { event: string; data: Record<string, unknown> }) => boolean, ms = 15_000) {
+  const seen: { event: string; data: Record<string, unknown> }[] = [];
+  const res = await fetch(url, { signal: AbortSignal.timeout(ms) });
+  const reader = res.body?.getReader();
+  let text = '';
+  try {
+    for (;;) {
+      const chunk = await reader?.read();
+      if (!chunk || chunk.done) break;
+      text += new TextDecoder().decode(chunk.value);
+      let end: number;
+      while ((end = text.indexOf('\n\n')) >= 0) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (!event || !data) continue;
+        const e = { event, data: JSON.parse(data) as Record<string, unknown> };
+        seen.push(e);
+        if (until(e)) return seen;
+      }
+    }
+  } finally {
+    await reader?.cancel().catch(() => undefined);
+  }
+  return seen;
+}
+
+test('the AIO image starts under the default (reference) profile; under `hardened` it crash-loops, and the API and event stream say why', async (t) => {
+  const ns = await namespace(t, 'profiles');
+  const p = await provisioner(t, ns);
+  const started = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'aio' });
+  assert.equal(started.body['status'], 'Running');
+  const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-aio`);
+  const container = (pod.spec as { containers: { securityContext: unknown }[] }).containers[0];
+  assert.deepEqual(container?.securityContext, { privileged: false, allowPrivilegeEscalation: true });
+
+  const hardened = await provisioner(t, await namespace(t, 'hardened'), { SANDBOX_SECURITY_PROFILE: 'hardened' });
+  const created = await call(hardened.url, 'POST', '/api/sandboxes', { sandbox_id: 'tight' });
+  assert.equal(created.status, 201);
+  const stream = events(`${hardened.url}/api/sandboxes/tight/events`, (e) => e.data['reason'] === 'CrashLoopBackOff');
+  const waited = await call(hardened.url, 'GET', '/api/sandboxes/tight?wait=20');
+  assert.equal(waited.body['status'], 'Pending');
+  assert.equal(waited.body['reason'], 'CrashLoopBackOff', 'a ?wait= ends early on a stuck sandbox');
+  assert.match(String(waited.body['message']), /setuid\/setgid not permitted.*last termination: Error/);
+  const seen = await stream;
+  assert.equal(seen.at(-1)?.event, 'status');
+  assert.equal(seen.at(-1)?.data['reason'], 'CrashLoopBackOff', 'the event stream reports it too');
+  assert.match(String(seen.at(-1)?.data['message']), /supervisord/);
+
+  // One variable overrides the profile: with escalation and SETUID/SETGID back, the image starts.
+  const eased = await provisioner(t, await namespace(t, 'eased'), {
+    SANDBOX_SECURITY_PROFILE: 'hardened',
+    SANDBOX_ALLOW_PRIVILEGE_ESCALATION: 'true',
+    SANDBOX_ADD_CAPABILITIES: 'SETUID,SETGID',
+  });
+  assert.equal((await call(eased.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'eased' })).body['status'], 'Running');
+});
+
+test('sandboxes made by the reference provisioner are adopted: status, list, proxy, expiry and delete', async (t) => {
+  const ns = await namespace(t, 'adopt');
+  const kube = admin();
+  // Exactly the objects the reference builds (test/fixtures/reference), in this test's namespace.
+  for (const [layout, name] of [
+    ['current', 'hostpath-user-thread'],
+    ['seed', 'hostpath-default'],
+  ]) {
+    const fixture = JSON.parse(
+      readFileSync(join(import.meta.dirname, '..', 'fixtures', 'reference', layout ?? '', `${name}.json`), 'utf8'),
+    ) as {
+      pod: { metadata: { namespace: string } };
+      service: { metadata: { namespace: string } };
+    };
+    fixture.pod.metadata.namespace = ns;
+    fixture.service.metadata.namespace = ns;
+    await kube.post(`/api/v1/namespaces/${ns}/pods`, { apiVersion: 'v1', kind: 'Pod', ...fixture.pod });
+    await kube.post(`/api/v1/namespaces/${ns}/services`, { apiVersion: 'v1', kind: 'Service', ...fixture.service });
+  }
+  let offset = 0;
+  const p = await provisioner(t, ns, { SANDBOX_TTL_SECONDS: '3600', SANDBOX_SWEEP_SECONDS: '86400' }, { now: () => Date.now() + offset });
+  const s1 = await call(p.url, 'GET', '/api/sandboxes/s1?wait=20');
+  assert.equal(s1.status, 200);
+  assert.equal(s1.body['status'], 'Running');
+  assert.match(String(s1.body['sandbox_url']), /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(s1.body['thread_id'], null, 'the reference records no thread id on its objects');
+  const list = await call(p.url, 'GET', '/api/sandboxes');
+  assert.deepEqual((list.body['sandboxes'] as { sandbox_id: string }[]).map((s) => s.sandbox_id).sort(), ['abc-123', 's1']);
+  await eventually('abc-123 Running', async () =>
+    (await call(p.url, 'GET', '/api/sandboxes/abc-123')).body['status'] === 'Running' ? true : undefined,
+  );
+  const proxied = await fetch(`${p.url}/sandboxes/s1/v1/sandbox`);
+  assert.equal(proxied.status, 200);
+  assert.equal(((await proxied.json()) as { data: { sandbox_id: string } }).data.sandbox_id, 's1');
+
+  // Delete, as the reference's client does, removes both objects.
+  assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/abc-123')).status, 200);
+  await eventually('abc-123 gone', async () => (!(await objectsIn(ns)).pods.includes('sandbox-abc-123') ? true : undefined));
+  assert.ok(!(await objectsIn(ns)).services.includes('sandbox-abc-123-svc'));
+  // Expiry counts their age from the pod's creation.
+  offset = 2 * 3_600_000 + MINUTE;
+  assert.deepEqual((await p.sweep()).expired, [{ id: 's1', reason: 'ttl' }]);
+  await eventually('all gone', async () => {
+    const o = await objectsIn(ns);
+    return o.pods.length === 0 && o.services.length === 0 ? true : undefined;
+  });
+});
+
+test('DEER_FLOW_HOST_BASE_DIR: the three skills views, accepted by the API server; extra mounts under the base dir', async (t) => {
+  const ns = await namespace(t, 'views');
+  const p = await provisioner(t, ns, { DEER_FLOW_HOST_BASE_DIR: '/srv/deer-flow', THREADS_HOST_PATH: '/srv/deer-flow/threads' });
+  const body = {
+    sandbox_id: 'v1',
+    user_id: 'alice',
+    extra_mounts: [{ host_path: '/srv/deer-flow/users/alice/acp', container_path: '/mnt/acp-workspace', read_only: false }],
+  };
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes?wait=20', body)).body['status'], 'Running');
+  const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-v1`);
+  const mounts = (pod.spec as { containers: { volumeMounts: { mountPath: string }[] }[] }).containers[0]?.volumeMounts.map(
+    (m) => m.mountPath,
+  );
+  assert.deepEqual(mounts, ['/mnt/skills/public', '/mnt/skills/custom', '/mnt/skills/legacy', '/mnt/user-data', '/mnt/acp-workspace']);
+  const outside = await call(p.url, 'POST', '/api/sandboxes', {
+    ...body,
+    sandbox_id: 'v2',
+    extra_mounts: [{ host_path: '/etc', container_path: '/mnt/acp-workspace' }],
+  });
+  assert.equal(outside.status, 400);
+  const clash = await call(p.url, 'POST', '/api/sandboxes', {
+    ...body,
+    sandbox_id: 'v3',
+    extra_mounts: [{ host_path: '/srv/deer-flow/x', container_path: '/mnt/skills/custom' }],
+  });
+  assert.equal(clash.status, 400, 'an extra mount may not shadow a skills view');
+  assert.match(String(clash.body['detail']), /clashes with a built-in mount/);
+});
