@@ -45,6 +45,7 @@ async function provisioner(ns: string, env: Record<string, string> = {}): Promis
       HOST: '127.0.0.1',
       PORT: String(port),
       LOG_LEVEL: 'warn',
+      PROVISIONER_ALLOW_ANONYMOUS: 'true',
       ...env,
     },
     stdio: ['ignore', 'inherit', 'inherit'],

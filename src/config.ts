@@ -187,7 +187,7 @@ const schema = z
 
     STORAGE_MODE: z.enum(['hostPath', 'pvc']).optional(),
     DEER_FLOW_HOST_BASE_DIR: optional(absolutePath('DEER_FLOW_HOST_BASE_DIR')),
-    SKILLS_HOST_PATH: absolutePath('SKILLS_HOST_PATH').default('/skills'),
+    SKILLS_HOST_PATH: optional(absolutePath('SKILLS_HOST_PATH')),
     THREADS_HOST_PATH: absolutePath('THREADS_HOST_PATH').default('/.deer-flow/threads'),
     SKILLS_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
     USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
@@ -203,6 +203,7 @@ const schema = z
 
     NODE_HOST: hostname.default('host.docker.internal'),
     PROVISIONER_API_KEY: z.string().default(''),
+    PROVISIONER_ALLOW_ANONYMOUS: bool(false),
     TRUSTED_PROXIES: list([]).refine(
       (l) => l.every(isAddressOrCidr),
       'must be comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1',
@@ -297,14 +298,14 @@ const schema = z
     },
     storage: storage(e),
     mountContractVersion: e.MOUNT_CONTRACT_VERSION,
-    extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR ?? e.DEER_FLOW_HOST_BASE_DIR, allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
+    extraMounts: { baseDir: e.EXTRA_MOUNTS_BASE_DIR ?? baseDirOf(e), allowedPaths: e.EXTRA_MOUNTS_ALLOWED_PATHS },
     lark: {
       initImage: e.LARK_CLI_INIT_IMAGE,
       brokerImage: e.LARK_CLI_BROKER_IMAGE,
       denySubcommands: e.DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS,
     },
     nodeHost: e.NODE_HOST,
-    apiKey: e.PROVISIONER_API_KEY,
+    auth: { apiKey: e.PROVISIONER_API_KEY, allowAnonymous: e.PROVISIONER_ALLOW_ANONYMOUS },
     trustedProxies: e.TRUSTED_PROXIES,
     body: { maxBytes: e.MAX_BODY_BYTES, timeoutMs: e.REQUEST_BODY_TIMEOUT_SECONDS * 1000 },
     maxConnections: e.MAX_CONNECTIONS,
@@ -327,24 +328,37 @@ const schema = z
 
 export type Config = z.output<typeof schema>;
 
+/** DeerFlow's provisioner's default state directory on the node (its DEER_FLOW_HOST_BASE_DIR). */
+const REFERENCE_BASE_DIR = '/.deer-flow';
+
+/**
+ * DeerFlow's state directory on the node, which selects the skills layout: DEER_FLOW_HOST_BASE_DIR;
+ * undefined when only the seed's SKILLS_HOST_PATH is given (the seed layout); with neither, the
+ * reference's default, so an unchanged deployment of DeerFlow's (its Helm chart sets neither) gets the
+ * volumes its own provisioner would build.
+ */
+const baseDirOf = (e: { DEER_FLOW_HOST_BASE_DIR?: string | undefined; SKILLS_HOST_PATH?: string | undefined }): string | undefined =>
+  e.DEER_FLOW_HOST_BASE_DIR ?? (e.SKILLS_HOST_PATH === undefined ? REFERENCE_BASE_DIR : undefined);
+
 /**
  * Where skills and user data come from, each on its own (as the reference allows): a claim when one is
- * named, else host paths. The skills layout follows DeerFlow's: with DEER_FLOW_HOST_BASE_DIR, today's
- * three views (public, the user's custom, legacy) under it; without, the seed's one SKILLS_HOST_PATH.
+ * named, else host paths. The skills layout follows DeerFlow's: with a base dir, today's three views
+ * (public, the user's custom, legacy) under it; with SKILLS_HOST_PATH alone, the seed's single mount.
  */
 function storage(e: {
   DEER_FLOW_HOST_BASE_DIR?: string | undefined;
-  SKILLS_HOST_PATH: string;
+  SKILLS_HOST_PATH?: string | undefined;
   THREADS_HOST_PATH: string;
   SKILLS_PVC_NAME?: string | undefined;
   USERDATA_PVC_NAME?: string | undefined;
   SKILLS_PVC_SUBPATH_TEMPLATE?: string | undefined;
   USERDATA_PATH_TEMPLATE?: string | undefined;
 }) {
+  const baseDir = baseDirOf(e);
   const skills = e.SKILLS_PVC_NAME
     ? { source: 'claim' as const, claim: e.SKILLS_PVC_NAME, subPathTemplate: e.SKILLS_PVC_SUBPATH_TEMPLATE ?? '' }
-    : e.DEER_FLOW_HOST_BASE_DIR
-      ? { source: 'views' as const, baseDir: e.DEER_FLOW_HOST_BASE_DIR }
+    : baseDir !== undefined || e.SKILLS_HOST_PATH === undefined
+      ? { source: 'views' as const, baseDir: baseDir ?? REFERENCE_BASE_DIR }
       : { source: 'hostPath' as const, path: e.SKILLS_HOST_PATH };
   const userData = e.USERDATA_PVC_NAME
     ? {
@@ -353,7 +367,7 @@ function storage(e: {
         template: e.USERDATA_PATH_TEMPLATE ?? 'deer-flow/users/{user_id}/threads/{thread_id}/user-data',
       }
     : { source: 'hostPath' as const, threadsPath: e.THREADS_HOST_PATH, template: e.USERDATA_PATH_TEMPLATE ?? '{thread_id}/user-data' };
-  return { layout: e.DEER_FLOW_HOST_BASE_DIR ? ('current' as const) : ('seed' as const), skills, userData };
+  return { layout: baseDir === undefined ? ('seed' as const) : ('current' as const), skills, userData };
 }
 
 export class ConfigError extends Error {

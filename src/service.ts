@@ -14,6 +14,7 @@ import type { Logger } from './log.ts';
 import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics } from './observe/metrics.ts';
 import { Answers, type Check } from './provisioner/answer.ts';
 import { preflight } from './provisioner/preflight.ts';
+import { reviewPermissions } from './provisioner/permissions.ts';
 import { reconcile } from './provisioner/reconciler.ts';
 import { apiRoutes } from './provisioner/routes.ts';
 import { NamespaceError, SandboxWriter } from './provisioner/writer.ts';
@@ -46,7 +47,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   });
   const metrics = createMetrics(() => view);
   const writer = new SandboxWriter({ config, kube, view, log, now });
-  const answers = new Answers(config);
+  const answers = new Answers(config, (record) => writer.expiresAt(record));
 
   // Create-to-Running time, from the create request to the watch seeing the pod Ready.
   const pendingSince = new Map<string, number>();
@@ -65,6 +66,17 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     ? new SandboxProxy({ config, view, log, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) })
     : undefined;
   let check: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
+  let access: Check = { name: 'permissions', ok: true, detail: 'not checked yet' };
+  /** What this identity may do: features whose verb is missing degrade, said once in the log and in /readyz. */
+  const checkPermissions = async (): Promise<void> => {
+    const permissions = await reviewPermissions(kube, config.namespace);
+    writer.usePermissions(permissions);
+    const detail = permissions.known
+      ? permissions.describe()
+      : 'could not be checked (SelfSubjectRulesReview failed); every request is tried';
+    if (detail !== access.detail && detail) log.warn({ namespace: config.namespace }, `permissions: ${detail}`);
+    access = { name: 'permissions', ok: permissions.missing.length === 0, ...(detail ? { detail } : {}) };
+  };
   let shuttingDown = false;
   let stopping: Promise<void> | undefined;
   const routes: RouteRow[] = [
@@ -75,7 +87,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
       answers,
       metrics,
       onCreateStarted: (id) => pendingSince.set(id, performance.now()),
-      readiness: () => [check, ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
+      readiness: () => [check, access, ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
     }),
     ...metricsRoutes(metrics),
   ];
@@ -89,7 +101,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     routes,
     upgrades,
     log,
-    authenticate: { prefix: '/api/', check: (req) => requireApiKey(req, config.apiKey) },
+    authenticate: { prefix: '/api/', check: (req) => requireApiKey(req, config.auth) },
     maxConnections: config.maxConnections,
     observe: requestObserver(metrics),
   });
@@ -106,11 +118,13 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     }
   };
   await Promise.race([ensureNamespace(), new Promise((r) => setTimeout(r, 10_000))]);
+  await checkPermissions();
   view.start();
 
   // Housekeeping: the admission preflight and the orphan reconciler, at startup and periodically.
   const housekeeping = async (): Promise<void> => {
     try {
+      await checkPermissions();
       check = await preflight(writer, config);
       if (!check.ok) log.error({ namespace: config.namespace }, check.detail ?? 'preflight failed');
       await view.synced;
@@ -136,6 +150,13 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
   log.info({ port: address.port, namespace: config.namespace, kubeconfig: kube.source, api_server: kube.server }, 'provisioner listening');
+  if (!config.auth.apiKey) {
+    if (config.auth.allowAnonymous) log.warn('PROVISIONER_ALLOW_ANONYMOUS=true: the API is open to anyone who can reach this port');
+    else
+      log.warn(
+        'PROVISIONER_API_KEY is not set: /api/* answers 401 to everyone (set the key, or PROVISIONER_ALLOW_ANONYMOUS=true on purpose)',
+      );
+  }
 
   /** Graceful stop: /readyz turns 503, no new connections, in-flight requests and streams get the grace period, then the rest is closed. */
   const shutdown = async (graceMs: number): Promise<void> => {

@@ -2,6 +2,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
@@ -80,6 +82,7 @@ export async function provisioner(
     SKILLS_HOST_PATH: '/tmp/sandbox-test/skills',
     THREADS_HOST_PATH: '/tmp/sandbox-test/threads',
     LOG_LEVEL: 'silent',
+    PROVISIONER_ALLOW_ANONYMOUS: 'true',
     ...env,
   });
   const service = await start(config, options.log ?? silentLogger(), options);
@@ -133,21 +136,31 @@ export async function setBehavior(ns: string, pod: string, behavior: string): Pr
 export async function spawnProvisioner(
   t: { after: (fn: () => void) => void },
   ns: string,
-  env: Record<string, string> = {},
+  env: Record<string, string | undefined> = {},
+  options: { restricted?: boolean } = {},
 ): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      KUBECONFIG_PATH: cluster().kubeconfig,
-      K8S_NAMESPACE: ns,
-      NODE_HOST: '127.0.0.1',
-      HOST: '127.0.0.1',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      SKILLS_HOST_PATH: '/tmp/s',
-      THREADS_HOST_PATH: '/tmp/t',
-      ...env,
-    },
+  // restricted: as the image runs it, uid/gid 1000, and under Node's permission model with file reads
+  // only (a write anywhere throws ERR_ACCESS_DENIED): what a read-only root filesystem allows.
+  const main = join(import.meta.dirname, '..', 'src', 'main.ts');
+  const [command, args] = options.restricted
+    ? ['setpriv', ['--reuid', '1000', '--regid', '1000', '--clear-groups', process.execPath, '--permission', '--allow-fs-read=*', main]]
+    : [process.execPath, [main]];
+  const merged: Record<string, string | undefined> = {
+    ...process.env,
+    KUBECONFIG_PATH: cluster().kubeconfig,
+    K8S_NAMESPACE: ns,
+    NODE_HOST: '127.0.0.1',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'info',
+    SKILLS_HOST_PATH: '/tmp/s',
+    THREADS_HOST_PATH: '/tmp/t',
+    PROVISIONER_ALLOW_ANONYMOUS: 'true',
+    ...env,
+  };
+  // An undefined value unsets a default (as a deployment that does not set the variable).
+  const child = spawn(command, args, {
+    env: Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined)),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.after(() => void child.kill('SIGKILL'));
@@ -162,4 +175,30 @@ export async function spawnProvisioner(
   const url = `http://127.0.0.1:${port}`;
   await eventually('ready', async () => ((await call(url, 'GET', '/readyz')).status === 200 ? true : undefined));
   return { child, url };
+}
+
+/**
+ * A kubeconfig for a service account of `ns` (a TokenRequest), with the CA inline and readable by any
+ * user, so a provisioner running as uid 1000 can use it. Removed when the test ends.
+ */
+export async function serviceAccountKubeconfig(
+  t: { after: (fn: () => void) => void },
+  ns: string,
+  serviceAccount: string,
+): Promise<string> {
+  const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/${serviceAccount}/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 3600 },
+  });
+  const state = cluster();
+  const ca = readFileSync(join(state.dir, 'pki', 'apiserver.crt')).toString('base64');
+  const file = join(tmpdir(), `kubeconfig-${ns}-${serviceAccount}`);
+  writeFileSync(
+    file,
+    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "${state.server}", certificate-authority-data: "${ca}"}\nusers:\n- name: sa\n  user: {token: "${token.status.token}"}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
+    { mode: 0o644 },
+  );
+  t.after(() => rmSync(file, { force: true }));
+  return file;
 }

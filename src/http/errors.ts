@@ -12,7 +12,7 @@ export const ERRORS = {
   unsupported_feature: { status: 400, doc: 'A feature flag was requested that this provisioner is not configured for.' },
   unauthorized: {
     status: 401,
-    doc: '`PROVISIONER_API_KEY` is set and the request did not carry it as `X-API-Key` or `Authorization: Bearer`.',
+    doc: 'The request did not carry `PROVISIONER_API_KEY` (as `X-API-Key` or `Authorization: Bearer`), or no key is set and `PROVISIONER_ALLOW_ANONYMOUS` is not `true`.',
   },
   not_found: { status: 404, doc: 'No such route.' },
   sandbox_not_found: { status: 404, doc: 'No sandbox with this id.' },

@@ -108,9 +108,19 @@ export function hasApiKey(req: IncomingMessage, key: string): boolean {
   return timingSafeEqual(digest(given), digest(key));
 }
 
-/** Throws 401 unless the request carries `key` (an empty key means none is configured). */
-export function requireApiKey(req: IncomingMessage, key: string): void {
-  if (key && !hasApiKey(req, key)) throw new HttpError('unauthorized', 'Invalid or missing API key');
+/**
+ * Throws 401 unless the request carries the API key. With no key configured, every request is refused
+ * (fail closed, as DeerFlow's provisioner does) unless anonymous access was allowed on purpose.
+ */
+export function requireApiKey(req: IncomingMessage, auth: { apiKey: string; allowAnonymous: boolean }): void {
+  if (!auth.apiKey) {
+    if (auth.allowAnonymous) return;
+    throw new HttpError(
+      'unauthorized',
+      'PROVISIONER_API_KEY is not set, so the API is closed: set it (clients send it as X-API-Key), or set PROVISIONER_ALLOW_ANONYMOUS=true on purpose',
+    );
+  }
+  if (!hasApiKey(req, auth.apiKey)) throw new HttpError('unauthorized', 'Invalid or missing API key');
 }
 
 /** Validates a sandbox id taken from a URL path (after percent-decoding, so `%2e%2e` is refused too). */

@@ -5,7 +5,6 @@
 // replicas sweep at once exactly one deletes and the other sees a conflict, counted by neither as an error.
 
 import type { Config } from '../config.ts';
-import type { SandboxRecord } from '../domain/record.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { SandboxWriter } from '../provisioner/writer.ts';
@@ -14,16 +13,16 @@ import type { SandboxView } from '../watch/sandbox-view.ts';
 export type Expiry = { id: string; reason: 'ttl' | 'idle' };
 export type SweepResult = { expired: Expiry[]; errors: string[] };
 
+/** Why a sandbox has expired at `now`, if it has: its own expiry or the TTL from its creation, or idleness. */
 export function expiryReason(
-  record: SandboxRecord,
+  sandbox: { createdAt: number; expiresAt: number | undefined; lastActivity: number },
   lifecycle: Config['lifecycle'],
-  lastActivity: number,
   now: number,
 ): Expiry['reason'] | undefined {
   const { ttlMs, idleMs } = lifecycle;
-  const expiresAt = record.expiresAt ?? (ttlMs > 0 ? record.createdAt + ttlMs : undefined);
+  const expiresAt = sandbox.expiresAt ?? (ttlMs > 0 ? sandbox.createdAt + ttlMs : undefined);
   if (expiresAt !== undefined && now >= expiresAt) return 'ttl';
-  if (idleMs > 0 && now - lastActivity >= idleMs) return 'idle';
+  if (idleMs > 0 && now - sandbox.lastActivity >= idleMs) return 'idle';
   return undefined;
 }
 
@@ -41,7 +40,7 @@ export async function sweep(deps: {
   for (const record of view.list()) {
     if (record.deleting || !record.hasPod || record.podUid === undefined) continue;
     const lastActivity = writer.lastActivity(record);
-    const reason = expiryReason(record, config.lifecycle, lastActivity, now);
+    const reason = expiryReason({ createdAt: record.createdAt, expiresAt: writer.expiresAt(record), lastActivity }, config.lifecycle, now);
     if (!reason) continue;
     try {
       if (await writer.expire(record.sandboxId, record.podUid, record.podResourceVersion)) {

@@ -98,7 +98,7 @@ export function createMetrics(source?: () => MetricsSource | undefined) {
     }),
     proxyUpstreamErrors: new Counter({
       name: 'sandbox_provisioner_proxy_upstream_errors_total',
-      help: 'Upstream errors by kind (refused, reset, timeout, websocket, other)',
+      help: 'Upstream errors by kind (refused, reset, dns, timeout, websocket, other)',
       labelNames: ['kind'] as const,
       registers: [registry],
     }),

@@ -58,12 +58,15 @@ export const capabilitiesSchema = z
 /** Renders records as answers; the serialized text of a record is cached (records are immutable). */
 export class Answers {
   #config: Config;
-  #texts = new WeakMap<SandboxRecord, string>();
+  #expiresAt: (record: SandboxRecord) => number | undefined;
+  /** Per record (records are immutable), with the expiry it was rendered with (a keepalive may move it in memory). */
+  #texts = new WeakMap<SandboxRecord, { text: string; expiresAt: number | undefined }>();
   /** In proxy mode without PUBLIC_URL the URL depends on the caller's address, so nothing is cached. */
   #perCaller: boolean;
 
-  constructor(config: Config) {
+  constructor(config: Config, expiresAt: (record: SandboxRecord) => number | undefined = (r) => r.expiresAt) {
     this.#config = config;
+    this.#expiresAt = expiresAt;
     this.#perCaller = config.sandboxUrl.mode === 'proxy' && config.sandboxUrl.publicUrl === undefined;
   }
 
@@ -86,7 +89,7 @@ export class Answers {
   answer(record: SandboxRecord, requestBase?: string): SandboxAnswer {
     const c = this.#config;
     const created = Number.isFinite(record.createdAt);
-    const expiresAt = record.expiresAt ?? (c.lifecycle.ttlMs > 0 && created ? record.createdAt + c.lifecycle.ttlMs : undefined);
+    const expiresAt = this.#expiresAt(record) ?? (c.lifecycle.ttlMs > 0 && created ? record.createdAt + c.lifecycle.ttlMs : undefined);
     return {
       sandbox_id: record.sandboxId,
       sandbox_url: this.url(record, requestBase),
@@ -104,11 +107,11 @@ export class Answers {
   /** The answer serialized. */
   text(record: SandboxRecord, requestBase?: string): string {
     if (this.#perCaller) return JSON.stringify(this.answer(record, requestBase));
-    let text = this.#texts.get(record);
-    if (text === undefined) {
-      text = JSON.stringify(this.answer(record));
-      this.#texts.set(record, text);
-    }
+    const expiresAt = this.#expiresAt(record);
+    const cached = this.#texts.get(record);
+    if (cached !== undefined && cached.expiresAt === expiresAt) return cached.text;
+    const text = JSON.stringify(this.answer(record));
+    this.#texts.set(record, { text, expiresAt });
     return text;
   }
 }

@@ -171,8 +171,9 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
           const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
           const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.body) : {});
           if (!view.get(id)) throw sandboxNotFound(id);
-          await writer.keepalive(id, body.ttl_seconds ?? undefined);
-          const record = await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000);
+          // Written to the pod: answer once the view has it. Kept in memory (no patch permission): now.
+          const persisted = await writer.keepalive(id, body.ttl_seconds ?? undefined);
+          const record = persisted ? await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000) : view.get(id);
           if (!record) throw sandboxNotFound(id);
           answer(res, req, 200, record);
         },

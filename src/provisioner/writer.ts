@@ -25,6 +25,7 @@ import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { Gate } from './gate.ts';
 import { fromKube, type KubeTarget } from './k8s-errors.ts';
+import { Permissions } from './permissions.ts';
 import { buildPod, buildService } from './pod-spec.ts';
 import type { SandboxRequest } from './request.ts';
 
@@ -55,6 +56,9 @@ export class SandboxWriter {
   /** Last activity per sandbox seen by this process, and when it was last written to the pod. */
   #touched = new Map<string, number>();
   #written = new Map<string, number>();
+  /** Expiry moved by a keepalive that could not be written to the pod. */
+  #expiries = new Map<string, number>();
+  #permissions = new Permissions(undefined);
 
   constructor(deps: WriterDeps) {
     this.#config = deps.config;
@@ -208,7 +212,7 @@ export class SandboxWriter {
 
   /** Makes the service owned by its pod (ownerReference), so the garbage collector removes it with the pod; true when set. */
   async setOwner(id: string, podUid: string | undefined): Promise<boolean> {
-    if (!podUid) return false;
+    if (!podUid || !this.#permissions.can('patch', 'services')) return false;
     const ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }];
     try {
       await this.#kube.request('PATCH', servicePath(this.#ns, id), { body: { metadata: { ownerReferences } }, contentType: MERGE_PATCH });
@@ -295,6 +299,7 @@ export class SandboxWriter {
   touch(id: string): void {
     const now = this.#now();
     this.#touched.set(id, now);
+    if (!this.#permissions.can('patch', 'pods')) return;
     if (now - (this.#written.get(id) ?? -Infinity) < this.#config.lifecycle.activityWriteMs) return;
     this.#written.set(id, now);
     void this.#annotate(id, { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() }).catch((err: unknown) => {
@@ -303,11 +308,19 @@ export class SandboxWriter {
     });
   }
 
-  /** Extends a sandbox's life in one PATCH: records activity now and, with a TTL, moves its expiry. */
-  async keepalive(id: string, ttlSeconds: number | undefined): Promise<void> {
+  /**
+   * Extends a sandbox's life in one PATCH: records activity now and, with a TTL, moves its expiry. True
+   * when written to the pod; false when kept in memory only (no `patch` on pods: lost on a restart).
+   */
+  async keepalive(id: string, ttlSeconds: number | undefined): Promise<boolean> {
     const now = this.#now();
     const annotations: Record<string, string> = { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() };
     const ttl = ttlSeconds ?? (this.#config.lifecycle.ttlMs > 0 ? this.#config.lifecycle.ttlMs / 1000 : undefined);
+    if (!this.#permissions.can('patch', 'pods')) {
+      this.#touched.set(id, now);
+      if (ttl !== undefined) this.#expiries.set(id, now + ttl * 1000);
+      return false;
+    }
     if (ttl !== undefined) annotations[ANNOTATION_EXPIRES_AT] = new Date(now + ttl * 1000).toISOString();
     try {
       await this.#annotate(id, annotations);
@@ -316,6 +329,18 @@ export class SandboxWriter {
       throw fromKube(err, 'pod', `update pod ${podName(id)}`);
     }
     this.#persisted(id, now);
+    this.#expiries.delete(id);
+    return true;
+  }
+
+  /** When a sandbox expires: a move kept in memory (keepalive without `patch`), else its pod's annotation. */
+  expiresAt(record: SandboxRecord): number | undefined {
+    return this.#expiries.get(record.sandboxId) ?? record.expiresAt;
+  }
+
+  /** What this identity may do (the startup check); until known, every request is tried. */
+  usePermissions(permissions: Permissions): void {
+    this.#permissions = permissions;
   }
 
   /** Activity at `at` that the pod already records (its creation, or a keepalive just written). */
@@ -336,6 +361,7 @@ export class SandboxWriter {
   #forget(id: string): void {
     this.#touched.delete(id);
     this.#written.delete(id);
+    this.#expiries.delete(id);
   }
 
   // ---- the namespace and dry runs ----

@@ -121,7 +121,7 @@ export class SandboxProxy {
 
   /** Finds the sandbox and its upstream, waiting for readiness when asked; throws 4xx/5xx HttpErrors. */
   async #resolve(req: IncomingMessage, rawId: string, signal: AbortSignal): Promise<{ id: string; origin: string }> {
-    if (this.#config.proxy.requireApiKey) requireApiKey(req, this.#config.apiKey);
+    if (this.#config.proxy.requireApiKey) requireApiKey(req, this.#config.auth);
     const id = parseSandboxId(rawId);
     let record = this.#view.get(id);
     if (!record) throw sandboxNotFound(id);
@@ -160,7 +160,7 @@ export class SandboxProxy {
       connection && connection !== 'keep-alive' && connection !== 'close'
         ? new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
         : undefined;
-    const key = this.#config.apiKey;
+    const key = this.#config.auth.apiKey;
     return (name, value) => {
       if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) return false;
       if (!fromProxy && name.startsWith('x-forwarded-')) return false;
@@ -308,7 +308,9 @@ export class SandboxProxy {
           ? 'refused'
           : code === 'ECONNRESET' || err instanceof undiciErrors.SocketError
             ? 'reset'
-            : 'other';
+            : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+              ? 'dns'
+              : 'other';
     this.#deps.stats?.onUpstreamError?.(kind);
     this.#deps.stats?.onRequest?.(kind === 'timeout' ? 'upstream_timeout' : 'upstream_error');
     const message = err instanceof Error ? err.message : String(err);

@@ -32,8 +32,12 @@ switch (command) {
       SKILLS_HOST_PATH: skills,
       THREADS_HOST_PATH: threads,
       EXTRA_MOUNTS_BASE_DIR: state.dir,
+      // A local cluster for one developer: the API is open unless a key is given.
+      ...(process.env['PROVISIONER_API_KEY'] ? {} : { PROVISIONER_ALLOW_ANONYMOUS: 'true' }),
       ...process.env,
     };
+    if (env.PROVISIONER_ALLOW_ANONYMOUS === 'true')
+      log('PROVISIONER_ALLOW_ANONYMOUS=true: no API key needed on this local setup (set PROVISIONER_API_KEY to require one)');
     log(`provisioner on http://localhost:${process.env['PORT'] ?? 8002} (kubeconfig ${state.kubeconfig})`);
     const child = spawn(process.execPath, [resolve(import.meta.dirname, '..', '..', 'src', 'main.ts')], { stdio: 'inherit', env });
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));

@@ -115,7 +115,7 @@ test('two replicas: 50 concurrent creates of the same 10 ids split across them m
   await eventually('b sees the delete', async () => ((await call(b.url, 'GET', '/api/sandboxes/r0')).status === 404 ? true : undefined));
 });
 
-test('least privilege: the Role in deploy/base is enough for the whole flow, and nothing more', async (t) => {
+test('least privilege: the Role in deploy/base is enough for the whole flow with every feature on, and nothing more', async (t) => {
   const ns = await namespace(t, 'rbac');
   const other = await namespace(t, 'rbac-other');
   const apply = spawnSync(
@@ -147,10 +147,24 @@ test('least privilege: the Role in deploy/base is enough for the whole flow, and
   );
   const p = await provisioner(t, ns, { KUBECONFIG_PATH: kubeconfig, CREATE_NAMESPACE: 'false' });
   await p.housekeeping();
-  assert.equal((await call(p.url, 'GET', '/readyz')).status, 200);
+  const ready = await call(p.url, 'GET', '/readyz');
+  assert.equal(ready.status, 200);
+  assert.equal(ready.body['detail'], undefined, 'nothing degraded');
+  assert.deepEqual(
+    (ready.body['checks'] as { name: string; ok: boolean }[]).find((c) => c.name === 'permissions'),
+    { name: 'permissions', ok: true },
+  );
   const created = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'lp' });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.equal(created.body['status'], 'Running');
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes/lp/keepalive', { ttl_seconds: 600 })).status, 200);
+  const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-lp`);
+  assert.ok(pod.metadata.annotations?.['sandbox.deer-flow/expires-at'], 'keepalive written to the pod (patch pods)');
+  await eventually('owner reference (patch services)', async () =>
+    (await admin().get(`/api/v1/namespaces/${ns}/services/sandbox-lp-svc`)).metadata.ownerReferences?.[0]?.uid === pod.metadata.uid
+      ? true
+      : undefined,
+  );
   assert.equal((await call(p.url, 'GET', '/api/sandboxes/lp')).status, 200);
   assert.equal((await call(p.url, 'GET', '/api/sandboxes')).body['count'], 1);
   assert.equal((await fetch(`${p.url}/sandboxes/lp/v1/sandbox`)).status, 200, 'proxy');

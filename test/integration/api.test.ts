@@ -264,6 +264,17 @@ test('PROVISIONER_API_KEY guards /api/* (X-API-Key or Bearer), never /health', a
   assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
 });
 
+test('no PROVISIONER_API_KEY: /api/* is closed (401, as the reference) unless PROVISIONER_ALLOW_ANONYMOUS=true; probes stay open', async (t) => {
+  const ns = await namespace(t, 'closed');
+  const p = await provisioner(t, ns, { PROVISIONER_ALLOW_ANONYMOUS: 'false' });
+  const denied = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'c1' });
+  assert.equal(denied.status, 401);
+  assert.match(String(denied.body['detail']), /PROVISIONER_API_KEY is not set.*PROVISIONER_ALLOW_ANONYMOUS=true/);
+  assert.equal((await call(p.url, 'GET', '/api/capabilities')).status, 401);
+  for (const path of ['/health', '/readyz', '/metrics']) assert.equal((await fetch(p.url + path)).status, 200, path);
+  assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
+});
+
 test('DeerFlow’s capability probe and the fields its client checks', async (t) => {
   const ns = await namespace(t, 'deerflow');
   const p = await provisioner(t, ns);

@@ -45,7 +45,7 @@ test('kubectl apply -k deploy/overlays/{dev,production} --dry-run=server passes'
   }
 });
 
-test('the Dockerfile names files that exist, runs src/main.ts as non-root on Node 24, and has a health check', () => {
+test('the Dockerfile names files that exist, runs src/main.ts as uid 1000 on Node 24, and has a health check', () => {
   const dockerfile = readFileSync(join(root, 'deploy', 'Dockerfile'), 'utf8');
   const copies = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => (m[1] ?? '').split(/\s+/));
   assert.ok(copies.length >= 3);
@@ -53,7 +53,11 @@ test('the Dockerfile names files that exist, runs src/main.ts as non-root on Nod
   const cmd = /^CMD \["node", "([^"]+)"\]/m.exec(dockerfile)?.[1];
   assert.ok(cmd && existsSync(join(root, cmd)), `CMD ${cmd}`);
   assert.match(dockerfile, /^FROM node:24-slim/m);
-  assert.match(dockerfile, /^USER node$/m);
+  assert.match(dockerfile, /^USER 1000:1000$/m);
+  const deployment = readFileSync(join(root, 'deploy', 'base', 'deployment.yaml'), 'utf8');
+  assert.match(deployment, /readOnlyRootFilesystem: true/);
+  assert.match(deployment, /runAsUser: 1000/);
+  assert.match(deployment, /mountPath: \/tmp\}[\s\S]*emptyDir/, 'the only writable path is an emptyDir');
   assert.match(dockerfile, /--omit=dev/);
   assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/health/m);
 });
@@ -78,6 +82,7 @@ function startLogged(
     PORT: '0',
     SKILLS_HOST_PATH: '/tmp/s',
     THREADS_HOST_PATH: '/tmp/t',
+    PROVISIONER_ALLOW_ANONYMOUS: 'true',
     ...env,
   });
   return start(config, createLogger('info', sink)).then((service) => {

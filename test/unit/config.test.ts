@@ -19,11 +19,18 @@ test('defaults are the reference’s', () => {
   assert.equal(c.kubeconfigPath, '/root/.kube/config');
   assert.equal(c.nodeHost, 'host.docker.internal');
   assert.equal(c.sandbox.serviceType, 'NodePort');
+  // With neither DEER_FLOW_HOST_BASE_DIR nor SKILLS_HOST_PATH: today's reference and its default base dir.
   assert.deepEqual(c.storage, {
-    layout: 'seed',
-    skills: { source: 'hostPath', path: '/skills' },
+    layout: 'current',
+    skills: { source: 'views', baseDir: '/.deer-flow' },
     userData: { source: 'hostPath', threadsPath: '/.deer-flow/threads', template: '{thread_id}/user-data' },
   });
+  assert.equal(c.extraMounts.baseDir, '/.deer-flow');
+  const seed = loadConfig({ SKILLS_HOST_PATH: '/srv/skills' });
+  assert.deepEqual(
+    [seed.storage.layout, seed.storage.skills, seed.extraMounts.baseDir],
+    ['seed', { source: 'hostPath', path: '/srv/skills' }, undefined],
+  );
   assert.equal(c.sandbox.security.profile, 'reference');
 });
 

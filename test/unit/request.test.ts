@@ -5,7 +5,8 @@ import { HttpError } from '../../src/http/errors.ts';
 import { parseSandboxId, validate } from '../../src/http/io.ts';
 import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
 
-const config = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state' });
+// The seed layout (one /mnt/skills mount), where /mnt/skills/custom is free for an extra mount.
+const config = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state', SKILLS_HOST_PATH: '/skills' });
 const parse = (body: unknown) => toSandboxRequest(validate(createRequestSchema, body), config);
 const code = (fn: () => unknown): string => {
   try {
@@ -117,7 +118,11 @@ test('extra mounts are checked against the base directory, the allowlist, duplic
     code(() => parse(many)),
     '422 validation_failed',
   );
-  const clash = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state', EXTRA_MOUNTS_ALLOWED_PATHS: '/mnt/user-data,/mnt' });
+  const clash = loadConfig({
+    EXTRA_MOUNTS_BASE_DIR: '/state',
+    SKILLS_HOST_PATH: '/skills',
+    EXTRA_MOUNTS_ALLOWED_PATHS: '/mnt/user-data,/mnt',
+  });
   for (const path of ['/mnt/user-data', '/mnt']) {
     assert.equal(
       code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', path)), clash)),
@@ -125,7 +130,13 @@ test('extra mounts are checked against the base directory, the allowlist, duplic
       path,
     );
   }
-  const noBase = loadConfig({});
+  const views = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state' });
+  assert.equal(
+    code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', '/mnt/skills/custom')), views)),
+    '400 invalid_request',
+    'in the three-view layout /mnt/skills/custom is a built-in mount',
+  );
+  const noBase = loadConfig({ SKILLS_HOST_PATH: '/skills' });
   assert.equal(
     code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', '/mnt/acp-workspace')), noBase)),
     '400 unsupported_feature',
