@@ -32,7 +32,14 @@ function downloadMBps(url: string): Promise<number> {
   });
 }
 
-export async function proxyBench(ctx: { provisioner: string; nodePort: number; sandboxId: string; duration: number }): Promise<Row[]> {
+export async function proxyBench(ctx: {
+  provisioner: string;
+  nodePort: number;
+  sandboxId: string;
+  /** `/s/<id>.<capability>`: the same sandbox by its capability URL. */
+  capabilityPath: string;
+  duration: number;
+}): Promise<Row[]> {
   const upstream = `http://127.0.0.1:${ctx.nodePort}`;
   const stop: (() => void)[] = [];
   try {
@@ -99,20 +106,35 @@ http {
     const bareUrl = `http://127.0.0.1:${barePort}/v1/sandbox`;
 
     const ours = `${ctx.provisioner}/sandboxes/${ctx.sandboxId}/v1/sandbox`;
+    const capability = `${ctx.provisioner}${ctx.capabilityPath}/v1/sandbox`;
     // Warm every path once, then measure each in turn.
-    for (const url of [`${upstream}/v1/sandbox`, ours, bareUrl, `http://127.0.0.1:${chpPort}/v1/sandbox`, ...(nginxUrl ? [nginxUrl] : [])])
+    for (const url of [
+      `${upstream}/v1/sandbox`,
+      ours,
+      capability,
+      bareUrl,
+      `http://127.0.0.1:${chpPort}/v1/sandbox`,
+      ...(nginxUrl ? [nginxUrl] : []),
+    ])
       await load(url, { duration: 1 });
     const measured = await loadInterleaved(
       {
         direct: `${upstream}/v1/sandbox`,
         ours,
+        capability,
         bare: bareUrl,
         chp: `http://127.0.0.1:${chpPort}/v1/sandbox`,
         ...(nginxUrl ? { nginx: nginxUrl } : {}),
       },
       { rounds: 3, duration: Math.max(2, Math.round(ctx.duration / 2)) },
     );
-    const { direct, ours: mine, bare: bareLoad, chp: chpLoad } = measured as Record<'direct' | 'ours' | 'bare' | 'chp', Load>;
+    const {
+      direct,
+      ours: mine,
+      capability: capLoad,
+      bare: bareLoad,
+      chp: chpLoad,
+    } = measured as Record<'direct' | 'ours' | 'capability' | 'bare' | 'chp', Load>;
     const nginxLoad = measured['nginx'];
 
     const s = '4 proxy';
@@ -126,6 +148,11 @@ http {
         met: mine.rps >= 2 * chpLoad.rps,
       }),
       row(s, 'this proxy p50 / p99', mine.p99, `ms p99 (p50 ${mine.p50} ms)`),
+      row(s, 'this proxy by capability URL req/s', capLoad.rps, 'req/s', {
+        baseline: 'the plain path (no check)',
+        ratio: capLoad.rps / mine.rps,
+      }),
+      row(s, 'capability URL p50 / p99', capLoad.p99, `ms p99 (p50 ${capLoad.p50} ms)`),
       row(s, 'bare undici forwarder req/s', bareLoad.rps, 'req/s'),
       row(s, 'this proxy vs the bare forwarder', mine.rps, 'req/s', { baseline: 'bare undici forwarder', ratio: mine.rps / bareLoad.rps }),
       row(s, 'configurable-http-proxy req/s', chpLoad.rps, 'req/s'),

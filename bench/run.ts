@@ -9,6 +9,8 @@ import { down, up } from '../test/cluster/cluster.ts';
 import { kubeFromState } from '../test/cluster/kube-http.ts';
 import { spawn } from 'node:child_process';
 import { freePort, printTable, type Row } from './lib.ts';
+import { capabilityPath as capabilityPathOf } from '../src/domain/sandbox.ts';
+import { Capabilities } from '../src/http/capability.ts';
 import { proxyBench } from './proxy.ts';
 import { createBench, queryBench } from './api.ts';
 import { fill, scaleBench } from './scale.ts';
@@ -76,7 +78,8 @@ try {
   }
   if (scenarios.includes('proxy')) {
     const ns = await namespace('bench-proxy');
-    const url = await provisioner(ns, { LOG_LEVEL: 'error' });
+    const signingKey = 'k'.repeat(32);
+    const url = await provisioner(ns, { LOG_LEVEL: 'error', PROXY_SIGNING_KEYS: signingKey });
     const created = (await (
       await fetch(`${url}/api/sandboxes?wait=30`, {
         method: 'POST',
@@ -85,7 +88,10 @@ try {
       })
     ).json()) as { sandbox_url: string };
     const nodePort = Number(new URL(created.sandbox_url).port);
-    rows.push(...(await proxyBench({ provisioner: url, nodePort, sandboxId: 'bench', duration })));
+    // The same sandbox by its capability URL (what proxy mode hands out), signed as the service signs.
+    const pod = await kube.get(`/api/v1/namespaces/${ns}/pods/sandbox-bench`);
+    const capabilityPath = capabilityPathOf('bench', new Capabilities([signingKey]).sign('bench', pod.metadata.uid ?? ''));
+    rows.push(...(await proxyBench({ provisioner: url, nodePort, sandboxId: 'bench', capabilityPath, duration })));
   }
   if (scenarios.includes('scale')) {
     const ns = await namespace('bench-scale');

@@ -223,8 +223,14 @@ const schema = z
     PROXY_WAIT_READY_SECONDS: seconds(0),
     PROXY_MAX_WAIT_READY_SECONDS: positiveInt(120, 3600),
     PROXY_CONNECTIONS_PER_SANDBOX: positiveInt(64, 10_000),
-    PROXY_REQUIRE_API_KEY: bool(false),
-    SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy']).default('nodeport'),
+    PROXY_SIGNING_KEYS: list([]).refine(
+      (keys) => keys.every((k) => k.length >= 32),
+      'each key must have at least 32 characters (e.g. openssl rand -hex 32)',
+    ),
+    PROXY_HOST_SUFFIX: optional(
+      z.string().regex(/^(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, 'must be a DNS suffix with a leading dot, such as .sandboxes.example.com'),
+    ),
+    SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy', 'host']).default('nodeport'),
     PUBLIC_URL: optional(httpUrl('PUBLIC_URL')),
   })
   .superRefine((c, ctx) => {
@@ -239,8 +245,11 @@ const schema = z
       if (!p.startsWith('/'))
         ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
     }
-    if (c.SANDBOX_URL_MODE === 'proxy' && !c.PROXY_ENABLED) {
-      ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: 'proxy mode needs PROXY_ENABLED=true' });
+    if (c.SANDBOX_URL_MODE !== 'nodeport' && !c.PROXY_ENABLED) {
+      ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: `${c.SANDBOX_URL_MODE} mode needs PROXY_ENABLED=true` });
+    }
+    if (c.SANDBOX_URL_MODE === 'host' && c.PROXY_HOST_SUFFIX === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: 'host mode needs PROXY_HOST_SUFFIX' });
     }
   })
   .transform((e) => ({
@@ -321,7 +330,8 @@ const schema = z
       waitReadyMs: e.PROXY_WAIT_READY_SECONDS * 1000,
       maxWaitReadyMs: e.PROXY_MAX_WAIT_READY_SECONDS * 1000,
       connectionsPerSandbox: e.PROXY_CONNECTIONS_PER_SANDBOX,
-      requireApiKey: e.PROXY_REQUIRE_API_KEY,
+      signingKeys: e.PROXY_SIGNING_KEYS,
+      hostSuffix: e.PROXY_HOST_SUFFIX,
     },
     sandboxUrl: { mode: e.SANDBOX_URL_MODE, publicUrl: e.PUBLIC_URL?.replace(/\/+$/, '') },
   }));

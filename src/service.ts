@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.ts';
+import { Capabilities } from './http/capability.ts';
 import { requireApiKey } from './http/io.ts';
 import { createHttpServer, type RouteRow, type UpgradeRow } from './http/server.ts';
 import { makeKube } from './kube/client.ts';
@@ -47,7 +48,8 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   });
   const metrics = createMetrics(() => view);
   const writer = new SandboxWriter({ config, kube, view, log, now });
-  const answers = new Answers(config, (record) => writer.expiresAt(record));
+  const capabilities = new Capabilities(config.proxy.signingKeys);
+  const answers = new Answers(config, (record) => writer.expiresAt(record), capabilities);
 
   // Create-to-Running time, from the create request to the watch seeing the pod Ready.
   const pendingSince = new Map<string, number>();
@@ -63,7 +65,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   });
 
   const proxy = config.proxy.enabled
-    ? new SandboxProxy({ config, view, log, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) })
+    ? new SandboxProxy({ config, view, log, capabilities, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) })
     : undefined;
   let check: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
   let access: Check = { name: 'permissions', ok: true, detail: 'not checked yet' };
@@ -97,7 +99,9 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     routes.push(...rows.routes);
     upgrades.push(...rows.upgrades);
   }
+  const hosts = proxy?.hostRoute();
   const server = createHttpServer({
+    ...(hosts ? { hosts } : {}),
     routes,
     upgrades,
     log,
@@ -150,6 +154,11 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
   log.info({ port: address.port, namespace: config.namespace, kubeconfig: kube.source, api_server: kube.server }, 'provisioner listening');
+  if (proxy && capabilities.ephemeral && config.sandboxUrl.mode !== 'nodeport') {
+    log.warn(
+      'PROXY_SIGNING_KEYS is not set: a key was made for this process, so sandbox URLs stop working when it restarts and differ between replicas',
+    );
+  }
   if (!config.auth.apiKey) {
     if (config.auth.allowAnonymous) log.warn('PROVISIONER_ALLOW_ANONYMOUS=true: the API is open to anyone who can reach this port');
     else

@@ -1,6 +1,7 @@
 // Shared test helpers: the run's control plane, a namespace per test file, and small HTTP utilities.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { request as rawRequest } from 'node:http';
 import { once } from 'node:events';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -201,4 +202,19 @@ export async function serviceAccountKubeconfig(
   );
   t.after(() => rmSync(file, { force: true }));
   return file;
+}
+
+export type Raw = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
+/** An HTTP request with nothing added or refused (any Host, any header), the body as text. */
+export function raw(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Raw> {
+  const u = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = rawRequest({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

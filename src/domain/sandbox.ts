@@ -51,6 +51,16 @@ export const servicePath = (ns: string, id: string): string => `${servicesPath(n
 /** The cluster DNS origin of a sandbox's service (ClusterIP URLs and the `service` proxy upstream). */
 export const serviceOrigin = (id: string, ns: string, port: number): string => `http://${serviceName(id)}.${ns}.svc.cluster.local:${port}`;
 
+// ---- how the proxy addresses a sandbox ----
+
+/** `/sandboxes/<id>/...`: for API-key holders (and anonymous local setups). */
+export const PLAIN_PREFIX = '/sandboxes/';
+/** `/s/<id>.<capability>/...`: the sandbox_url of proxy mode; the capability is the right to use it. */
+export const CAPABILITY_PREFIX = '/s/';
+export const capabilityPath = (id: string, token: string): string => `${CAPABILITY_PREFIX}${id}.${token}`;
+/** Host routing: the capability's query parameter on the first request, then its cookie. */
+export const TOKEN_PARAM = 'sandbox_token';
+
 // ---- container paths ----
 
 export const SKILLS_PATH = '/mnt/skills';

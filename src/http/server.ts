@@ -39,10 +39,19 @@ export type RouteRow = {
   methods: Record<string, Handler>;
   /** Not logged per request (probes and scrapes). */
   quiet?: boolean;
+  /** The path as logged, when the path itself carries a secret (a capability). */
+  logPath?: (pathname: string) => string;
 };
 
 /** WebSocket (and other) upgrades under a path prefix. */
 export type UpgradeRow = { prefix: string; handle: (req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget) => void };
+
+/** Routing by Host before paths: `match` gives the row's param (e.g. a sandbox id) for hosts it serves. */
+export type HostRoute = {
+  match: (host: string) => string | undefined;
+  row: RouteRow;
+  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget, param: string) => void;
+};
 
 export type RequestObserver = (info: { method: string; route: string; status: number; seconds: number }) => void;
 
@@ -54,6 +63,7 @@ export type ServerOptions = {
   authenticate?: { prefix: string; check: (req: IncomingMessage) => void };
   /** Connections held at once; one more is answered 503 `server_busy` and closed. */
   maxConnections?: number;
+  hosts?: HostRoute;
   observe?: RequestObserver;
 };
 
@@ -103,13 +113,21 @@ export function createHttpServer(options: ServerOptions): Server {
       res.setHeader('x-request-id', requestId);
       let route = 'unmatched';
       let quiet = false;
+      let logPath = (pathname: string): string => pathname;
       res.once('close', () => {
         const seconds = (performance.now() - started) / 1000;
         const status = res.headersSent ? res.statusCode : 499;
         options.observe?.({ method: req.method ?? 'GET', route, status, seconds });
         if (quiet || !log.isLevelEnabled('info')) return;
         log.info(
-          { req_id: requestId, method: req.method, path: req.url?.split('?')[0], route, status, ms: Math.round(seconds * 10_000) / 10 },
+          {
+            req_id: requestId,
+            method: req.method,
+            path: logPath(req.url?.split('?')[0] ?? ''),
+            route,
+            status,
+            ms: Math.round(seconds * 10_000) / 10,
+          },
           'request',
         );
       });
@@ -118,11 +136,13 @@ export function createHttpServer(options: ServerOptions): Server {
           throw new HttpError('invalid_request', 'An HTTP/1.1 request needs a Host header');
         const url = requestUrl(req);
         if (!url) throw new HttpError('not_found', `Not Found: ${JSON.stringify(req.url?.slice(0, 100))}`);
-        if (auth && url.pathname.startsWith(auth.prefix)) auth.check(req);
-        const found = find(url.pathname);
+        const byHost = req.headers.host === undefined ? undefined : options.hosts?.match(req.headers.host);
+        if (byHost === undefined && auth && url.pathname.startsWith(auth.prefix)) auth.check(req);
+        const found = byHost !== undefined && options.hosts ? { row: options.hosts.row, params: [byHost] } : find(url.pathname);
         if (!found) throw new HttpError('not_found', `Not Found: ${req.method} ${url.pathname}`);
         route = found.row.name;
         quiet = found.row.quiet === true;
+        if (found.row.logPath) logPath = found.row.logPath;
         await handlerFor(found.row, req.method ?? 'GET')({ req, res, url, params: found.params });
       };
       handle().catch((err: unknown) => {
@@ -155,6 +175,8 @@ export function createHttpServer(options: ServerOptions): Server {
   server.on('upgrade', (req, socket, head) => {
     if (refused.has(socket)) return;
     const url = requestUrl(req);
+    const byHost = req.headers.host === undefined ? undefined : options.hosts?.match(req.headers.host);
+    if (url && byHost !== undefined) return options.hosts?.upgrade(req, socket, head, url, byHost);
     const row = url && options.upgrades?.find((u) => url.pathname.startsWith(u.prefix));
     if (url && row) return row.handle(req, socket, head, url);
     socket.end(rawErrorResponse(new HttpError('not_found', `Not Found: no upgrade at ${url?.pathname ?? 'this path'}`)));

@@ -4,13 +4,16 @@
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import type { SandboxRecord } from '../domain/record.ts';
-import { serviceOrigin, STATUSES } from '../domain/sandbox.ts';
+import { capabilityPath, serviceOrigin, STATUSES } from '../domain/sandbox.ts';
+import type { Capabilities } from '../http/capability.ts';
 import { ERRORS, type ErrorCode } from '../http/errors.ts';
 
 export const sandboxSchema = z
   .object({
     sandbox_id: z.string(),
     sandbox_url: z.string(),
+    /** Proxy and host modes: the sandbox's capability (in proxy mode it is part of sandbox_url already). */
+    sandbox_token: z.string().optional(),
     status: z.enum(STATUSES),
     thread_id: z.string().nullable(),
     user_id: z.string().nullable(),
@@ -61,25 +64,37 @@ export class Answers {
   #expiresAt: (record: SandboxRecord) => number | undefined;
   /** Per record (records are immutable), with the expiry it was rendered with (a keepalive may move it in memory). */
   #texts = new WeakMap<SandboxRecord, { text: string; expiresAt: number | undefined }>();
-  /** In proxy mode without PUBLIC_URL the URL depends on the caller's address, so nothing is cached. */
+  /** In proxy and host modes without PUBLIC_URL the URL depends on the caller's address, so nothing is cached. */
   #perCaller: boolean;
 
-  constructor(config: Config, expiresAt: (record: SandboxRecord) => number | undefined = (r) => r.expiresAt) {
+  #capabilities: Capabilities | undefined;
+
+  constructor(config: Config, expiresAt: (record: SandboxRecord) => number | undefined = (r) => r.expiresAt, capabilities?: Capabilities) {
     this.#config = config;
     this.#expiresAt = expiresAt;
-    this.#perCaller = config.sandboxUrl.mode === 'proxy' && config.sandboxUrl.publicUrl === undefined;
+    this.#capabilities = capabilities;
+    this.#perCaller = config.sandboxUrl.mode !== 'nodeport' && config.sandboxUrl.publicUrl === undefined;
+  }
+
+  /** The capability of a sandbox (proxy and host modes). */
+  #token(record: SandboxRecord): string | undefined {
+    return this.#config.sandboxUrl.mode === 'nodeport' ? undefined : this.#capabilities?.sign(record.sandboxId, record.podUid ?? '');
   }
 
   /**
    * The sandbox's URL for the caller: the NodePort address (reference behaviour), the service's DNS name
-   * (ClusterIP), or in proxy mode `<PUBLIC_URL>/sandboxes/<id>` — with PUBLIC_URL unset, the address
-   * the caller itself used to reach this provisioner (`requestBase`).
+   * (ClusterIP), in proxy mode `<PUBLIC_URL>/s/<id>.<capability>`, in host mode the sandbox's own
+   * origin `<scheme>://<id><PROXY_HOST_SUFFIX>[:port]`. With PUBLIC_URL unset, scheme, host and port
+   * come from the address the caller itself used to reach this provisioner (`requestBase`).
    */
   url(record: SandboxRecord, requestBase?: string): string {
     const c = this.#config;
-    if (c.sandboxUrl.mode === 'proxy') {
-      const base = c.sandboxUrl.publicUrl ?? requestBase;
-      if (base) return `${base}/sandboxes/${record.sandboxId}`;
+    const base = c.sandboxUrl.publicUrl ?? requestBase;
+    const token = this.#token(record);
+    if (c.sandboxUrl.mode === 'proxy' && base && token) return `${base}${capabilityPath(record.sandboxId, token)}`;
+    if (c.sandboxUrl.mode === 'host' && base && c.proxy.hostSuffix) {
+      const u = new URL(base);
+      return `${u.protocol}//${record.sandboxId}${c.proxy.hostSuffix}${u.port ? `:${u.port}` : ''}`;
     }
     if (record.nodePort !== undefined && c.sandbox.serviceType === 'NodePort') return `http://${c.nodeHost}:${record.nodePort}`;
     if (c.sandbox.serviceType === 'ClusterIP' && record.hasService) return serviceOrigin(record.sandboxId, c.namespace, c.sandbox.port);
@@ -89,10 +104,12 @@ export class Answers {
   answer(record: SandboxRecord, requestBase?: string): SandboxAnswer {
     const c = this.#config;
     const created = Number.isFinite(record.createdAt);
+    const token = this.#token(record);
     const expiresAt = this.#expiresAt(record) ?? (c.lifecycle.ttlMs > 0 && created ? record.createdAt + c.lifecycle.ttlMs : undefined);
     return {
       sandbox_id: record.sandboxId,
       sandbox_url: this.url(record, requestBase),
+      ...(token ? { sandbox_token: token } : {}),
       status: record.status,
       thread_id: record.threadId ?? null,
       user_id: record.userId ?? null,

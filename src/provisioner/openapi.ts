@@ -52,6 +52,22 @@ function operation(op: Op): Record<string, unknown> {
   };
 }
 
+/** A proxied path: any method, the sandbox's own answers, and the proxy's errors. */
+function proxied(summary: string, parameters: unknown[]): Record<string, unknown> {
+  return {
+    summary,
+    parameters: [...parameters, { name: 'path', in: 'path', required: true, schema: { type: 'string' } }],
+    responses: {
+      200: { description: 'The sandbox’s answer' },
+      404: { description: `${ERRORS.sandbox_not_found.doc} Also without a valid capability or API key, so ids cannot be probed.` },
+      408: { description: ERRORS.request_timeout.doc },
+      502: { description: ERRORS.upstream_unreachable.doc },
+      503: { description: ERRORS.sandbox_not_ready.doc },
+      504: { description: ERRORS.upstream_timeout.doc },
+    },
+  };
+}
+
 export function openApiDocument(): Record<string, unknown> {
   const api: ErrorCode[] = ['unauthorized', 'cluster_unavailable'];
   const schemas: Record<string, unknown> = {};
@@ -156,18 +172,14 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      '/s/{capability}/{path}': {
+        get: proxied(
+          'Reverse proxy to the sandbox by its capability URL, the sandbox_url of proxy mode (any method; WebSocket upgrades too)',
+          [{ name: 'capability', in: 'path', required: true, description: '<sandbox_id>.<sandbox_token>', schema: { type: 'string' } }],
+        ),
+      },
       '/sandboxes/{sandbox_id}/{path}': {
-        get: {
-          summary: 'Reverse proxy to the sandbox (any method; WebSocket upgrades too)',
-          parameters: [idParameter, { name: 'path', in: 'path', required: true, schema: { type: 'string' } }],
-          responses: {
-            200: { description: 'The sandbox’s answer' },
-            404: { description: ERRORS.sandbox_not_found.doc },
-            502: { description: ERRORS.upstream_unreachable.doc },
-            503: { description: ERRORS.sandbox_not_ready.doc },
-            504: { description: ERRORS.upstream_timeout.doc },
-          },
-        },
+        get: proxied('Reverse proxy to the sandbox for API-key holders (any method; WebSocket upgrades too)', [idParameter]),
       },
     },
     components: {

@@ -16,10 +16,11 @@ import { LRUCache } from 'lru-cache';
 import { Pool, errors as undiciErrors } from 'undici';
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
-import { serviceOrigin } from '../domain/sandbox.ts';
+import { CAPABILITY_PREFIX, capabilityPath, PLAIN_PREFIX, serviceOrigin, TOKEN_PARAM } from '../domain/sandbox.ts';
+import type { Capabilities } from '../http/capability.ts';
 import { HttpError, rawErrorResponse, sandboxNotFound } from '../http/errors.ts';
-import { forwarded, hasApiKey, parseSandboxId, requireApiKey, trustedPeers } from '../http/io.ts';
-import type { RequestTarget, RouteRow, UpgradeRow } from '../http/server.ts';
+import { forwarded, hasApiKey, parseSandboxId, trustedPeers } from '../http/io.ts';
+import type { Context, HostRoute, RequestTarget, RouteRow, UpgradeRow } from '../http/server.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 
@@ -48,25 +49,79 @@ export type ProxyDeps = {
   config: Config;
   view: SandboxView;
   log: Logger;
+  capabilities: Capabilities;
   /** Called for each successfully proxied request (idle clean-up uses it). */
   onActivity?: (id: string) => void;
   stats?: ProxyStats;
 };
 
-export const PREFIX = '/sandboxes/';
 /** A client may ask to be held until the sandbox is Ready, for up to this many seconds. */
 export const WAIT_HEADER = 'x-sandbox-wait';
 
-/** Splits `/sandboxes/<id>/<rest>`; undefined when the path is not under the prefix. */
-export function splitPath(pathname: string): { rawId: string; rest: string } | undefined {
-  if (!pathname.startsWith(PREFIX)) return undefined;
-  const tail = pathname.slice(PREFIX.length);
+/**
+ * How a request names its sandbox: by the plain path (`/sandboxes/<id>/...`, API-key holders), by its
+ * capability URL (`/s/<id>.<token>/...`), or by host (`<id><PROXY_HOST_SUFFIX>`, token in a cookie or,
+ * on the first request, the query). `rest` is what goes on to the sandbox (without any token).
+ */
+type Entry = {
+  form: 'plain' | 'capability' | 'host';
+  rawId: string;
+  token: string | undefined;
+  /** The token came in the query (host routing): answer with a cookie and a redirect. */
+  tokenInQuery: boolean;
+  rest: string;
+};
+
+/** The entry of a path under `/sandboxes/` or `/s/`; undefined when it is under neither. */
+export function pathEntry(url: RequestTarget): Entry | undefined {
+  const form = url.pathname.startsWith(PLAIN_PREFIX) ? 'plain' : url.pathname.startsWith(CAPABILITY_PREFIX) ? 'capability' : undefined;
+  if (!form) return undefined;
+  const tail = url.pathname.slice((form === 'plain' ? PLAIN_PREFIX : CAPABILITY_PREFIX).length);
   const slash = tail.indexOf('/');
-  return slash === -1 ? { rawId: tail, rest: '/' } : { rawId: tail.slice(0, slash), rest: tail.slice(slash) };
+  const segment = slash === -1 ? tail : tail.slice(0, slash);
+  const rest = (slash === -1 ? '/' : tail.slice(slash)) + url.search;
+  if (form === 'plain') return { form, rawId: segment, token: undefined, tokenInQuery: false, rest };
+  const dot = segment.lastIndexOf('.');
+  return {
+    form,
+    rawId: dot === -1 ? segment : segment.slice(0, dot),
+    token: dot === -1 ? '' : segment.slice(dot + 1),
+    tokenInQuery: false,
+    rest,
+  };
+}
+
+/** A query string without one parameter, the rest left exactly as sent. */
+function withoutParam(search: string, name: string): { search: string; value: string | undefined } {
+  let value: string | undefined;
+  const kept = search
+    .slice(1)
+    .split('&')
+    .filter((pair) => {
+      const eq = pair.indexOf('=');
+      if (pair === '' || decodeURIComponent((eq === -1 ? pair : pair.slice(0, eq)).replaceAll('+', ' ')) !== name) return pair !== '';
+      value = eq === -1 ? '' : decodeURIComponent(pair.slice(eq + 1).replaceAll('+', ' '));
+      return false;
+    });
+  return { search: kept.length ? `?${kept.join('&')}` : '', value };
+}
+
+/** The value of one cookie, and the Cookie header without it. */
+function withoutCookie(header: string | undefined, name: string): { header: string | undefined; value: string | undefined } {
+  if (header === undefined) return { header, value: undefined };
+  let value: string | undefined;
+  const kept = header.split(';').filter((pair) => {
+    const [k = '', ...v] = pair.trim().split('=');
+    if (k !== name) return pair.trim() !== '';
+    value = v.join('=');
+    return false;
+  });
+  return { header: kept.length ? kept.map((p) => p.trim()).join('; ') : undefined, value };
 }
 
 export class SandboxProxy {
   #trusted: (address: string | undefined) => boolean;
+  #capabilities: Capabilities;
   #config: Config;
   #view: SandboxView;
   #log: Logger;
@@ -80,6 +135,7 @@ export class SandboxProxy {
     this.#deps = deps;
     this.#config = deps.config;
     this.#trusted = trustedPeers(deps.config.trustedProxies);
+    this.#capabilities = deps.capabilities;
     this.#view = deps.view;
     this.#log = deps.log;
     // One keep-alive pool per sandbox origin, bounded; evicted pools close their idle connections.
@@ -119,12 +175,25 @@ export class SandboxProxy {
     return pool;
   }
 
-  /** Finds the sandbox and its upstream, waiting for readiness when asked; throws 4xx/5xx HttpErrors. */
-  async #resolve(req: IncomingMessage, rawId: string, signal: AbortSignal): Promise<{ id: string; origin: string }> {
-    if (this.#config.proxy.requireApiKey) requireApiKey(req, this.#config.auth);
-    const id = parseSandboxId(rawId);
+  /**
+   * Whether this request may reach the sandbox: the API key; or, on the plain path with no key set, an
+   * anonymous setup allowed on purpose; or a capability valid for the sandbox's current pod.
+   */
+  #allowed(req: IncomingMessage, entry: Entry, id: string, record: SandboxRecord): boolean {
+    const { apiKey, allowAnonymous } = this.#config.auth;
+    if (apiKey && hasApiKey(req, apiKey)) return true;
+    if (entry.form === 'plain') return !apiKey && allowAnonymous;
+    return entry.token !== undefined && this.#capabilities.verify(id, record.podUid ?? '', entry.token);
+  }
+
+  /**
+   * Finds the sandbox and its upstream, waiting for readiness when asked; throws 4xx/5xx HttpErrors. A
+   * request that may not reach it is answered as for an unknown sandbox: ids cannot be probed.
+   */
+  async #resolve(req: IncomingMessage, entry: Entry, signal: AbortSignal): Promise<{ id: string; origin: string; prefix: string }> {
+    const id = parseSandboxId(entry.rawId);
     let record = this.#view.get(id);
-    if (!record) throw sandboxNotFound(id);
+    if (!record || !this.#allowed(req, entry, id, record)) throw sandboxNotFound(id);
     if (!record.ready) {
       const asked = Number(req.headers[WAIT_HEADER] ?? '');
       const waitMs =
@@ -145,7 +214,9 @@ export class SandboxProxy {
     const origin = this.origin(record);
     if (!origin)
       throw new HttpError('sandbox_not_ready', `Sandbox '${id}' has no reachable address yet`, { headers: { 'retry-after': '2' } });
-    return { id, origin };
+    const prefix =
+      entry.form === 'plain' ? `${PLAIN_PREFIX}${id}` : entry.form === 'capability' ? capabilityPath(id, entry.token ?? '') : '';
+    return { id, origin, prefix };
   }
 
   /**
@@ -162,67 +233,102 @@ export class SandboxProxy {
         : undefined;
     const key = this.#config.auth.apiKey;
     return (name, value) => {
-      if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER) return false;
+      if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER || name === 'cookie') return false;
       if (!fromProxy && name.startsWith('x-forwarded-')) return false;
       return !(name === 'authorization' && key && hasApiKey({ headers: { authorization: String(value) } } as IncomingMessage, key));
     };
   }
 
-  #forwardHeaders(req: IncomingMessage, id: string): Record<string, string | string[]> {
+  /** The Cookie header for the sandbox: the client's, without this proxy's capability cookie. */
+  #cookie(req: IncomingMessage): string | undefined {
+    return withoutCookie(req.headers.cookie, TOKEN_PARAM).header;
+  }
+
+  #forwardHeaders(req: IncomingMessage, prefix: string): Record<string, string | string[]> {
     const out: Record<string, string | string[]> = {};
     const passes = this.#passes(req);
     for (const name in req.headers) {
       const value = req.headers[name];
       if (value !== undefined && passes(name, value)) out[name] = value;
     }
+    const cookie = this.#cookie(req);
+    if (cookie !== undefined) out['cookie'] = cookie;
     const remote = req.socket.remoteAddress ?? '';
     const { proto, host } = forwarded(req, this.#trusted);
     out['x-forwarded-for'] = out['x-forwarded-for'] ? `${String(out['x-forwarded-for'])}, ${remote}` : remote;
     out['x-forwarded-proto'] = proto;
     out['x-forwarded-host'] = host ?? '';
-    out['x-forwarded-prefix'] = `${PREFIX}${id}`;
+    if (prefix) out['x-forwarded-prefix'] = prefix;
     return out;
   }
 
-  #rewriteLocation(location: string, id: string, origin: string): string {
-    const prefix = `${PREFIX}${id}`;
+  #rewriteLocation(location: string, prefix: string, origin: string): string {
     if (location.startsWith('/') && !location.startsWith('//')) return `${prefix}${location}`;
     if (location.startsWith(`${origin}/`) || location === origin) return `${prefix}${location.slice(origin.length) || '/'}`;
     return location;
   }
 
-  /** The proxy's rows of the route table: any method under /sandboxes/<id>/, and its WebSocket upgrades. */
+  /** The proxy's rows of the route table: any method under /sandboxes/<id>/ and /s/<id>.<token>/, and their WebSocket upgrades. */
   routes(): { routes: RouteRow[]; upgrades: UpgradeRow[] } {
-    const name = '/sandboxes/{id}/*';
+    const web = ({ req, res, url }: Context): Promise<void> => this.#web(req, res, pathEntry(url));
+    const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget): void =>
+      this.#upgrade(req, socket, head, pathEntry(url));
     return {
       routes: [
         {
-          name,
+          name: '/sandboxes/{id}/*',
           path: '/sandboxes',
           methods: { '*': () => Promise.reject(new HttpError('not_found', 'Not Found: name a sandbox, /sandboxes/<id>/...')) },
         },
+        { name: '/sandboxes/{id}/*', prefix: PLAIN_PREFIX, methods: { '*': web } },
         {
-          name,
-          prefix: PREFIX,
-          methods: {
-            '*': ({ req, res, url, params }) => {
-              const parts = splitPath(url.pathname);
-              return this.#web(req, res, parts?.rawId ?? params[0] ?? '', (parts?.rest ?? '/') + url.search);
-            },
-          },
+          name: '/s/{capability}/*',
+          prefix: CAPABILITY_PREFIX,
+          methods: { '*': web },
+          // The capability never reaches a log: /s/<id>.<token>/... is logged as /s/<id>.*/...
+          logPath: (path) => path.replace(/^(\/s\/[^/.]*)\.[^/]*/, '$1.*'),
         },
       ],
-      upgrades: [{ prefix: PREFIX, handle: (req, socket, head, url) => this.#upgrade(req, socket, head, url) }],
+      upgrades: [
+        { prefix: PLAIN_PREFIX, handle: upgrade },
+        { prefix: CAPABILITY_PREFIX, handle: upgrade },
+      ],
     };
   }
 
-  async #web(req: IncomingMessage, res: ServerResponse, rawId: string, path: string): Promise<void> {
+  /** Host routing (PROXY_HOST_SUFFIX): `<id><suffix>` reaches that sandbox with its paths unchanged. */
+  hostRoute(): HostRoute | undefined {
+    const suffix = this.#config.proxy.hostSuffix;
+    if (suffix === undefined) return undefined;
+    return {
+      match: (host) => {
+        const name = host.replace(/:\d+$/, '').toLowerCase();
+        return name.endsWith(suffix) && name.length > suffix.length ? name.slice(0, -suffix.length) : undefined;
+      },
+      row: {
+        name: '{id}.<host suffix>/*',
+        methods: { '*': ({ req, res, url, params }) => this.#web(req, res, this.#hostEntry(req, url, params[0] ?? '')) },
+      },
+      upgrade: (req, socket, head, url, label) => this.#upgrade(req, socket, head, this.#hostEntry(req, url, label)),
+    };
+  }
+
+  #hostEntry(req: IncomingMessage, url: RequestTarget, label: string): Entry {
+    const query = withoutParam(url.search, TOKEN_PARAM);
+    const token = query.value ?? withoutCookie(req.headers.cookie, TOKEN_PARAM).value;
+    return { form: 'host', rawId: label, token, tokenInQuery: query.value !== undefined, rest: url.pathname + query.search };
+  }
+
+  async #web(req: IncomingMessage, res: ServerResponse, entry: Entry | undefined): Promise<void> {
+    if (!entry) throw new HttpError('not_found', 'Not Found');
     const abort = new AbortController();
     const onClose = (): void => {
       if (!res.writableFinished) abort.abort();
     };
     res.once('close', onClose);
-    const { id, origin } = await this.#resolve(req, rawId, abort.signal);
+    const { id, origin, prefix } = await this.#resolve(req, entry, abort.signal);
+    if (entry.tokenInQuery) return this.#setCookie(req, res, entry);
+    const path = entry.rest;
     const method = (req.method ?? 'GET') as 'GET';
     const hasBody =
       method !== 'GET' &&
@@ -254,14 +360,14 @@ export class SandboxProxy {
     }
     try {
       await this.#pool(origin).stream(
-        { path, method, headers: this.#forwardHeaders(req, id), body: hasBody ? req : null, signal: abort.signal, opaque: res },
+        { path, method, headers: this.#forwardHeaders(req, prefix), body: hasBody ? req : null, signal: abort.signal, opaque: res },
         ({ statusCode, headers, opaque }) => {
           const out = opaque as ServerResponse;
           const responseHeaders: Record<string, string | string[]> = {};
           for (const name in headers) {
             const value = headers[name];
             if (value === undefined || HOP_BY_HOP.has(name)) continue;
-            responseHeaders[name] = name === 'location' ? this.#rewriteLocation(String(value), id, origin) : value;
+            responseHeaders[name] = name === 'location' ? this.#rewriteLocation(String(value), prefix, origin) : value;
           }
           out.writeHead(statusCode, responseHeaders);
           // A stream of unknown length (SSE, chunked) gets its headers at once, then each chunk as it is
@@ -297,6 +403,22 @@ export class SandboxProxy {
     this.#deps.stats?.onBytes?.('out', socket.bytesWritten - writtenBefore);
   }
 
+  /**
+   * Host routing, first request: the capability came in the query. Keep it in a cookie of this host
+   * only (HttpOnly, SameSite=Lax, Secure over HTTPS) and send the browser to the same URL without it,
+   * so the token leaves the address bar and never reaches the sandbox.
+   */
+  #setCookie(req: IncomingMessage, res: ServerResponse, entry: Entry): void {
+    const secure = forwarded(req, this.#trusted).proto === 'https' ? '; Secure' : '';
+    res.writeHead(302, {
+      location: entry.rest,
+      'set-cookie': `${TOKEN_PARAM}=${entry.token ?? ''}; Path=/; HttpOnly; SameSite=Lax${secure}`,
+      'cache-control': 'no-store',
+      'content-length': 0,
+    });
+    res.end();
+  }
+
   #upstreamError(err: unknown, id: string): HttpError {
     const code = (err as { code?: string }).code ?? '';
     const kind =
@@ -320,23 +442,24 @@ export class SandboxProxy {
     return new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${code || message}`);
   }
 
-  /** WebSocket upgrades under /sandboxes/<id>/... (the shell at /v1/shell/ws, VNC, CDP). */
-  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget): void {
-    const parts = splitPath(url.pathname);
-    if (!parts) return;
+  /** WebSocket upgrades (the shell at /v1/shell/ws, VNC, CDP), by any entry. */
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: Entry | undefined): void {
+    if (!entry) return void socket.end(rawErrorResponse(new HttpError('not_found', 'Not Found')));
     const abort = new AbortController();
     socket.once('close', () => abort.abort());
-    this.#resolve(req, parts.rawId, abort.signal).then(
-      ({ id, origin }) => {
+    this.#resolve(req, entry, abort.signal).then(
+      ({ id, origin, prefix }) => {
         // The same header rules as HTTP, except that an upgrade needs its Connection and Upgrade headers;
         // http-proxy-3 (xfwd) adds X-Forwarded-For/-Port/-Proto/-Host.
-        req.url = parts.rest + url.search;
+        req.url = entry.rest;
         const passes = this.#passes(req);
+        const cookie = this.#cookie(req);
         for (const [name, value] of Object.entries(req.headers)) {
           if (value !== undefined && name !== 'connection' && name !== 'upgrade' && name !== 'host' && !passes(name, value))
             delete req.headers[name];
         }
-        req.headers['x-forwarded-prefix'] = `${PREFIX}${id}`;
+        if (cookie !== undefined) req.headers.cookie = cookie;
+        if (prefix) req.headers['x-forwarded-prefix'] = prefix;
         const tracked = { destroy: () => socket.destroy() };
         this.#open.add(tracked);
         socket.once('close', () => this.#open.delete(tracked));

@@ -6,21 +6,7 @@ import { request as rawRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { call, eventually, namespace, provisioner, setBehavior, spawnProvisioner } from '../helpers.ts';
-
-type Raw = { status: number; headers: Record<string, string | string[] | undefined>; body: string };
-function raw(base: string, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Raw> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = rawRequest({ host: u.hostname, port: u.port, method, path, headers }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+import { call, eventually, namespace, provisioner, raw, setBehavior, spawnProvisioner } from '../helpers.ts';
 
 async function ready(t: Parameters<typeof provisioner>[0], prefix: string, ids: string[], env: Record<string, string> = {}) {
   const ns = await namespace(t, prefix);
@@ -80,13 +66,13 @@ test('headers: hop-by-hop and the API key stay behind; X-Forwarded-* are set; re
   assert.equal(seen['x-forwarded-proto'], 'http');
   assert.match(seen['x-forwarded-for'] ?? '', /127\.0\.0\.1/);
   assert.match(seen['x-forwarded-host'] ?? '', /^127\.0\.0\.1:\d+$/);
-  const other = await raw(p.url, 'GET', '/sandboxes/ph/echo', { authorization: 'Bearer sandbox-own-token' });
+  const other = await raw(p.url, 'GET', '/sandboxes/ph/echo', { 'x-api-key': 'the-key', authorization: 'Bearer sandbox-own-token' });
   assert.equal(
     (JSON.parse(other.body) as { headers: Record<string, string> }).headers['authorization'],
     'Bearer sandbox-own-token',
     'a token that is not the provisioner key passes',
   );
-  const redirect = await raw(p.url, 'GET', '/sandboxes/ph/v1/redirect?to=/v1/sandbox');
+  const redirect = await raw(p.url, 'GET', '/sandboxes/ph/v1/redirect?to=/v1/sandbox', { 'x-api-key': 'the-key' });
   assert.equal(redirect.status, 302);
   assert.equal(redirect.headers['location'], '/sandboxes/ph/v1/sandbox');
 });
@@ -269,7 +255,7 @@ test('proxy mode: sandbox_url points at the proxy and DeerFlow’s create → po
   const p = await provisioner(t, ns, { SANDBOX_URL_MODE: 'proxy' });
   const created = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'pm', thread_id: 'th' });
   const sandboxUrl = String(created.body['sandbox_url']);
-  assert.equal(sandboxUrl, `${p.url}/sandboxes/pm`);
+  assert.match(sandboxUrl, new RegExp(`^${p.url}/s/pm\\.[A-Za-z0-9_-]{32}$`), 'a capability URL');
   await eventually(
     'sandbox answers through the proxy',
     async () => ((await fetch(`${sandboxUrl}/v1/sandbox`)).status === 200 ? true : undefined),
@@ -282,7 +268,11 @@ test('proxy mode: sandbox_url points at the proxy and DeerFlow’s create → po
   });
   assert.equal(((await exec.json()) as { data: { output: string } }).data.output, 'python3 -V');
   const fixed = await provisioner(t, ns, { SANDBOX_URL_MODE: 'proxy', PUBLIC_URL: 'https://sandboxes.example.com/' });
-  assert.equal((await call(fixed.url, 'GET', '/api/sandboxes/pm')).body['sandbox_url'], 'https://sandboxes.example.com/sandboxes/pm');
+  await eventually('the second replica sees it', () => fixed.view.get('pm'));
+  assert.match(
+    String((await call(fixed.url, 'GET', '/api/sandboxes/pm')).body['sandbox_url']),
+    /^https:\/\/sandboxes\.example\.com\/s\/pm\.[A-Za-z0-9_-]{32}$/,
+  );
 });
 
 test('PROXY_ENABLED=false: /sandboxes/* is 404 and nothing is proxied', async (t) => {
