@@ -7,7 +7,9 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.ts';
 import { Capabilities } from './http/capability.ts';
-import { requireApiKey } from './http/io.ts';
+import { requestBase, requireApiKey, trustedPeers } from './http/io.ts';
+import { Feed } from './dashboard/feed.ts';
+import { dashboardRoutes } from './dashboard/routes.ts';
 import { createHttpServer, type RouteRow, type UpgradeRow } from './http/server.ts';
 import { makeKube } from './kube/client.ts';
 import { sweep, type SweepResult } from './lifecycle/sweeper.ts';
@@ -49,7 +51,9 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const metrics = createMetrics(() => view);
   const writer = new SandboxWriter({ config, kube, view, log, now });
   const capabilities = new Capabilities(config.proxy.signingKeys);
+  const trusted = trustedPeers(config.trustedProxies);
   const answers = new Answers(config, (record) => writer.expiresAt(record), capabilities);
+  const feed = new Feed({ view, answers, lastActivity: (record) => writer.lastActivity(record) });
 
   // Create-to-Running time, from the create request to the watch seeing the pod Ready.
   const pendingSince = new Map<string, number>();
@@ -92,6 +96,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
       readiness: () => [check, access, ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
     }),
     ...metricsRoutes(metrics),
+    ...dashboardRoutes(feed, (req) => requestBase(req, trusted)),
   ];
   const upgrades: UpgradeRow[] = [];
   if (proxy) {
@@ -179,6 +184,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     clearInterval(idle);
     await proxy?.close();
     server.closeAllConnections();
+    feed.stop();
     await view.stop();
     await kube.close();
   };

@@ -159,6 +159,21 @@ export function openApiDocument(): Record<string, unknown> {
           errors: [...api, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'],
         }),
       },
+      '/api/events': {
+        get: {
+          summary: 'Server-Sent Events of every sandbox of the namespace, from the watch (what the dashboard at /ui/ draws)',
+          responses: {
+            200: {
+              description:
+                'event: snapshot (data: {sandboxes: [Sandbox with last_activity_at, create_to_running_s, transitions], samples, durations, sample_every_s}), ' +
+                'then event: change (data: one such sandbox), event: removed (data: {sandbox_id}) and every 30 s event: sample ' +
+                '(data: {sample: {at, counts by status}, activity: {sandbox_id: last activity}}); a comment every 15 s keeps it open',
+              content: { 'text/event-stream': { schema: { type: 'string' } } },
+            },
+            401: { description: ERRORS.unauthorized.doc, content: { 'application/json': { schema: ref(errorSchema) } } },
+          },
+        },
+      },
       '/api/sandboxes/{sandbox_id}/events': {
         get: {
           summary: 'Server-Sent Events of the sandbox’s status transitions, ending when it is deleted',

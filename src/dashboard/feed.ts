@@ -1,0 +1,133 @@
+// The operator's live view, fed by the watch: GET /api/events streams every sandbox of the namespace
+// (Server-Sent Events: a snapshot, then each change, with heartbeats; no Kubernetes call per client),
+// and keeps a bounded history in memory for the dashboard: each sandbox's recent transitions, counts by
+// status over the last hour, and create-to-Running times.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LRUCache } from 'lru-cache';
+import type { SandboxRecord } from '../domain/record.ts';
+import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
+import type { Answers, SandboxAnswer } from '../provisioner/answer.ts';
+import type { SandboxView } from '../watch/sandbox-view.ts';
+
+export type Transition = { at: string; status: SandboxStatus; reason?: string };
+
+/** One sandbox as the dashboard shows it: the API's answer plus what an operator looks at. */
+export type DashboardRow = SandboxAnswer & {
+  last_activity_at: string;
+  create_to_running_s?: number;
+  transitions: Transition[];
+};
+
+export type Sample = { at: string; counts: Record<SandboxStatus, number> };
+
+const TRANSITIONS_PER_SANDBOX = 20;
+const SAMPLE_EVERY_MS = 30_000;
+/** An hour of samples. */
+const SAMPLES = 120;
+const DURATIONS = 500;
+const HEARTBEAT_MS = 15_000;
+
+/** A connected stream: where it reached the service (sandbox URLs may depend on it), and its writer. */
+type Client = { base: string | undefined; write: (event: string, data: unknown) => void };
+
+export type FeedDeps = {
+  view: SandboxView;
+  answers: Answers;
+  lastActivity: (record: SandboxRecord) => number;
+  now?: () => number;
+};
+
+export class Feed {
+  #deps: FeedDeps;
+  #now: () => number;
+  #transitions = new LRUCache<string, Transition[]>({ max: 50_000 });
+  #readyAfter = new LRUCache<string, number>({ max: 50_000 });
+  #samples: Sample[] = [];
+  #durations: { at: string; seconds: number }[] = [];
+  #clients = new Set<Client>();
+  #timer: NodeJS.Timeout;
+
+  constructor(deps: FeedDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
+    deps.view.subscribe((change) => this.#onChange(change.id, change.record, change.previous));
+    this.#timer = setInterval(() => this.#sample(), SAMPLE_EVERY_MS);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  #iso = (ms: number): string => new Date(ms).toISOString();
+
+  #onChange(id: string, record: SandboxRecord | undefined, previous: SandboxRecord | undefined): void {
+    if (record === undefined) {
+      this.#transitions.delete(id);
+      this.#readyAfter.delete(id);
+      return this.#send('removed', () => ({ sandbox_id: id }));
+    }
+    if (previous?.status !== record.status || previous.reason !== record.reason) {
+      const list = this.#transitions.get(id) ?? [];
+      list.push({ at: this.#iso(this.#now()), status: record.status, ...(record.reason ? { reason: record.reason } : {}) });
+      this.#transitions.set(id, list.slice(-TRANSITIONS_PER_SANDBOX));
+    }
+    if (record.status === 'Running' && previous?.status !== 'Running' && !this.#readyAfter.has(id) && Number.isFinite(record.createdAt)) {
+      // From the pod's creation (the API server's clock, whole seconds) to the watch seeing it Ready.
+      const seconds = Math.max(0, (this.#now() - record.createdAt) / 1000);
+      this.#readyAfter.set(id, seconds);
+      this.#durations.push({ at: this.#iso(this.#now()), seconds });
+      if (this.#durations.length > DURATIONS) this.#durations.shift();
+    }
+    this.#send('change', (base) => this.row(record, base));
+  }
+
+  #sample(): void {
+    const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<SandboxStatus, number>;
+    for (const r of this.#deps.view.list()) counts[r.status] += 1;
+    this.#samples.push({ at: this.#iso(this.#now()), counts });
+    if (this.#samples.length > SAMPLES) this.#samples.shift();
+    // Activity changes no record (it is kept in memory between writes): send it with each sample.
+    const activity: Record<string, string> = {};
+    for (const r of this.#deps.view.list()) activity[r.sandboxId] = this.#iso(this.#deps.lastActivity(r));
+    const sample = { sample: this.#samples.at(-1), activity };
+    this.#send('sample', () => sample);
+  }
+
+  row(record: SandboxRecord, base?: string): DashboardRow {
+    const ready = this.#readyAfter.get(record.sandboxId);
+    return {
+      ...this.#deps.answers.answer(record, base),
+      last_activity_at: this.#iso(this.#deps.lastActivity(record)),
+      ...(ready !== undefined ? { create_to_running_s: Math.round(ready * 10) / 10 } : {}),
+      transitions: this.#transitions.get(record.sandboxId) ?? [
+        { at: this.#iso(this.#now()), status: record.status, ...(record.reason ? { reason: record.reason } : {}) },
+      ],
+    };
+  }
+
+  #send(event: string, data: (base: string | undefined) => unknown): void {
+    for (const client of this.#clients) client.write(event, data(client.base));
+  }
+
+  /** GET /api/events: `snapshot` (every sandbox, the samples and durations), then `change`, `removed` and `sample`. */
+  stream(req: IncomingMessage, res: ServerResponse, base: string | undefined): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
+    const write = (event: string, data: unknown): void => void res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    write('snapshot', {
+      sandboxes: this.#deps.view.list().map((r) => this.row(r, base)),
+      samples: this.#samples,
+      durations: this.#durations,
+      sample_every_s: SAMPLE_EVERY_MS / 1000,
+    });
+    const client: Client = { base, write };
+    this.#clients.add(client);
+    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
+    res.once('close', () => {
+      clearInterval(heartbeat);
+      this.#clients.delete(client);
+    });
+    req.socket.setTimeout(0);
+  }
+}

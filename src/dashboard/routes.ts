@@ -1,0 +1,69 @@
+// The dashboard's rows of the route table: the page at /ui/ (files of this folder, no build step, no
+// CDN), / sending there, and the namespace-wide event stream at /api/events (behind the API key).
+
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { join } from 'node:path';
+import type { RouteRow } from '../http/server.ts';
+import { HttpError } from '../http/errors.ts';
+import type { Feed } from './feed.ts';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+
+/** Everything the page loads comes from here: no inline script, no other origin. */
+const HEADERS = {
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'cache-control': 'no-cache',
+};
+
+/** The page's files, read once. */
+function staticFiles(): Map<string, { type: string; body: Buffer }> {
+  const dir = join(import.meta.dirname, 'static');
+  const files = new Map<string, { type: string; body: Buffer }>();
+  for (const [name, type] of [
+    ['index.html', TYPES['.html']],
+    ['app.js', TYPES['.js']],
+    ['style.css', TYPES['.css']],
+  ] as const) {
+    files.set(name, { type: type ?? 'application/octet-stream', body: readFileSync(join(dir, name)) });
+  }
+  return files;
+}
+
+export function dashboardRoutes(feed: Feed, base: (req: IncomingMessage) => string | undefined): RouteRow[] {
+  const files = staticFiles();
+  return [
+    {
+      name: '/',
+      path: '/',
+      quiet: true,
+      methods: {
+        GET: ({ res }) => {
+          res.writeHead(302, { location: '/ui/', 'content-length': 0 });
+          res.end();
+        },
+      },
+    },
+    {
+      name: '/ui/*',
+      prefix: '/ui/',
+      quiet: true,
+      methods: {
+        GET: ({ res, params }) => {
+          const file = files.get(params[0] || 'index.html');
+          if (!file) throw new HttpError('not_found', 'Not Found: no such file of the dashboard');
+          res.writeHead(200, { ...HEADERS, 'content-type': file.type, 'content-length': file.body.length });
+          res.end(file.body);
+        },
+      },
+    },
+    { name: '/api/events', path: '/api/events', methods: { GET: ({ req, res }) => feed.stream(req, res, base(req)) } },
+  ];
+}

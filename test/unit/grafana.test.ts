@@ -1,0 +1,28 @@
+// The Grafana board in deploy/examples queries only metrics this service exports.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { createMetrics } from '../../src/observe/metrics.ts';
+
+test('every metric named in the Grafana dashboard is one the service exports', async () => {
+  const board = JSON.parse(readFileSync(new URL('../../deploy/examples/grafana-dashboard.json', import.meta.url), 'utf8')) as {
+    panels: { title: string; targets: { expr: string }[] }[];
+  };
+  const metrics = createMetrics();
+  const exported = new Set<string>();
+  for (const m of await metrics.registry.getMetricsAsJSON()) {
+    exported.add(m.name);
+    // Histograms are queried by their series: _bucket, _sum, _count.
+    if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(m.name + s);
+  }
+  const queried = board.panels.flatMap((p) =>
+    p.targets.flatMap((t) => [...t.expr.matchAll(/\bsandbox_provisioner_[a-z_]+/g)].map((m) => [p.title, m[0]])),
+  );
+  assert.ok(queried.length >= 15, `${queried.length} metric references`);
+  for (const [panel, name] of queried)
+    assert.ok(exported.has(name ?? ''), `panel "${panel}" queries ${name}, which the service does not export`);
+  // And the board covers what an operator watches.
+  const titles = board.panels.map((p) => p.title).join('\n');
+  for (const topic of [/status/i, /create/i, /Running/, /latency/i, /proxy/i, /upstream errors/i, /watch/i]) assert.match(titles, topic);
+});
