@@ -147,3 +147,95 @@ export async function loadInterleaved(
     }),
   );
 }
+
+const run = (command: string, args: string[]): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${command} exited with ${code}`))));
+  });
+
+export const hasCommand = (name: string): Promise<boolean> =>
+  run('sh', ['-c', `command -v ${name}`]).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * Pins a process (all its threads) to one CPU. On 2 cores, the proxy under test gets core 0 to itself
+ * while the load generator, the upstream and the control plane share core 1: the ratios then compare
+ * the proxies, not how the scheduler mixed them with the load generator.
+ */
+export async function pin(pid: number | undefined, cpu: number): Promise<void> {
+  if (pid === undefined || !(await hasCommand('taskset'))) return;
+  await run('taskset', ['-a', '-cp', String(cpu), String(pid)]).catch(() => undefined);
+}
+
+const ms = (value: string, unit: string): number => Number(value) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
+
+/** Saturation load with wrk (C, one thread: the least CPU per request of the generators here), on `cpu`. */
+export async function wrk(url: string, options: { connections?: number; duration?: number; cpu?: number } = {}): Promise<Load> {
+  const args = ['-t1', `-c${options.connections ?? 50}`, `-d${options.duration ?? 5}s`, '--latency', url];
+  const out = options.cpu === undefined ? await run('wrk', args) : await run('taskset', ['-c', String(options.cpu), 'wrk', ...args]);
+  const latency = (p: string): number => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)$`, 'm').exec(out);
+    return m ? ms(m[1] ?? '', m[2] ?? 'ms') : NaN;
+  };
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50: latency('50'),
+    p99: latency('99'),
+    errors: Number(/Socket errors:.*?(\d+)/.exec(out)?.[1] ?? 0),
+    non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0),
+  };
+}
+
+export type RateLoad = { requests: number; errors: number; p50: number; p90: number; p99: number; p999: number; max: number };
+
+/** Fixed-rate latency (bench/rate-load.ts, its own process, on `cpu`). */
+export async function rateLoad(
+  url: string,
+  options: { rate: number; duration: number; connections: number; cpu?: number },
+): Promise<RateLoad> {
+  const args = [import.meta.dirname + '/rate-load.ts', url, String(options.rate), String(options.duration), String(options.connections)];
+  const out =
+    options.cpu === undefined
+      ? await run(process.execPath, args)
+      : await run('taskset', ['-c', String(options.cpu), process.execPath, ...args]);
+  return JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as RateLoad;
+}
+
+/** Runs `measure` for each target in turn, `rounds` times in rotated order, and keeps each target's median run. */
+export async function interleaved<T extends Record<string, number>>(
+  targets: string[],
+  rounds: number,
+  measure: (target: string) => Promise<T>,
+): Promise<Record<string, T>> {
+  const seen: Record<string, T[]> = Object.fromEntries(targets.map((t) => [t, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[(i + r) % targets.length] ?? '';
+      seen[target]?.push(await measure(target));
+    }
+  }
+  return Object.fromEntries(
+    targets.map((t) => {
+      const runs = seen[t] ?? [];
+      const keys = Object.keys(runs[0] ?? {});
+      return [
+        t,
+        Object.fromEntries(
+          keys.map((k) => [
+            k,
+            percentile(
+              runs.map((run) => run[k] ?? NaN),
+              50,
+            ),
+          ]),
+        ) as T,
+      ];
+    }),
+  );
+}

@@ -7,10 +7,13 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { down, up } from '../test/cluster/cluster.ts';
 import { kubeFromState } from '../test/cluster/kube-http.ts';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import { freePort, printTable, type Row } from './lib.ts';
 import { capabilityPath as capabilityPathOf } from '../src/domain/sandbox.ts';
 import { Capabilities } from '../src/http/capability.ts';
+import { summarizeProfile } from './profile.ts';
 import { proxyBench } from './proxy.ts';
 import { createBench, queryBench } from './api.ts';
 import { fill, scaleBench } from './scale.ts';
@@ -20,6 +23,7 @@ const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const scenarios = wanted.length ? wanted : all;
 const duration = Number(process.env['BENCH_DURATION'] ?? '8');
 const dir = join(import.meta.dirname, '..', '.local-cluster-bench');
+const profileDir = join(import.meta.dirname, 'results', 'profile');
 
 const state = await up({ dir, log: (l) => console.error(`[cluster] ${l}`) });
 const kube = kubeFromState(state);
@@ -35,10 +39,11 @@ async function namespace(name: string): Promise<string> {
   return name;
 }
 
-/** The provisioner as its own process, as deployed. */
-async function provisioner(ns: string, env: Record<string, string> = {}): Promise<string> {
+/** The provisioner as its own process, as deployed (with BENCH_PROFILE=1 and `profile`, under --cpu-prof). */
+async function provisioner(ns: string, env: Record<string, string> = {}, profile = false): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
+  const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn(process.execPath, [...cpuProf, join(import.meta.dirname, '..', 'src', 'main.ts')], {
     env: {
       ...process.env,
       KUBECONFIG_PATH: state.kubeconfig,
@@ -59,27 +64,29 @@ async function provisioner(ns: string, env: Record<string, string> = {}): Promis
     if (ready?.status === 200) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  return url;
+  return { url, child };
 }
 
 try {
   if (scenarios.includes('status') || scenarios.includes('list')) {
     const ns = await namespace('bench-query');
     await fill(kube, ns, 1000);
-    const url = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP' });
+    const { url } = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP' });
     for (let i = 0; i < 600 && (await (await fetch(`${url}/api/sandboxes/s999`)).status) !== 200; i++)
       await new Promise((r) => setTimeout(r, 100));
     rows.push(...(await queryBench({ provisioner: url, kubeconfig: state.kubeconfig, ns, id: 's500', duration })));
   }
   if (scenarios.includes('create')) {
     const ns = await namespace('bench-create');
-    const url = await provisioner(ns);
+    const { url } = await provisioner(ns);
     rows.push(...(await createBench({ provisioner: url, kube, ns, count: Number(process.env['BENCH_CREATE_COUNT'] ?? '30') })));
   }
   if (scenarios.includes('proxy')) {
     const ns = await namespace('bench-proxy');
     const signingKey = 'k'.repeat(32);
-    const url = await provisioner(ns, { LOG_LEVEL: 'error', PROXY_SIGNING_KEYS: signingKey });
+    const profiling = process.env['BENCH_PROFILE'] === '1';
+    rmSync(profileDir, { recursive: true, force: true });
+    const { url, child } = await provisioner(ns, { LOG_LEVEL: 'error', PROXY_SIGNING_KEYS: signingKey }, profiling);
     const created = (await (
       await fetch(`${url}/api/sandboxes?wait=30`, {
         method: 'POST',
@@ -91,7 +98,25 @@ try {
     // The same sandbox by its capability URL (what proxy mode hands out), signed as the service signs.
     const pod = await kube.get(`/api/v1/namespaces/${ns}/pods/sandbox-bench`);
     const capabilityPath = capabilityPathOf('bench', new Capabilities([signingKey]).sign('bench', pod.metadata.uid ?? ''));
-    rows.push(...(await proxyBench({ provisioner: url, nodePort, sandboxId: 'bench', capabilityPath, duration })));
+    const otherPids = ['fake-node', 'kube-apiserver', 'etcd', 'kube-controller-manager']
+      .map((p) => state.pids[p])
+      .filter((p) => p !== undefined);
+    rows.push(
+      ...(await proxyBench({
+        provisioner: url,
+        provisionerPid: child.pid,
+        otherPids,
+        nodePort,
+        sandboxId: 'bench',
+        capabilityPath,
+        duration,
+      })),
+    );
+    if (profiling) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      console.log(summarizeProfile(profileDir));
+    }
   }
   if (scenarios.includes('scale')) {
     const ns = await namespace('bench-scale');

@@ -2,7 +2,7 @@
 // so this module imports no feature. It answers every error as JSON from the error registry, 405 with
 // `Allow` for a known path and an unknown method, and logs one line per request with its id.
 
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.ts';
@@ -22,7 +22,15 @@ export function requestUrl(req: IncomingMessage): RequestTarget | undefined {
   const q = target.indexOf('?');
   const pathname = q === -1 ? target : target.slice(0, q);
   const search = q === -1 ? '' : target.slice(q);
-  return { pathname, search, searchParams: new URLSearchParams(search) };
+  let params: URLSearchParams | undefined;
+  // Parsed on first use: the proxy's hot path never reads it.
+  return {
+    pathname,
+    search,
+    get searchParams() {
+      return (params ??= new URLSearchParams(search));
+    },
+  };
 }
 
 export type Context = { req: IncomingMessage; res: ServerResponse; url: RequestTarget; params: string[] };
@@ -69,6 +77,11 @@ export type ServerOptions = {
 
 type Match = { row: RouteRow; params: string[] };
 
+/** Request ids: this process's random prefix and a counter (a UUID per request cost more than the id is worth). */
+const idPrefix = randomBytes(6).toString('base64url');
+let idCounter = 0;
+const nextRequestId = (): string => `${idPrefix}-${(idCounter++).toString(36)}`;
+
 /** Finds a row: exact paths first, then patterns, then prefixes, each in table order. */
 export function router(rows: RouteRow[]): (pathname: string) => Match | undefined {
   const exact = new Map<string, RouteRow>();
@@ -109,7 +122,7 @@ export function createHttpServer(options: ServerOptions): Server {
       if (refused.has(req.socket)) return;
       const started = performance.now();
       const header = req.headers['x-request-id'];
-      const requestId = typeof header === 'string' && header.length <= 128 ? header : randomUUID();
+      const requestId = typeof header === 'string' && header.length <= 128 ? header : nextRequestId();
       res.setHeader('x-request-id', requestId);
       let route = 'unmatched';
       let quiet = false;
