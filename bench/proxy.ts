@@ -149,7 +149,7 @@ http {
     ];
 
     const fixedTargets = targets.filter((t) => ['direct', 'ours', 'bare', 'nginx'].includes(t));
-    const fixed = await interleaved(fixedTargets, 2, (t) =>
+    const fixed = await interleaved(fixedTargets, 3, (t) =>
       rateLoad(`${origins[t]}/v1/sandbox`, { rate: 1000, duration: Math.max(4, ctx.duration), connections: 10, cpu: OTHER_CPU }),
     );
 
@@ -190,15 +190,19 @@ http {
     const fd = fixed['direct'];
     const fo = fixed['ours'];
     if (fd && fo) {
-      rows.push(row(s, 'at 1,000 req/s: direct p50 / p99', fd.p99, `ms p99 (p50 ${fd.p50.toFixed(3)} ms)`));
-      rows.push(row(s, 'at 1,000 req/s: this proxy p50 / p99', fo.p99, `ms p99 (p50 ${fo.p50.toFixed(3)} ms)`));
+      const pcts = (f: { p50: number; p90: number }) => `ms p99 (p50 ${f.p50.toFixed(3)}, p90 ${f.p90.toFixed(3)} ms)`;
+      rows.push(row(s, 'at 1,000 req/s: direct', fd.p99, pcts(fd)));
+      rows.push(row(s, 'at 1,000 req/s: this proxy', fo.p99, pcts(fo)));
       for (const t of ['bare', 'nginx']) {
         const f = fixed[t];
-        if (f) rows.push(row(s, `at 1,000 req/s: ${t} p50 / p99`, f.p99, `ms p99 (p50 ${f.p50.toFixed(3)} ms)`));
+        if (f) rows.push(row(s, `at 1,000 req/s: ${t}`, f.p99, pcts(f)));
       }
+      rows.push(row(s, 'at 1,000 req/s: added p50 / p90 over direct', fo.p90 - fd.p90, `ms p90 (p50 ${(fo.p50 - fd.p50).toFixed(3)} ms)`));
       rows.push(
-        row(s, 'at 1,000 req/s: added p99 over direct', fo.p99 - fd.p99, `ms (added p50 ${(fo.p50 - fd.p50).toFixed(3)} ms)`, {
-          baseline: 'direct',
+        // On a shared 2-core machine the p99 of every target (direct included) is set by stalls of the
+        // core the generator and upstream share; compare it with direct's own p99 before reading it.
+        row(s, 'at 1,000 req/s: added p99 over direct', fo.p99 - fd.p99, 'ms', {
+          baseline: `direct (p99 ${fd.p99.toFixed(1)} ms)`,
           ratio: fo.p99 / fd.p99,
           target: '<= 1 ms added',
           met: fo.p99 - fd.p99 <= 1,

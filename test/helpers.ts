@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { loadConfig } from '../src/config.ts';
-import { silentLogger, type Logger } from '../src/log.ts';
+import { createLogger, silentLogger, type Logger } from '../src/log.ts';
 import { start, type Service, type StartOptions } from '../src/service.ts';
 import { readState, type ClusterState } from './cluster/cluster.ts';
 import { KubeHttp, kubeFromState } from './cluster/kube-http.ts';
@@ -217,4 +217,43 @@ export function raw(base: string, method: string, path: string, headers: Record<
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** A logger that keeps its JSON lines, for tests that read the log. */
+export function captureLogs(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const log = createLogger('info', {
+    write: (chunk: string) => lines.push(...chunk.split('\n').filter(Boolean)),
+  } as unknown as NodeJS.WritableStream);
+  return { log, lines };
+}
+
+export type SseEvent = { event: string; data: Record<string, unknown> };
+
+/** Reads a Server-Sent Events answer until `onEvent` returns true or the stream ends; the events seen. */
+export async function readEvents(
+  res: Response,
+  onEvent: (e: SseEvent) => boolean | void | Promise<boolean | void> = () => false,
+): Promise<SseEvent[]> {
+  const seen: SseEvent[] = [];
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (!event || !data) continue;
+      const e = { event, data: JSON.parse(data) as Record<string, unknown> };
+      seen.push(e);
+      if (await onEvent(e)) {
+        await res.body?.cancel().catch(() => undefined);
+        return seen;
+      }
+    }
+  }
+  return seen;
 }

@@ -274,6 +274,17 @@ export class FakeNode {
       { type: 'ContainersReady', status: ready ? 'True' : 'False', lastTransitionTime: now() },
       { type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: now() },
     ];
+    /** A container that keeps exiting: CrashLoopBackOff now, its last termination as given. */
+    const crashLoop = (message: string, terminated: Record<string, unknown>) => ({
+      phase: 'Running',
+      podIP: ip,
+      podIPs: [{ ip }],
+      conditions: conditions(false),
+      containerStatuses: statusOf({ waiting: { reason: 'CrashLoopBackOff', message } }, false, {
+        restartCount: 3,
+        lastState: { terminated: { ...terminated, finishedAt: now() } },
+      }),
+    });
     await this.#kube.mergePatch(`${base}/status`, {
       status: {
         phase: 'Pending',
@@ -293,20 +304,11 @@ export class FakeNode {
     let status: Record<string, unknown>;
     switch (refusal ? 'refused' : behavior) {
       case 'refused':
-        status = {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: conditions(false),
-          containerStatuses: statusOf(
-            { waiting: { reason: 'CrashLoopBackOff', message: `back-off 10s restarting failed container=sandbox: ${refusal}` } },
-            false,
-            {
-              restartCount: 3,
-              lastState: { terminated: { exitCode: 1, reason: 'Error', message: refusal, finishedAt: now() } },
-            },
-          ),
-        };
+        status = crashLoop(`back-off 10s restarting failed container=sandbox: ${refusal}`, {
+          exitCode: 1,
+          reason: 'Error',
+          message: refusal,
+        });
         break;
       case 'ready':
         // A kubelet reports Ready only once the readiness probe passed, i.e. the server listens: start the
@@ -332,20 +334,7 @@ export class FakeNode {
         };
         break;
       case 'crashloop':
-        status = {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: conditions(false),
-          containerStatuses: statusOf(
-            { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 10s restarting failed container' } },
-            false,
-            {
-              restartCount: 3,
-              lastState: { terminated: { exitCode: 137, reason: 'OOMKilled', finishedAt: now() } },
-            },
-          ),
-        };
+        status = crashLoop('back-off 10s restarting failed container', { exitCode: 137, reason: 'OOMKilled' });
         break;
       case 'crash':
         status = {

@@ -6,9 +6,19 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { createLogger } from '../../src/log.ts';
 import { KubeHttp } from '../cluster/kube-http.ts';
-import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, raw, serviceAccountKubeconfig } from '../helpers.ts';
+import {
+  admin,
+  call,
+  captureLogs,
+  cluster,
+  eventually,
+  namespace,
+  objectsIn,
+  provisioner,
+  raw,
+  serviceAccountKubeconfig,
+} from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const KEYS = { old: 'o'.repeat(32), current: 'c'.repeat(32) };
@@ -31,8 +41,7 @@ function echo(url: string, headers: Record<string, string> = {}): Promise<string
 
 test('DeerFlow’s client works unchanged through a capability URL (poll, exec, file, SSE, WebSocket); anything else is an unknown sandbox', async (t) => {
   const ns = await namespace(t, 'caps');
-  const lines: string[] = [];
-  const log = createLogger('info', { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream);
+  const { log, lines } = captureLogs();
   const p = await provisioner(t, ns, { ...closed, SANDBOX_URL_MODE: 'proxy', PROXY_SIGNING_KEYS: `${KEYS.current},${KEYS.old}` }, { log });
   const created = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'df', thread_id: 'th' }, key);
   assert.equal(created.status, 201);

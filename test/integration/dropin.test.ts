@@ -5,38 +5,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { admin, call, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
+import { admin, call, eventually, namespace, objectsIn, provisioner, readEvents } from '../helpers.ts';
 
 const MINUTE = 60_000;
-
-/** Reads Server-Sent Events until `until` holds for one, or the time is up. */
-async function events(url: string, until: (e: { event: string; data: Record<string, unknown> }) => boolean, ms = 15_000) {
-  const seen: { event: string; data: Record<string, unknown> }[] = [];
-  const res = await fetch(url, { signal: AbortSignal.timeout(ms) });
-  const reader = res.body?.getReader();
-  let text = '';
-  try {
-    for (;;) {
-      const chunk = await reader?.read();
-      if (!chunk || chunk.done) break;
-      text += new TextDecoder().decode(chunk.value);
-      let end: number;
-      while ((end = text.indexOf('\n\n')) >= 0) {
-        const block = text.slice(0, end);
-        text = text.slice(end + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = /^data: (.*)$/m.exec(block)?.[1];
-        if (!event || !data) continue;
-        const e = { event, data: JSON.parse(data) as Record<string, unknown> };
-        seen.push(e);
-        if (until(e)) return seen;
-      }
-    }
-  } finally {
-    await reader?.cancel().catch(() => undefined);
-  }
-  return seen;
-}
 
 test('the AIO image starts under the default (reference) profile; under `hardened` it crash-loops, and the API and event stream say why', async (t) => {
   const ns = await namespace(t, 'profiles');
@@ -50,7 +21,9 @@ test('the AIO image starts under the default (reference) profile; under `hardene
   const hardened = await provisioner(t, await namespace(t, 'hardened'), { SANDBOX_SECURITY_PROFILE: 'hardened' });
   const created = await call(hardened.url, 'POST', '/api/sandboxes', { sandbox_id: 'tight' });
   assert.equal(created.status, 201);
-  const stream = events(`${hardened.url}/api/sandboxes/tight/events`, (e) => e.data['reason'] === 'CrashLoopBackOff');
+  const stream = fetch(`${hardened.url}/api/sandboxes/tight/events`, { signal: AbortSignal.timeout(15_000) }).then((res) =>
+    readEvents(res, (e) => e.data['reason'] === 'CrashLoopBackOff'),
+  );
   const waited = await call(hardened.url, 'GET', '/api/sandboxes/tight?wait=20');
   assert.equal(waited.body['status'], 'Pending');
   assert.equal(waited.body['reason'], 'CrashLoopBackOff', 'a ?wait= ends early on a stuck sandbox');

@@ -14,6 +14,10 @@ async function running(url: string, ids: string[]): Promise<void> {
   for (const id of ids) assert.equal((await call(url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: id })).body['status'], 'Running');
 }
 
+/** Waits until /readyz reports the view unhealthy (the outage is seen). */
+const unhealthy = (url: string, ms: number): Promise<true> =>
+  eventually('the outage is seen', async () => ((await call(url, 'GET', '/readyz')).body['healthy'] === false ? true : undefined), ms);
+
 /** While the API server is out: status and list from memory, /readyz 200 naming the problem, a create a clean 503. */
 async function answersMeanwhile(url: string): Promise<void> {
   const ready = await call(url, 'GET', '/readyz');
@@ -35,11 +39,7 @@ test('API server killed for 12 s: answers from memory meanwhile, /readyz stays 2
   let back: number;
   try {
     const down = performance.now();
-    await eventually(
-      'the outage is seen',
-      async () => ((await call(p.url, 'GET', '/readyz')).body['healthy'] === false ? true : undefined),
-      10_000,
-    );
+    await unhealthy(p.url, 10_000);
     t.diagnostic(`outage visible after ${(performance.now() - down).toFixed(0)} ms`);
     await answersMeanwhile(p.url);
     const create = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'during' });
@@ -71,11 +71,7 @@ test('API server frozen (SIGSTOP): the stale view is reported within seconds, an
   let resumed: number;
   try {
     const frozen = performance.now();
-    await eventually(
-      'the freeze is seen',
-      async () => ((await call(p.url, 'GET', '/readyz')).body['healthy'] === false ? true : undefined),
-      15_000,
-    );
+    await unhealthy(p.url, 15_000);
     const visible = performance.now() - frozen;
     t.diagnostic(`a frozen API server is reported after ${visible.toFixed(0)} ms`);
     assert.ok(visible < 10_000, `reported after ${visible.toFixed(0)} ms (before: up to 90 s)`);

@@ -7,10 +7,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { loadConfig } from '../../src/config.ts';
 import { validate } from '../../src/http/io.ts';
-import { createLogger } from '../../src/log.ts';
 import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
 import { createBody, MAX_ANSWER_BYTES } from '../arbitraries.ts';
-import { admin, call, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
+import { admin, call, captureLogs, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
 
 /** Sends raw bytes on a fresh connection and collects everything until the server closes it (or `limitMs` passes). */
 function exchange(base: string, data: string, limitMs = 10_000): Promise<{ text: string; ms: number; closed: boolean }> {
@@ -93,8 +92,7 @@ test('a 63 KB body of 21,000 bad extra mounts gets a small answer at once (it go
 
 test('a POST through the proxy is counted once as ok, with its bytes, and logs no warning', async (t) => {
   const ns = await namespace(t, 'acct');
-  const lines: string[] = [];
-  const log = createLogger('info', { write: (line: string) => lines.push(line) } as unknown as NodeJS.WritableStream);
+  const { log, lines } = captureLogs();
   const p = await provisioner(t, ns, {}, { log });
   assert.equal((await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'acct' })).body['status'], 'Running');
   const command = JSON.stringify({ command: `echo ${'x'.repeat(5000)}` });

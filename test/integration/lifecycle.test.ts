@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { admin, call, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
+import { admin, call, eventually, namespace, objectsIn, provisioner, readEvents, spawnProvisioner } from '../helpers.ts';
 
 const MINUTE = 60_000;
 
@@ -113,25 +113,13 @@ test('the event stream shows Pending then Running for a new sandbox, and ends on
   await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'ev' });
   const res = await fetch(`${p.url}/api/sandboxes/ev/events`);
   assert.equal(res.headers.get('content-type'), 'text/event-stream');
-  const events: { event: string; data: Record<string, unknown> }[] = [];
-  const decoder = new TextDecoder();
-  let buffer = '';
   let deleting = false;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk);
-    let end: number;
-    while ((end = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event && data) events.push({ event, data: JSON.parse(data) as Record<string, unknown> });
-    }
-    if (!deleting && events.some((e) => e.data['status'] === 'Running')) {
+  const events = await readEvents(res, async (e) => {
+    if (!deleting && e.data['status'] === 'Running') {
       deleting = true;
       await call(p.url, 'DELETE', '/api/sandboxes/ev');
     }
-  }
+  });
   const statuses = events.filter((e) => e.event === 'status').map((e) => e.data['status']);
   assert.equal(statuses[0], 'Pending');
   assert.ok(statuses.includes('Running'));

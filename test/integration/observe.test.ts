@@ -5,13 +5,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { loadConfig } from '../../src/config.ts';
-import { createLogger } from '../../src/log.ts';
 import { start } from '../../src/service.ts';
-import { admin, call, cluster, namespace } from '../helpers.ts';
+import { admin, call, captureLogs, cluster, namespace, provisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -62,33 +59,9 @@ test('the Dockerfile names files that exist, runs src/main.ts as uid 1000 on Nod
   assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/health/m);
 });
 
-function startLogged(
-  t: Parameters<typeof test>[0] extends never ? never : { after: (fn: () => Promise<void>) => void },
-  ns: string,
-  env: Record<string, string>,
-) {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(...chunk.toString().split('\n').filter(Boolean));
-      done();
-    },
-  });
-  const config = loadConfig({
-    KUBECONFIG_PATH: cluster().kubeconfig,
-    K8S_NAMESPACE: ns,
-    NODE_HOST: '127.0.0.1',
-    HOST: '127.0.0.1',
-    PORT: '0',
-    SKILLS_HOST_PATH: '/tmp/s',
-    THREADS_HOST_PATH: '/tmp/t',
-    PROVISIONER_ALLOW_ANONYMOUS: 'true',
-    ...env,
-  });
-  return start(config, createLogger('info', sink)).then((service) => {
-    t.after(() => service.stop(0));
-    return { service, lines };
-  });
+function startLogged(t: { after: (fn: () => Promise<void> | void) => void }, ns: string, env: Record<string, string>) {
+  const { log, lines } = captureLogs();
+  return provisioner(t, ns, env, { log }).then((service) => ({ service, lines }));
 }
 
 test('metrics move after a create, a proxied request and a delete; logs have one line per request and no secrets', async (t) => {
