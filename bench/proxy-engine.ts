@@ -48,6 +48,7 @@ const proxy = new SandboxProxy({
   view,
   log: silentLogger(),
   capabilities: new Capabilities([]),
+  trusted: () => false,
   stats: proxyStats(metrics),
   onActivity: () => undefined,
 });

@@ -4,6 +4,7 @@
 // own configuration (and clock).
 
 import { once } from 'node:events';
+import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config.ts';
 import { Capabilities } from './http/capability.ts';
@@ -52,6 +53,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const writer = new SandboxWriter({ config, kube, view, log, now });
   const capabilities = new Capabilities(config.proxy.signingKeys);
   const trusted = trustedPeers(config.trustedProxies);
+  const base = (req: IncomingMessage): string | undefined => requestBase(req, trusted);
   const answers = new Answers(config, (record) => writer.expiresAt(record), capabilities);
   const feed = new Feed({ view, answers, lastActivity: (record) => writer.lastActivity(record) });
 
@@ -69,7 +71,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   });
 
   const proxy = config.proxy.enabled
-    ? new SandboxProxy({ config, view, log, capabilities, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) })
+    ? new SandboxProxy({ config, view, log, capabilities, trusted, onActivity: (id) => writer.touch(id), stats: proxyStats(metrics) })
     : undefined;
   let check: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
   let access: Check = { name: 'permissions', ok: true, detail: 'not checked yet' };
@@ -91,12 +93,13 @@ export async function start(config: Config, log: Logger, options: StartOptions =
       view,
       writer,
       answers,
+      base,
       metrics,
       onCreateStarted: (id) => pendingSince.set(id, performance.now()),
       readiness: () => [check, access, ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
     }),
     ...metricsRoutes(metrics),
-    ...dashboardRoutes(feed, (req) => requestBase(req, trusted)),
+    ...dashboardRoutes(feed, base),
   ];
   const upgrades: UpgradeRow[] = [];
   if (proxy) {

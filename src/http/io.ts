@@ -28,7 +28,7 @@ export function sendError(res: ServerResponse, err: HttpError): void {
 
 const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
 
-/** Reads a JSON body of at most `maxBytes`; 413, 415 and 400 with a clear detail otherwise. */
+/** The limits of a JSON request body. */
 export type BodyLimits = { maxBytes: number; timeoutMs: number };
 
 /** Answers that end the connection: the rest of the body is not read. */
@@ -98,14 +98,18 @@ export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infe
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+const matchesKey = (given: string | undefined, key: string): boolean => given !== undefined && timingSafeEqual(digest(given), digest(key));
+
+/** True when an Authorization header is `Bearer <key>` (constant-time compare). */
+export function isBearerKey(authorization: string | undefined, key: string): boolean {
+  return matchesKey(/^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1], key);
+}
 
 /** True when the request carries `key` as X-API-Key or Authorization: Bearer (constant-time compare). */
 export function hasApiKey(req: IncomingMessage, key: string): boolean {
   const header = req.headers['x-api-key'];
-  const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
-  const given = (Array.isArray(header) ? header[0] : header) ?? bearer;
-  if (given === undefined) return false;
-  return timingSafeEqual(digest(given), digest(key));
+  if (header === undefined) return isBearerKey(req.headers.authorization, key);
+  return matchesKey(Array.isArray(header) ? header[0] : header, key);
 }
 
 /**

@@ -8,7 +8,7 @@ import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
-import { abortOnClose, parseSandboxId, readJson, requestBase, sendJson, sendJsonText, trustedPeers, validate } from '../http/io.ts';
+import { abortOnClose, parseSandboxId, readJson, sendJson, sendJsonText, validate } from '../http/io.ts';
 import type { RequestTarget, RouteRow } from '../http/server.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
@@ -24,6 +24,8 @@ export type ApiDeps = {
   view: SandboxView;
   writer: SandboxWriter;
   answers: Answers;
+  /** The origin the caller used (X-Forwarded-* from trusted proxies only): sandbox URLs in proxy mode start with it. */
+  base: (req: IncomingMessage) => string | undefined;
   /** Extra readiness checks (the admission preflight, shutdown) shown in /readyz; a failing `shutdown` makes it 503. */
   readiness?: () => Check[];
   metrics?: Metrics;
@@ -63,9 +65,7 @@ function storageMode(config: Config): 'pvc' | 'hostPath' | 'mixed' {
 }
 
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
-  const { config, view, writer, answers } = deps;
-  const trusted = trustedPeers(config.trustedProxies);
-  const base = (req: IncomingMessage): string | undefined => requestBase(req, trusted);
+  const { config, view, writer, answers, base } = deps;
   const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void =>
     sendJsonText(res, status, answers.text(record, base(req)));
   let openapi: string | undefined;

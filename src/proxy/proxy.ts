@@ -20,7 +20,7 @@ import { settled, type SandboxRecord } from '../domain/record.ts';
 import { CAPABILITY_PREFIX, capabilityPath, PLAIN_PREFIX, serviceOrigin, TOKEN_PARAM } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, rawErrorResponse, sandboxNotFound } from '../http/errors.ts';
-import { forwarded, hasApiKey, parseSandboxId, trustedPeers } from '../http/io.ts';
+import { forwarded, hasApiKey, isBearerKey, parseSandboxId } from '../http/io.ts';
 import type { Context, HostRoute, RequestTarget, RouteRow, UpgradeRow } from '../http/server.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
@@ -51,6 +51,8 @@ export type ProxyDeps = {
   view: SandboxView;
   log: Logger;
   capabilities: Capabilities;
+  /** Whether a peer is a trusted proxy (TRUSTED_PROXIES), whose X-Forwarded-* headers are believed. */
+  trusted: (address: string | undefined) => boolean;
   /** Called for each successfully proxied request (idle clean-up uses it). */
   onActivity?: (id: string) => void;
   stats?: ProxyStats;
@@ -138,7 +140,7 @@ export class SandboxProxy {
   constructor(deps: ProxyDeps) {
     this.#deps = deps;
     this.#config = deps.config;
-    this.#trusted = trustedPeers(deps.config.trustedProxies);
+    this.#trusted = deps.trusted;
     this.#capabilities = deps.capabilities;
     this.#view = deps.view;
     this.#log = deps.log;
@@ -249,7 +251,7 @@ export class SandboxProxy {
     return (name, value) => {
       if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER || name === 'cookie') return false;
       if (!fromProxy && name.startsWith('x-forwarded-')) return false;
-      return !(name === 'authorization' && key && hasApiKey({ headers: { authorization: String(value) } } as IncomingMessage, key));
+      return !(name === 'authorization' && key && isBearerKey(String(value), key));
     };
   }
 
