@@ -52,6 +52,21 @@ export async function listen(server: Server): Promise<string> {
 }
 
 /** Polls `check` until it returns a value other than undefined (for assertions about the cluster). */
+/** Creates a ResourceQuota in `ns` and waits until the quota controller has observed it (admission enforces it from then on). */
+export async function resourceQuota(ns: string, name: string, hard: Record<string, string>): Promise<void> {
+  const kube = admin();
+  await kube.post(`/api/v1/namespaces/${ns}/resourcequotas`, {
+    apiVersion: 'v1',
+    kind: 'ResourceQuota',
+    metadata: { name },
+    spec: { hard },
+  });
+  await eventually(
+    `quota ${name} observed`,
+    async () => ((await kube.get(`/api/v1/namespaces/${ns}/resourcequotas/${name}`)).status as { hard?: object } | undefined)?.hard,
+  );
+}
+
 export async function eventually<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
   const end = Date.now() + timeoutMs;
   let last: unknown;

@@ -7,22 +7,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { KubeHttp } from '../cluster/kube-http.ts';
-import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
+import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, resourceQuota, spawnProvisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
 test('a ResourceQuota of 2 pods: the third create answers 429 quota_exceeded and leaves nothing', async (t) => {
   const ns = await namespace(t, 'quota');
-  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, {
-    apiVersion: 'v1',
-    kind: 'ResourceQuota',
-    metadata: { name: 'q' },
-    spec: { hard: { pods: '2' } },
-  });
-  await eventually(
-    'quota observed',
-    async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard,
-  );
+  await resourceQuota(ns, 'q', { pods: '2' });
   const p = await provisioner(t, ns);
   assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q1' })).status, 201);
   assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'q2' })).status, 201);
@@ -36,16 +27,7 @@ test('a ResourceQuota of 2 pods: the third create answers 429 quota_exceeded and
 
 test('service refused after the pod was made (quota on services): the pod is removed, the answer names the service', async (t) => {
   const ns = await namespace(t, 'svcquota');
-  await admin().post(`/api/v1/namespaces/${ns}/resourcequotas`, {
-    apiVersion: 'v1',
-    kind: 'ResourceQuota',
-    metadata: { name: 'nosvc' },
-    spec: { hard: { services: '0' } },
-  });
-  await eventually(
-    'quota observed',
-    async () => ((await admin().get(`/api/v1/namespaces/${ns}/resourcequotas/nosvc`)).status as { hard?: object } | undefined)?.hard,
-  );
+  await resourceQuota(ns, 'nosvc', { services: '0' });
   const p = await provisioner(t, ns);
   const res = await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 's1' });
   assert.equal(res.status, 429);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import WebSocket from 'ws';
 import { KubeError, KubeHttp } from '../cluster/kube-http.ts';
 import { sandboxPod, sandboxService } from '../cluster/objects.ts';
-import { admin, cluster, eventually, namespace } from '../helpers.ts';
+import { admin, cluster, eventually, namespace, resourceQuota } from '../helpers.ts';
 
 test('the API server is v1.37.2 and the fake node is Ready', async () => {
   const kube = admin();
@@ -112,16 +112,7 @@ test('the fake node can be told to fail a pod', async (t) => {
 test('ResourceQuota is enforced (admission plus the controller manager)', async (t) => {
   const ns = await namespace(t, 'cluster');
   const kube = admin();
-  await kube.post(`/api/v1/namespaces/${ns}/resourcequotas`, {
-    apiVersion: 'v1',
-    kind: 'ResourceQuota',
-    metadata: { name: 'q' },
-    spec: { hard: { pods: '1' } },
-  });
-  await eventually(
-    'quota status',
-    async () => ((await kube.get(`/api/v1/namespaces/${ns}/resourcequotas/q`)).status as { hard?: object } | undefined)?.hard,
-  );
+  await resourceQuota(ns, 'q', { pods: '1' });
   await kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod('q1'));
   await assert.rejects(
     kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod('q2')),
