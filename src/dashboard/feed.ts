@@ -70,7 +70,7 @@ export class Feed {
     }
     if (previous?.status !== record.status || previous.reason !== record.reason) {
       const list = this.#transitions.get(id) ?? [];
-      list.push({ at: this.#iso(this.#now()), status: record.status, ...(record.reason ? { reason: record.reason } : {}) });
+      list.push(this.#transitionNow(record));
       this.#transitions.set(id, list.slice(-TRANSITIONS_PER_SANDBOX));
     }
     if (record.status === 'Running' && previous?.status !== 'Running' && !this.#readyAfter.has(id) && Number.isFinite(record.createdAt)) {
@@ -85,14 +85,16 @@ export class Feed {
 
   #sample(): void {
     const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<SandboxStatus, number>;
-    for (const r of this.#deps.view.list()) counts[r.status] += 1;
-    this.#samples.push({ at: this.#iso(this.#now()), counts });
-    if (this.#samples.length > SAMPLES) this.#samples.shift();
     // Activity changes no record (it is kept in memory between writes): send it with each sample.
     const activity: Record<string, string> = {};
-    for (const r of this.#deps.view.list()) activity[r.sandboxId] = this.#iso(this.#deps.lastActivity(r));
-    const sample = { sample: this.#samples.at(-1), activity };
-    this.#send('sample', () => sample);
+    for (const r of this.#deps.view.list()) {
+      counts[r.status] += 1;
+      activity[r.sandboxId] = this.#iso(this.#deps.lastActivity(r));
+    }
+    const sample = { at: this.#iso(this.#now()), counts };
+    this.#samples.push(sample);
+    if (this.#samples.length > SAMPLES) this.#samples.shift();
+    this.#send('sample', () => ({ sample, activity }));
   }
 
   row(record: SandboxRecord, base?: string): DashboardRow {
@@ -101,10 +103,12 @@ export class Feed {
       ...this.#deps.answers.answer(record, base),
       last_activity_at: this.#iso(this.#deps.lastActivity(record)),
       ...(ready !== undefined ? { create_to_running_s: Math.round(ready * 10) / 10 } : {}),
-      transitions: this.#transitions.get(record.sandboxId) ?? [
-        { at: this.#iso(this.#now()), status: record.status, ...(record.reason ? { reason: record.reason } : {}) },
-      ],
+      transitions: this.#transitions.get(record.sandboxId) ?? [this.#transitionNow(record)],
     };
+  }
+
+  #transitionNow(record: SandboxRecord): Transition {
+    return { at: this.#iso(this.#now()), status: record.status, ...(record.reason ? { reason: record.reason } : {}) };
   }
 
   #send(event: string, data: (base: string | undefined) => unknown): void {

@@ -8,11 +8,12 @@ import type { RouteRow } from '../http/server.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Feed } from './feed.ts';
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-};
+/** The page's files and their types. */
+const FILES = [
+  ['index.html', 'text/html; charset=utf-8'],
+  ['app.js', 'text/javascript; charset=utf-8'],
+  ['style.css', 'text/css; charset=utf-8'],
+] as const;
 
 /** Everything the page loads comes from here: no inline script, no other origin. */
 const HEADERS = {
@@ -26,15 +27,7 @@ const HEADERS = {
 /** The page's files, read once. */
 function staticFiles(): Map<string, { type: string; body: Buffer }> {
   const dir = join(import.meta.dirname, 'static');
-  const files = new Map<string, { type: string; body: Buffer }>();
-  for (const [name, type] of [
-    ['index.html', TYPES['.html']],
-    ['app.js', TYPES['.js']],
-    ['style.css', TYPES['.css']],
-  ] as const) {
-    files.set(name, { type: type ?? 'application/octet-stream', body: readFileSync(join(dir, name)) });
-  }
-  return files;
+  return new Map(FILES.map(([name, type]) => [name, { type, body: readFileSync(join(dir, name)) }]));
 }
 
 export function dashboardRoutes(feed: Feed, base: (req: IncomingMessage) => string | undefined): RouteRow[] {
