@@ -55,28 +55,17 @@ const positiveInt = (def: number, max: number) => z.coerce.number().int().min(1)
 const count = (def: number) => z.coerce.number().int().min(0).max(1_000_000).default(def);
 const bool = (def: boolean) => z.stringbool().default(def);
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
-const list = (def: string[]) =>
-  z
-    .string()
-    .default(def.join(','))
-    .transform((s) =>
-      s
-        .split(',')
-        .map((p) => p.trim())
-        .filter(Boolean),
-    );
+const splitList = (s: string): string[] =>
+  s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+const list = (def: string[]) => z.string().default(def.join(',')).transform(splitList);
 /** Comma-separated, or unset (undefined): an empty value is an empty list, not "unset". */
 const optionalList = z
   .string()
   .optional()
-  .transform((s) =>
-    s === undefined
-      ? undefined
-      : s
-          .split(',')
-          .map((p) => p.trim())
-          .filter(Boolean),
-  );
+  .transform((s) => (s === undefined ? undefined : splitList(s)));
 /** A relative path template with {user_id} and {thread_id}; `needsThread` when each thread needs its own. */
 const relativeTemplate = (needsThread: boolean) =>
   z.string().refine((t) => !t.startsWith('/') && !t.split('/').includes('..') && (!needsThread || t.includes('{thread_id}')), {
@@ -146,10 +135,7 @@ const schema = z
       .default('')
       .transform((s, ctx) => {
         const out: Record<string, string> = {};
-        for (const pair of s
-          .split(',')
-          .map((p) => p.trim())
-          .filter(Boolean)) {
+        for (const pair of splitList(s)) {
           const [k, v, ...rest] = pair.split('=');
           if (!k || v === undefined || rest.length) ctx.addIssue({ code: 'custom', message: `"${pair}" is not key=value` });
           else out[k] = v;
