@@ -3,7 +3,7 @@
 // (against the API server's own time for a pod and a service; ?wait= against the moment Ready is seen).
 
 import { join } from 'node:path';
-import { KubeHttp } from '../test/cluster/kube-http.ts';
+import { KubeHttp } from '../tools/cluster/kube-http.ts';
 import { freePort, load, loadInterleaved, percentile, row, startProcess, type Load, type Row } from './lib.ts';
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {

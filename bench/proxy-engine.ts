@@ -12,7 +12,7 @@ import { silentLogger } from '../src/log.ts';
 import { createMetrics, proxyStats, requestObserver } from '../src/observe/metrics.ts';
 import { SandboxProxy } from '../src/proxy/proxy.ts';
 import { SandboxView } from '../src/watch/sandbox-view.ts';
-import { startStandin } from '../test/cluster/sandbox-standin.ts';
+import { startStandin } from '../tools/cluster/sandbox-standin.ts';
 
 const [mode, portArg = '0', upstreamArg = '0'] = process.argv.slice(2);
 if (mode === 'upstream') {

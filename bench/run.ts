@@ -5,8 +5,8 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { down, up } from '../test/cluster/cluster.ts';
-import { kubeFromState } from '../test/cluster/kube-http.ts';
+import { down, up } from '../tools/cluster/cluster.ts';
+import { kubeFromState } from '../tools/cluster/kube-http.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';

@@ -6,7 +6,7 @@ import { loadConfig } from '../src/config.ts';
 import { makeKube } from '../src/kube/client.ts';
 import { kubeSources } from '../src/watch/kube-source.ts';
 import { SandboxView } from '../src/watch/sandbox-view.ts';
-import type { KubeHttp } from '../test/cluster/kube-http.ts';
+import type { KubeHttp } from '../tools/cluster/kube-http.ts';
 import { percentile, row, type Row } from './lib.ts';
 
 const sandboxPod = (id: string) => ({

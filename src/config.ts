@@ -179,7 +179,7 @@ const schema = z
     USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
     SKILLS_PVC_SUBPATH_TEMPLATE: optional(relativeTemplate(false)),
     USERDATA_PATH_TEMPLATE: optional(relativeTemplate(true)),
-    MOUNT_CONTRACT_VERSION: z.coerce.number().int().min(0).max(2).default(2),
+    MOUNT_CONTRACT_VERSION: optional(z.coerce.number().int().min(0).max(2)),
 
     EXTRA_MOUNTS_BASE_DIR: optional(absolutePath('EXTRA_MOUNTS_BASE_DIR')),
     EXTRA_MOUNTS_ALLOWED_PATHS: list(DEFAULT_EXTRA_MOUNT_PATHS),
@@ -372,6 +372,22 @@ export class ConfigError extends Error {
     super(`invalid configuration:\n${problems.join('\n')}`);
     this.problems = problems;
   }
+}
+
+/** What the operator should know about a configuration that is valid but risky, one line each (logged at start-up). */
+export function configWarnings(config: Config, signingKeyMadeHere: boolean): string[] {
+  const warnings: string[] = [];
+  if (config.proxy.enabled && signingKeyMadeHere && config.sandboxUrl.mode !== 'nodeport')
+    warnings.push(
+      'PROXY_SIGNING_KEYS is not set: a key was made for this process, so sandbox URLs stop working when it restarts and differ between replicas',
+    );
+  if (!config.auth.apiKey && config.auth.allowAnonymous)
+    warnings.push('PROVISIONER_ALLOW_ANONYMOUS=true: the API is open to anyone who can reach this port');
+  if (!config.auth.apiKey && !config.auth.allowAnonymous)
+    warnings.push(
+      'PROVISIONER_API_KEY is not set: /api/* answers 401 to everyone (set the key, or PROVISIONER_ALLOW_ANONYMOUS=true on purpose)',
+    );
+  return warnings;
 }
 
 /** Parses the environment. Throws ConfigError with one line per problem, naming the variable. */

@@ -5,7 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { down, up } from './cluster/cluster.ts';
+import { down, up } from '../tools/cluster/cluster.ts';
 
 let dir: string | undefined;
 

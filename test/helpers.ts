@@ -12,8 +12,8 @@ import type { Server } from 'node:http';
 import { loadConfig } from '../src/config.ts';
 import { createLogger, silentLogger, type Logger } from '../src/log.ts';
 import { start, type Service, type StartOptions } from '../src/service.ts';
-import { readState, type ClusterState } from './cluster/cluster.ts';
-import { KubeHttp, kubeFromState } from './cluster/kube-http.ts';
+import { readState, type ClusterState } from '../tools/cluster/cluster.ts';
+import { KubeHttp, kubeFromState } from '../tools/cluster/kube-http.ts';
 
 export function cluster(): ClusterState {
   const dir = process.env['TEST_CLUSTER_DIR'];

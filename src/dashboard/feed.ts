@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { SandboxRecord } from '../domain/record.ts';
 import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
-import type { Answers, SandboxAnswer } from '../provisioner/answer.ts';
+import type { Answers, SandboxAnswer } from '../api/answer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 
 export type Transition = { at: string; status: SandboxStatus; reason?: string };

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import type { RouteRow } from '../http/server.ts';
+import type { RouteRow } from '../http/router.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Feed } from './feed.ts';
 

@@ -74,7 +74,24 @@ function replaceCluster(kc: KubeConfig, old: Cluster, next: Cluster): void {
  */
 export type KubeResponse = { status: number; body: unknown; text: string };
 
-export class KubeClient {
+export type KubeRequestOptions = { body?: unknown; contentType?: string; timeoutMs?: number; signal?: AbortSignal };
+
+/** What the rest of the service uses of the API server (KubeClient; in unit tests, an in-memory fake). */
+export interface Kube {
+  readonly server: string;
+  readonly source: string;
+  request(method: string, path: string, options?: KubeRequestOptions): Promise<KubeResponse>;
+  watch(
+    path: string,
+    onEvent: (type: string, object: unknown) => void,
+    onDone: (err: unknown) => void,
+    idleMs?: number,
+  ): Promise<{ abort: () => void }>;
+  probe(timeoutMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class KubeClient implements Kube {
   readonly kc: KubeConfig;
   readonly server: string;
   readonly source: string;
@@ -110,11 +127,7 @@ export class KubeClient {
   }
 
   /** Sends one request; throws KubeApiError for error answers and KubeUnavailableError when unreachable. */
-  async request(
-    method: string,
-    path: string,
-    options: { body?: unknown; contentType?: string; timeoutMs?: number; signal?: AbortSignal } = {},
-  ): Promise<KubeResponse> {
+  async request(method: string, path: string, options: KubeRequestOptions = {}): Promise<KubeResponse> {
     const { headers, agent } = await this.#prepare();
     headers['accept'] = 'application/json';
     headers['user-agent'] = 'sandbox-provisioner';

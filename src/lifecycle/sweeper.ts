@@ -9,6 +9,7 @@ import type { Logger } from '../log.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { SandboxWriter } from '../provisioner/writer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
+import type { Activity } from './activity.ts';
 
 export type Expiry = { id: string; reason: 'ttl' | 'idle' };
 export type SweepResult = { expired: Expiry[]; errors: string[] };
@@ -26,21 +27,39 @@ export function expiryReason(
   return undefined;
 }
 
-export async function sweep(deps: {
+export type SweepDeps = {
   config: Config;
   view: SandboxView;
-  writer: SandboxWriter;
+  writer: Pick<SandboxWriter, 'expire'>;
+  activity: Pick<Activity, 'lastActivity' | 'expiresAt'>;
   log: Logger;
-  metrics?: Metrics;
+  metrics?: Pick<Metrics, 'expiries'>;
   now: () => number;
-}): Promise<SweepResult> {
-  const { config, view, writer, log } = deps;
+};
+
+/** Sweeps every SANDBOX_SWEEP_SECONDS once the view has synced (when a TTL or idle limit is set); `runNow` sweeps at once. */
+export function startSweeps(deps: SweepDeps): { runNow: () => Promise<SweepResult>; stop: () => void } {
+  const runNow = async (): Promise<SweepResult> => {
+    await deps.view.synced;
+    return sweep(deps);
+  };
+  const { ttlMs, idleMs, sweepMs } = deps.config.lifecycle;
+  const timer = ttlMs > 0 || idleMs > 0 ? setInterval(() => void runNow().catch(() => undefined), sweepMs).unref() : undefined;
+  return { runNow, stop: () => clearInterval(timer) };
+}
+
+export async function sweep(deps: SweepDeps): Promise<SweepResult> {
+  const { config, view, writer, activity, log } = deps;
   const result: SweepResult = { expired: [], errors: [] };
   const now = deps.now();
   for (const record of view.list()) {
     if (record.deleting || !record.hasPod || record.podUid === undefined) continue;
-    const lastActivity = writer.lastActivity(record);
-    const reason = expiryReason({ createdAt: record.createdAt, expiresAt: writer.expiresAt(record), lastActivity }, config.lifecycle, now);
+    const lastActivity = activity.lastActivity(record);
+    const reason = expiryReason(
+      { createdAt: record.createdAt, expiresAt: activity.expiresAt(record), lastActivity },
+      config.lifecycle,
+      now,
+    );
     if (!reason) continue;
     try {
       if (await writer.expire(record.sandboxId, record.podUid, record.podResourceVersion)) {

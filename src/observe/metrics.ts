@@ -3,7 +3,8 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
-import type { RequestObserver, RouteRow } from '../http/server.ts';
+import type { RouteRow } from '../http/router.ts';
+import type { RequestObserver } from '../http/server.ts';
 
 /** What the metrics read from the sandbox view at scrape time. */
 export type MetricsSource = {

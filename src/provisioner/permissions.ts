@@ -2,7 +2,7 @@
 // housekeeping (one SelfSubjectRulesReview lists every rule that applies there). A feature whose verb
 // is missing degrades instead of failing requests: DeerFlow's Helm chart, for one, grants no `patch`.
 
-import type { KubeClient } from '../kube/client.ts';
+import type { Kube } from '../kube/client.ts';
 
 /** Each verb the provisioner uses, by feature. `essential`: without it the feature is an error, not degraded. */
 export const NEEDS = [
@@ -71,7 +71,7 @@ export class Permissions {
  * authorizer than RBAC) may leave out what is allowed, so each verb it lacks is then asked on its own
  * (SelfSubjectAccessReview). An unknown answer permits everything: requests are tried, as before.
  */
-export async function reviewPermissions(kube: KubeClient, namespace: string): Promise<Permissions> {
+export async function reviewPermissions(kube: Kube, namespace: string): Promise<Permissions> {
   try {
     const res = await kube.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews', {
       body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace } },

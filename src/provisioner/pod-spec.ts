@@ -25,7 +25,7 @@ import {
   podName,
   serviceName,
 } from '../domain/sandbox.ts';
-import { fillTemplate, type ExtraMount, type SandboxRequest } from './request.ts';
+import { fillTemplate, type ExtraMount, type SandboxRequest } from '../domain/request.ts';
 
 export const CONTAINER_NAME = 'sandbox';
 
@@ -250,4 +250,10 @@ export function buildService(config: Config, id: string, owner?: { name: string;
       ports: [{ name: 'http', port: config.sandbox.port, targetPort: config.sandbox.port, protocol: 'TCP' }],
     },
   };
+}
+
+/** Container paths the provisioner itself mounts (by skills layout); extra mounts may neither equal nor contain them. */
+export function builtinMountPaths(config: Config): string[] {
+  const skills = config.storage.skills.source === 'views' ? SKILLS_VIEWS.map((v) => v.mountPath) : [SKILLS_PATH];
+  return [...skills, USER_DATA_PATH];
 }

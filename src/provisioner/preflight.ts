@@ -4,9 +4,8 @@
 
 import type { Config } from '../config.ts';
 import { HttpError } from '../http/errors.ts';
-import type { Check } from './answer.ts';
 import { buildPod, buildService } from './pod-spec.ts';
-import type { SandboxRequest } from './request.ts';
+import type { SandboxRequest } from '../domain/request.ts';
 import type { SandboxWriter } from './writer.ts';
 
 const SAMPLE: SandboxRequest = {
@@ -33,7 +32,8 @@ function hint(code: string, config: Config, message: string): string {
   return '';
 }
 
-export async function preflight(writer: SandboxWriter, config: Config): Promise<Check> {
+/** Why sandboxes would be refused in the namespace (with the fix), or undefined when a sample passes. */
+export async function preflight(writer: SandboxWriter, config: Config): Promise<string | undefined> {
   for (const [kind, body] of [
     ['pod', buildPod(config, SAMPLE)],
     ['service', buildService(config, SAMPLE.sandboxId)],
@@ -42,12 +42,8 @@ export async function preflight(writer: SandboxWriter, config: Config): Promise<
       await writer.dryRun(kind, body);
     } catch (err) {
       if (!(err instanceof HttpError)) throw err;
-      return {
-        name: 'preflight',
-        ok: false,
-        detail: `sandbox ${kind}s would be refused in namespace ${config.namespace}: ${err.message}.${hint(err.code, config, err.message)}`,
-      };
+      return `sandbox ${kind}s would be refused in namespace ${config.namespace}: ${err.message}.${hint(err.code, config, err.message)}`;
     }
   }
-  return { name: 'preflight', ok: true };
+  return undefined;
 }

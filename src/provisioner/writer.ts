@@ -1,35 +1,23 @@
 // The one writer to the Kubernetes API: every create, delete, patch and dry run of a sandbox object (and
-// of the namespace) goes through this class. Reads come from the watch view. Activity (an API touch or
-// a proxied request) is kept here too, because persisting it is a write: in memory, and written to the
-// pod as an annotation at most once per ACTIVITY_WRITE_INTERVAL_SECONDS, so it survives restarts and
-// is shared by replicas (each reads it back through the watch).
+// of the namespace) goes through this class. Reads come from the watch view. It only writes: what to
+// write and when (activity, expiry, orphans) is decided by its callers.
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import { joinRecord, slimPod, slimService, type RawPod, type RawService, type SandboxRecord } from '../domain/record.ts';
-import {
-  ANNOTATION_EXPIRES_AT,
-  ANNOTATION_LAST_ACTIVITY,
-  namespacePath,
-  podName,
-  podPath,
-  podsPath,
-  serviceName,
-  servicePath,
-  servicesPath,
-} from '../domain/sandbox.ts';
+import { namespacePath, podName, podPath, podsPath, serviceName, servicePath, servicesPath } from '../domain/sandbox.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { Kube } from '../kube/client.ts';
 import { DELETE_IN_BACKGROUND, isAlreadyExists, isConflict, isForbidden, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { Gate } from './gate.ts';
-import { fromKube, type KubeTarget } from './k8s-errors.ts';
+import { fromKube, type KubeTarget } from './kube-refusals.ts';
 import { Permissions } from './permissions.ts';
 import { buildPod, buildService } from './pod-spec.ts';
-import type { SandboxRequest } from './request.ts';
+import type { SandboxRequest } from '../domain/request.ts';
 
-export type WriterDeps = { config: Config; kube: KubeClient; view: SandboxView; log: Logger; now?: () => number; gate?: Gate };
+export type WriterDeps = { config: Config; kube: Kube; view: SandboxView; log: Logger; now?: () => number; gate?: Gate };
 
 /** The namespace could not be made ready; `final` when retrying cannot help (not allowed to create it). */
 export class NamespaceError extends Error {
@@ -46,18 +34,13 @@ const deleting = (id: string): HttpError =>
 
 export class SandboxWriter {
   #config: Config;
-  #kube: KubeClient;
+  #kube: Kube;
   #view: SandboxView;
   #log: Logger;
   #now: () => number;
   #gate: Gate;
   #ns: string;
-  #inflight = new Map<string, Promise<SandboxRecord>>();
-  /** Last activity per sandbox seen by this process, and when it was last written to the pod. */
-  #touched = new Map<string, number>();
-  #written = new Map<string, number>();
-  /** Expiry moved by a keepalive that could not be written to the pod. */
-  #expiries = new Map<string, number>();
+  #inflight = new Map<string, Promise<{ record: SandboxRecord; madePod: boolean }>>();
   #permissions = new Permissions(undefined);
 
   constructor(deps: WriterDeps) {
@@ -69,10 +52,6 @@ export class SandboxWriter {
     const l = deps.config.limits;
     this.#gate = deps.gate ?? new Gate(l.maxConcurrentCreates, l.queueSize, l.queueTimeoutMs);
     this.#ns = deps.config.namespace;
-    // Activity of sandboxes that are gone is forgotten.
-    this.#view.subscribe((change) => {
-      if (change.record === undefined) this.#forget(change.id);
-    });
   }
 
   /** True while this process is creating that sandbox (the reconciler leaves it alone). */
@@ -86,33 +65,21 @@ export class SandboxWriter {
    * Creates the pod and the service of a sandbox, or returns the existing one (created=false).
    * Concurrent identical creates in this process share one attempt; across processes, the API server's
    * AlreadyExists makes the loser adopt the winner's objects. A sandbox missing one half (a crash of
-   * an earlier create) is completed. Either way the create counts as activity.
+   * an earlier create) is completed.
    */
   async create(req: SandboxRequest): Promise<{ created: boolean; record: SandboxRecord }> {
     const id = req.sandboxId;
     const running = this.#inflight.get(id);
-    if (running) return { created: false, record: await running };
+    if (running) return { created: false, record: (await running).record };
     const existing = this.#view.get(id);
     const reachable = this.#config.sandbox.serviceType !== 'NodePort' || existing?.nodePort !== undefined;
-    if (existing && existing.hasPod && existing.hasService && !existing.deleting && reachable) {
-      this.touch(id);
-      return { created: false, record: existing };
-    }
+    if (existing && existing.hasPod && existing.hasService && !existing.deleting && reachable) return { created: false, record: existing };
     this.#checkLimits(req);
-    let created = false;
-    const attempt = this.#gate
-      .run(() => this.#create(req))
-      .then(({ record, madePod }) => {
-        created = madePod;
-        return record;
-      });
+    const attempt = this.#gate.run(() => this.#create(req));
     this.#inflight.set(id, attempt);
     try {
-      const record = await attempt;
-      // A new sandbox's creation time is its first activity: nothing needs writing yet.
-      if (created) this.#persisted(id, this.#now());
-      else this.touch(id);
-      return { created, record };
+      const { record, madePod } = await attempt;
+      return { created: madePod, record };
     } finally {
       this.#inflight.delete(id);
     }
@@ -271,7 +238,6 @@ export class SandboxWriter {
       if (!meta || meta.uid !== podUid || meta.deletionTimestamp) return false; // gone, replaced, or deleted by someone else
       resourceVersion = meta.resourceVersion;
     }
-    this.#forget(id);
     await this.removeObject(id, 'service');
     return true;
   }
@@ -293,75 +259,25 @@ export class SandboxWriter {
     }
   }
 
-  // ---- activity and keepalive ----
+  // ---- annotations ----
 
-  /** Records activity now; persists it when the last write is older than the write interval. */
-  touch(id: string): void {
-    const now = this.#now();
-    this.#touched.set(id, now);
-    if (!this.#permissions.can('patch', 'pods')) return;
-    if (now - (this.#written.get(id) ?? -Infinity) < this.#config.lifecycle.activityWriteMs) return;
-    this.#written.set(id, now);
-    void this.#annotate(id, { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() }).catch((err: unknown) => {
-      this.#written.delete(id);
-      if (!isNotFound(err)) this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not record sandbox activity');
-    });
+  /** Whether this identity may `verb` the `resource` (the startup check); until known, every request is tried. */
+  can(verb: string, resource: string): boolean {
+    return this.#permissions.can(verb, resource);
   }
 
-  /**
-   * Extends a sandbox's life in one PATCH: records activity now and, with a TTL, moves its expiry. True
-   * when written to the pod; false when kept in memory only (no `patch` on pods: lost on a restart).
-   */
-  async keepalive(id: string, ttlSeconds: number | undefined): Promise<boolean> {
-    const now = this.#now();
-    const annotations: Record<string, string> = { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() };
-    const ttl = ttlSeconds ?? (this.#config.lifecycle.ttlMs > 0 ? this.#config.lifecycle.ttlMs / 1000 : undefined);
-    if (!this.#permissions.can('patch', 'pods')) {
-      this.#touched.set(id, now);
-      if (ttl !== undefined) this.#expiries.set(id, now + ttl * 1000);
-      return false;
-    }
-    if (ttl !== undefined) annotations[ANNOTATION_EXPIRES_AT] = new Date(now + ttl * 1000).toISOString();
-    try {
-      await this.#annotate(id, annotations);
-    } catch (err) {
-      if (isNotFound(err)) throw sandboxNotFound(id);
-      throw fromKube(err, 'pod', `update pod ${podName(id)}`);
-    }
-    this.#persisted(id, now);
-    this.#expiries.delete(id);
-    return true;
-  }
-
-  /** When a sandbox expires: a move kept in memory (keepalive without `patch`), else its pod's annotation. */
-  expiresAt(record: SandboxRecord): number | undefined {
-    return this.#expiries.get(record.sandboxId) ?? record.expiresAt;
-  }
-
-  /** What this identity may do (the startup check); until known, every request is tried. */
   usePermissions(permissions: Permissions): void {
     this.#permissions = permissions;
   }
 
-  /** Activity at `at` that the pod already records (its creation, or a keepalive just written). */
-  #persisted(id: string, at: number): void {
-    this.#touched.set(id, at);
-    this.#written.set(id, at);
-  }
-
-  #annotate(id: string, annotations: Record<string, string>): Promise<unknown> {
-    return this.#kube.request('PATCH', podPath(this.#ns, id), { body: { metadata: { annotations } }, contentType: MERGE_PATCH });
-  }
-
-  /** The latest activity known for a sandbox: this process's memory, the pod annotation, or its creation. */
-  lastActivity(record: SandboxRecord): number {
-    return Math.max(this.#touched.get(record.sandboxId) ?? -Infinity, record.lastActivity ?? -Infinity, record.createdAt);
-  }
-
-  #forget(id: string): void {
-    this.#touched.delete(id);
-    this.#written.delete(id);
-    this.#expiries.delete(id);
+  /** Merges annotations into a sandbox's pod (activity, expiry); `sandbox_not_found` when the pod is gone. */
+  async annotate(id: string, annotations: Record<string, string>): Promise<void> {
+    try {
+      await this.#kube.request('PATCH', podPath(this.#ns, id), { body: { metadata: { annotations } }, contentType: MERGE_PATCH });
+    } catch (err) {
+      if (isNotFound(err)) throw sandboxNotFound(id);
+      throw fromKube(err, 'pod', `update pod ${podName(id)}`);
+    }
   }
 
   // ---- the namespace and dry runs ----

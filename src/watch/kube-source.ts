@@ -4,13 +4,13 @@
 
 import type { RawPod, RawService } from '../domain/record.ts';
 import { podsPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
-import type { KubeClient } from '../kube/client.ts';
+import type { Kube } from '../kube/client.ts';
 import { KubeApiError } from '../kube/errors.ts';
 import { Gone, type ListFn, type WatchFn } from './reflector.ts';
 
 type RawList<T> = { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
 
-function list<T>(client: KubeClient, collection: string): ListFn<T> {
+function list<T>(client: Kube, collection: string): ListFn<T> {
   return async ({ limit, continueToken }) => {
     const query = new URLSearchParams({ labelSelector: SANDBOX_SELECTOR, limit: String(limit) });
     if (continueToken) query.set('continue', continueToken);
@@ -24,7 +24,7 @@ function list<T>(client: KubeClient, collection: string): ListFn<T> {
   };
 }
 
-function watch(client: KubeClient, collection: string, random: () => number): WatchFn {
+function watch(client: Kube, collection: string, random: () => number): WatchFn {
   return (resourceVersion, onEvent, onDone) => {
     const query = new URLSearchParams({
       watch: 'true',
@@ -42,7 +42,7 @@ function watch(client: KubeClient, collection: string, random: () => number): Wa
   };
 }
 
-export function kubeSources(client: KubeClient, namespace: string, random: () => number = Math.random) {
+export function kubeSources(client: Kube, namespace: string, random: () => number = Math.random) {
   return {
     listPods: list<RawPod>(client, podsPath(namespace)),
     watchPods: watch(client, podsPath(namespace), random),

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { KubeHttp } from '../cluster/kube-http.ts';
+import { KubeHttp } from '../../tools/cluster/kube-http.ts';
 import {
   admin,
   call,

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { KubeHttp } from '../cluster/kube-http.ts';
+import { KubeHttp } from '../../tools/cluster/kube-http.ts';
 import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, resourceQuota, spawnProvisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');

@@ -275,9 +275,17 @@ test('no PROVISIONER_API_KEY: /api/* is closed (401, as the reference) unless PR
   assert.deepEqual(await objectsIn(ns), { pods: [], services: [] });
 });
 
-test('DeerFlow’s capability probe and the fields its client checks', async (t) => {
+test('DeerFlow’s capability probe and the fields its client checks; mount_contract_version only when configured', async (t) => {
   const ns = await namespace(t, 'deerflow');
-  const p = await provisioner(t, ns);
+  // Today's DeerFlow provisioner answers no mount_contract_version: by default neither do we.
+  const plain = await provisioner(t, ns);
+  const plainCaps = await call(plain.url, 'GET', '/api/capabilities');
+  assert.equal(plainCaps.status, 200);
+  assert.equal('mount_contract_version' in plainCaps.body, false);
+  assert.deepEqual([plainCaps.body['lark_cli_init_image'], plainCaps.body['lark_cli_broker_image']], [false, false]);
+  const plainCreated = await call(plain.url, 'POST', '/api/sandboxes', { sandbox_id: 'df0' });
+  assert.equal('mount_contract_version' in plainCreated.body, false);
+  const p = await provisioner(t, ns, { MOUNT_CONTRACT_VERSION: '2' });
   const caps = await call(p.url, 'GET', '/api/capabilities');
   assert.equal(caps.body['mount_contract_version'], 2);
   const created = await call(p.url, 'POST', '/api/sandboxes', {

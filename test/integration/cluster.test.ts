@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { KubeError, KubeHttp } from '../cluster/kube-http.ts';
-import { sandboxPod, sandboxService } from '../cluster/objects.ts';
+import { KubeError, KubeHttp } from '../../tools/cluster/kube-http.ts';
+import { sandboxPod, sandboxService } from '../../tools/cluster/objects.ts';
 import { admin, cluster, eventually, namespace, resourceQuota } from '../helpers.ts';
 
 test('the API server is v1.37.2 and the fake node is Ready', async () => {

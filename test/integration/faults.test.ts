@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { recoverControllers, startApiServer, stopApiServer } from '../cluster/cluster.ts';
+import { recoverControllers, startApiServer, stopApiServer } from '../../tools/cluster/cluster.ts';
 import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
 
 const FAST = { K8S_PROBE_SECONDS: '1', K8S_REQUEST_TIMEOUT_SECONDS: '2' };

@@ -6,8 +6,8 @@ import { connect } from 'node:net';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { loadConfig } from '../../src/config.ts';
-import { validate } from '../../src/http/io.ts';
-import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
+import { validate } from '../../src/http/input.ts';
+import { createRequestSchema, toSandboxRequest } from '../../src/api/request.ts';
 import { createBody, MAX_ANSWER_BYTES } from '../arbitraries.ts';
 import { admin, call, captureLogs, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
 

@@ -8,9 +8,9 @@ import { makeKube } from '../../src/kube/client.ts';
 import { kubeSources } from '../../src/watch/kube-source.ts';
 import type { WatchFn } from '../../src/watch/reflector.ts';
 import { SandboxView } from '../../src/watch/sandbox-view.ts';
-import { recoverControllers, startApiServer, startSecondApiServer, stopApiServer } from '../cluster/cluster.ts';
-import { KubeHttp } from '../cluster/kube-http.ts';
-import { sandboxPod, sandboxService } from '../cluster/objects.ts';
+import { recoverControllers, startApiServer, startSecondApiServer, stopApiServer } from '../../tools/cluster/cluster.ts';
+import { KubeHttp } from '../../tools/cluster/kube-http.ts';
+import { sandboxPod, sandboxService } from '../../tools/cluster/objects.ts';
 import { admin, cluster, eventually, namespace } from '../helpers.ts';
 
 const pod = (id: string) => sandboxPod(id, { 'sandbox.deer-flow/thread-id': `t-${id}` });

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { test } from 'node:test';
 import { Feed } from '../../src/dashboard/feed.ts';
 import type { SandboxRecord } from '../../src/domain/record.ts';
-import type { Answers } from '../../src/provisioner/answer.ts';
+import type { Answers } from '../../src/api/answer.ts';
 import type { SandboxView } from '../../src/watch/sandbox-view.ts';
 
 /** The events a stream wrote, parsed. */

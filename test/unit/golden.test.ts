@@ -8,9 +8,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
-import { validate } from '../../src/http/io.ts';
+import { validate } from '../../src/http/input.ts';
 import { buildPod, buildService } from '../../src/provisioner/pod-spec.ts';
-import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
+import { createRequestSchema, toSandboxRequest } from '../../src/api/request.ts';
 
 type Json = Record<string, unknown>;
 type Fixture = { commit: string; env: Record<string, string>; request: Json; pod: Json; service: Json };

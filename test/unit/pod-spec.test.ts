@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { buildPod, buildService } from '../../src/provisioner/pod-spec.ts';
-import { toSandboxRequest } from '../../src/provisioner/request.ts';
+import { toSandboxRequest } from '../../src/api/request.ts';
 
 const env = { SKILLS_HOST_PATH: '/absolute/path/to/skills', THREADS_HOST_PATH: '/absolute/path/to/threads', K8S_NAMESPACE: 'deer-flow' };
 const request = (config = loadConfig(env), body: Record<string, unknown> = {}) =>

@@ -9,8 +9,8 @@ import { loadConfig } from '../../src/config.ts';
 import { DEFAULT_EXTRA_MOUNT_PATHS, isSandboxId, THREAD_ID, USER_ID } from '../../src/domain/sandbox.ts';
 import { anything, createBody, MAX_ANSWER_BYTES } from '../arbitraries.ts';
 import { HttpError } from '../../src/http/errors.ts';
-import { parseSandboxId, validate } from '../../src/http/io.ts';
-import { createRequestSchema, keepaliveRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
+import { parseSandboxId, validate } from '../../src/http/input.ts';
+import { createRequestSchema, keepaliveRequestSchema, toSandboxRequest } from '../../src/api/request.ts';
 
 const config = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/srv/state' });
 

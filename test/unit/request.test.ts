@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { HttpError } from '../../src/http/errors.ts';
-import { parseSandboxId, validate } from '../../src/http/io.ts';
-import { createRequestSchema, toSandboxRequest } from '../../src/provisioner/request.ts';
+import { parseSandboxId, validate } from '../../src/http/input.ts';
+import { createRequestSchema, toSandboxRequest } from '../../src/api/request.ts';
 
 // The seed layout (one /mnt/skills mount), where /mnt/skills/custom is free for an extra mount.
 const config = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state', SKILLS_HOST_PATH: '/skills' });

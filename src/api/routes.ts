@@ -1,6 +1,6 @@
 // The REST API's rows of the route table: /health, /readyz, /openapi.json, /api/capabilities and
 // /api/sandboxes[/{id}[/keepalive|/events]]. Status and list queries are answered from the watch view
-// alone; creates, deletes and keepalives go through the writer.
+// alone; creates and deletes go through the writer, activity and keepalives through the activity store.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
@@ -8,14 +8,19 @@ import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
-import { abortOnClose, parseSandboxId, readJson, sendJson, sendJsonText, validate } from '../http/io.ts';
-import type { RequestTarget, RouteRow } from '../http/server.ts';
+import { parseSandboxId, readJson, validate } from '../http/input.ts';
+import { abortOnClose, sendJson, sendJsonText } from '../http/reply.ts';
+import type { RequestTarget, RouteRow } from '../http/router.ts';
+import type { Activity } from '../lifecycle/activity.ts';
+import { countOutcome, type CreateTimings } from '../observe/creates.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import type { Check } from '../provisioner/housekeeping.ts';
+import type { SandboxWriter } from '../provisioner/writer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
-import type { Answers, Check } from './answer.ts';
+import type { Answers } from './answer.ts';
+import { streamSandboxEvents } from './events.ts';
 import { openApiDocument } from './openapi.ts';
 import { createRequestSchema, keepaliveRequestSchema, threadIdSchema, toSandboxRequest } from './request.ts';
-import type { SandboxWriter } from './writer.ts';
 
 export const listQuerySchema = z.object({ thread_id: threadIdSchema.optional(), status: z.enum(STATUSES).optional() });
 
@@ -23,13 +28,14 @@ export type ApiDeps = {
   config: Config;
   view: SandboxView;
   writer: SandboxWriter;
+  activity: Activity;
   answers: Answers;
   /** The origin the caller used (X-Forwarded-* from trusted proxies only): sandbox URLs in proxy mode start with it. */
   base: (req: IncomingMessage) => string | undefined;
   /** Extra readiness checks (the admission preflight, shutdown) shown in /readyz; a failing `shutdown` makes it 503. */
-  readiness?: () => Check[];
-  metrics?: Metrics;
-  onCreateStarted?: (id: string) => void;
+  readiness: () => Check[];
+  metrics: Metrics;
+  creates: CreateTimings;
 };
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
@@ -42,22 +48,6 @@ function waitMs(url: RequestTarget, maxSeconds: number): number {
   return Math.min(n, maxSeconds) * 1000;
 }
 
-/** Counts an outcome of `work` (its value's label, or the error's code) and passes the result on. */
-async function counted<T>(
-  counter: { inc(labels: { outcome: string }): void } | undefined,
-  work: Promise<T>,
-  label: (value: T) => string,
-): Promise<T> {
-  try {
-    const value = await work;
-    counter?.inc({ outcome: label(value) });
-    return value;
-  } catch (err) {
-    counter?.inc({ outcome: err instanceof HttpError ? err.code : 'internal_error' });
-    throw err;
-  }
-}
-
 /** `pvc` when skills and user data both come from claims, `hostPath` when neither does, else `mixed`. */
 function storageMode(config: Config): 'pvc' | 'hostPath' | 'mixed' {
   const claims = [config.storage.skills.source, config.storage.userData.source].filter((s) => s === 'claim').length;
@@ -65,7 +55,7 @@ function storageMode(config: Config): 'pvc' | 'hostPath' | 'mixed' {
 }
 
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
-  const { config, view, writer, answers, base } = deps;
+  const { config, view, writer, activity, answers, base, metrics } = deps;
   const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void =>
     sendJsonText(res, status, answers.text(record, base(req)));
   let openapi: string | undefined;
@@ -79,7 +69,7 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       methods: {
         GET: ({ res }) => {
           const h = view.health();
-          const checks = deps.readiness?.() ?? [];
+          const checks = deps.readiness();
           const problems = [h.reason, ...checks.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
           // Ready means "this replica can answer": synced once and not shutting down. A disconnected or
           // stale watch is reported, not a reason to take every replica out of service at once (status
@@ -109,7 +99,7 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       methods: {
         GET: ({ res }) =>
           sendJson(res, 200, {
-            mount_contract_version: config.mountContractVersion,
+            ...(config.mountContractVersion !== undefined ? { mount_contract_version: config.mountContractVersion } : {}),
             lark_cli_init_image: Boolean(config.lark.initImage),
             lark_cli_broker_image: Boolean(config.lark.brokerImage),
             storage_mode: storageMode(config),
@@ -133,8 +123,10 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
         POST: async ({ req, res, url }) => {
           const wait = waitMs(url, config.maxWaitSeconds);
           const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.body)), config);
-          deps.onCreateStarted?.(request.sandboxId);
-          const result = await counted(deps.metrics?.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
+          deps.creates.started(request.sandboxId);
+          const result = await countOutcome(metrics.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
+          if (result.created) activity.created(request.sandboxId);
+          else activity.touch(request.sandboxId);
           let record = result.record;
           if (wait > 0 && !settled(record))
             record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
@@ -152,12 +144,12 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
           let record = view.get(id);
           if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, settled, wait, abortOnClose(req, res));
           if (!record) throw sandboxNotFound(id);
-          writer.touch(id);
+          activity.touch(id);
           answer(res, req, 200, record);
         },
         DELETE: async ({ res, params }) => {
           const id = parseSandboxId(params[0] ?? '');
-          await counted(deps.metrics?.deletes, writer.delete(id), (deleted) => (deleted ? 'deleted' : 'missing'));
+          await countOutcome(metrics.deletes, writer.delete(id), (deleted) => (deleted ? 'deleted' : 'missing'));
           sendJson(res, 200, { ok: true, sandbox_id: id });
         },
       },
@@ -172,7 +164,7 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
           const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.body) : {});
           if (!view.get(id)) throw sandboxNotFound(id);
           // Written to the pod: answer once the view has it. Kept in memory (no patch permission): now.
-          const persisted = await writer.keepalive(id, body.ttl_seconds ?? undefined);
+          const persisted = await activity.keepalive(id, body.ttl_seconds ?? undefined);
           const record = persisted ? await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000) : view.get(id);
           if (!record) throw sandboxNotFound(id);
           answer(res, req, 200, record);
@@ -182,43 +174,7 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
     {
       name: '/api/sandboxes/{id}/events',
       pattern: /^\/api\/sandboxes\/([^/]+)\/events\/?$/,
-      methods: { GET: ({ req, res, params }) => streamEvents(deps, parseSandboxId(params[0] ?? ''), req, res, base(req)) },
+      methods: { GET: ({ req, res, params }) => streamSandboxEvents(deps, parseSandboxId(params[0] ?? ''), req, res, base(req)) },
     },
   ];
-}
-
-/**
- * GET /api/sandboxes/{id}/events: Server-Sent Events of the sandbox's status transitions, fed by the
- * watch (no API server cost): `event: status` with the sandbox answer on connect and on each change of
- * status or reason, `event: deleted` when it is gone (then the stream ends), and a comment every 15 s.
- */
-function streamEvents({ view, answers }: ApiDeps, id: string, req: IncomingMessage, res: ServerResponse, base: string | undefined): void {
-  const first = view.get(id);
-  if (!first) throw sandboxNotFound(id);
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
-  let seq = 0;
-  const send = (event: string, data: unknown): void => {
-    seq += 1;
-    res.write(`id: ${seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  };
-  let last = `${first.status}/${first.reason ?? ''}`;
-  send('status', answers.answer(first, base));
-  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-  const end = (): void => {
-    clearInterval(heartbeat);
-    unsubscribe();
-    if (!res.writableEnded) res.end();
-  };
-  const unsubscribe = view.subscribe((change) => {
-    if (change.record === undefined) {
-      send('deleted', { sandbox_id: id });
-      return end();
-    }
-    const key = `${change.record.status}/${change.record.reason ?? ''}`;
-    if (key === last) return;
-    last = key;
-    send('status', answers.answer(change.record, base));
-  }, id);
-  res.once('close', end);
-  req.socket.setTimeout(0);
 }

@@ -1,4 +1,4 @@
-module sandbox-provisioner/test/cluster/etcd
+module sandbox-provisioner/tools/cluster/etcd
 
 go 1.26.0
 

@@ -1,4 +1,4 @@
-module sandbox-provisioner/test/cluster/k8s
+module sandbox-provisioner/tools/cluster/k8s
 
 go 1.26.0
 

@@ -15,7 +15,9 @@ import {
   SKILLS_VIEWS,
   USER_DATA_PATH,
 } from '../domain/sandbox.ts';
+import type { ExtraMount, SandboxRequest } from '../domain/request.ts';
 import { HttpError } from '../http/errors.ts';
+import { builtinMountPaths } from '../provisioner/pod-spec.ts';
 
 export const MAX_EXTRA_MOUNTS = 10;
 
@@ -51,21 +53,6 @@ export const createRequestSchema = z
   .meta({ id: 'CreateSandboxRequest' });
 
 export const keepaliveRequestSchema = z.object({ ttl_seconds: ttlSecondsSchema.nullish() }).meta({ id: 'KeepaliveRequest' });
-
-export type ExtraMount = { hostPath: string; containerPath: string; readOnly: boolean };
-
-/** A create request after validation: every field safe to turn into objects and paths. */
-export type SandboxRequest = {
-  sandboxId: string;
-  threadId: string;
-  userId: string;
-  extraMounts: ExtraMount[];
-  includeLegacySkills: boolean;
-  larkRuntime: boolean;
-  larkBroker: boolean;
-  /** Maximum age of this sandbox, overriding SANDBOX_TTL_SECONDS. */
-  ttlSeconds: number | undefined;
-};
 
 const isUnder = (path: string, base: string): boolean => path === base || path.startsWith(base.endsWith('/') ? base : `${base}/`);
 
@@ -119,15 +106,4 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     larkBroker: body.provision_lark_cli_broker,
     ttlSeconds: body.ttl_seconds ?? undefined,
   };
-}
-
-/** Container paths the provisioner itself mounts (by skills layout); extra mounts may neither equal nor contain them. */
-export function builtinMountPaths(config: Config): string[] {
-  const skills = config.storage.skills.source === 'views' ? SKILLS_VIEWS.map((v) => v.mountPath) : [SKILLS_PATH];
-  return [...skills, USER_DATA_PATH];
-}
-
-/** Fills `{thread_id}` and `{user_id}` in a relative path template (values are already validated). */
-export function fillTemplate(template: string, req: Pick<SandboxRequest, 'threadId' | 'userId'>): string {
-  return template.replaceAll('{thread_id}', req.threadId).replaceAll('{user_id}', req.userId);
 }

@@ -51,6 +51,6 @@ switch (command) {
     break;
   }
   default:
-    console.error('usage: node test/cluster/cli.ts up|down|dev');
+    console.error('usage: node tools/cluster/cli.ts up|down|dev');
     process.exit(2);
 }

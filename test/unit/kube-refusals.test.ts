@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { isAlreadyExists, KubeApiError, KubeUnavailableError, type KubeStatus } from '../../src/kube/errors.ts';
-import { fromKube } from '../../src/provisioner/k8s-errors.ts';
+import { fromKube } from '../../src/provisioner/kube-refusals.ts';
 
 const fixture = (name: string): KubeApiError => {
   const body = JSON.parse(readFileSync(new URL(`../fixtures/k8s-status/${name}.json`, import.meta.url), 'utf8')) as KubeStatus;

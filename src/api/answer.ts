@@ -19,7 +19,8 @@ export const sandboxSchema = z
     user_id: z.string().nullable(),
     created_at: z.string().nullable(),
     expires_at: z.string().optional(),
-    mount_contract_version: z.number().int(),
+    /** Only with MOUNT_CONTRACT_VERSION set (see the README): no client of today's DeerFlow reads it. */
+    mount_contract_version: z.number().int().optional(),
     reason: z.string().optional(),
     message: z.string().optional(),
   })
@@ -34,7 +35,6 @@ export const errorSchema = z
   .meta({ id: 'Error' });
 export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
 const checkSchema = z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() });
-export type Check = z.infer<typeof checkSchema>;
 export const readySchema = z
   .object({
     status: z.enum(['ok', 'unavailable']),
@@ -49,7 +49,7 @@ export const readySchema = z
   .meta({ id: 'Readiness' });
 export const capabilitiesSchema = z
   .object({
-    mount_contract_version: z.number().int(),
+    mount_contract_version: z.number().int().optional(),
     lark_cli_init_image: z.boolean(),
     lark_cli_broker_image: z.boolean(),
     storage_mode: z.enum(['hostPath', 'pvc', 'mixed']),
@@ -115,7 +115,7 @@ export class Answers {
       user_id: record.userId ?? null,
       created_at: created ? new Date(record.createdAt).toISOString() : null,
       ...(expiresAt !== undefined ? { expires_at: new Date(expiresAt).toISOString() } : {}),
-      mount_contract_version: c.mountContractVersion,
+      ...(c.mountContractVersion !== undefined ? { mount_contract_version: c.mountContractVersion } : {}),
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.message ? { message: record.message } : {}),
     };

@@ -1,0 +1,31 @@
+// Writing answers: JSON bodies (serialized here or already serialized by a hot path), error answers
+// from the registry, and a signal that fires when the client goes away.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpError } from './errors.ts';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  sendJsonText(res, status, JSON.stringify(body), headers);
+}
+
+/** Sends JSON that is already serialized (hot paths cache their answers). */
+export function sendJsonText(res: ServerResponse, status: number, text: string, headers?: Record<string, string>): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+export function sendError(res: ServerResponse, err: HttpError): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  sendJson(res, err.status, err.body(), err.headers);
+}
+
+/** An AbortSignal that fires when the client goes away (so waits end with it). */
+export function abortOnClose(req: IncomingMessage, res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => controller.abort());
+  req.once('aborted', () => controller.abort());
+  return controller.signal;
+}

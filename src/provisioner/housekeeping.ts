@@ -1,0 +1,109 @@
+// Start-up and periodic housekeeping of the sandbox namespace: make sure it exists, learn what this
+// identity may do (features whose verb is missing degrade), dry-run a sample sandbox through admission
+// (the preflight), and reconcile half-made sandboxes. Each result is a readiness check for /readyz.
+
+import type { Config } from '../config.ts';
+import type { Kube } from '../kube/client.ts';
+import type { Logger } from '../log.ts';
+import type { Metrics } from '../observe/metrics.ts';
+import type { SandboxView } from '../watch/sandbox-view.ts';
+import { reviewPermissions } from './permissions.ts';
+import { preflight } from './preflight.ts';
+import { reconcile } from './reconciler.ts';
+import { NamespaceError, type SandboxWriter } from './writer.ts';
+
+/** One line of /readyz: a named check, whether it passes, and what is wrong (with the fix) when not. */
+export type Check = { name: string; ok: boolean; detail?: string };
+
+export type HousekeepingDeps = {
+  config: Config;
+  kube: Kube;
+  view: SandboxView;
+  writer: SandboxWriter;
+  log: Logger;
+  metrics: Pick<Metrics, 'orphansRemoved'>;
+};
+
+/** How long start-up waits for the namespace before serving anyway (the view reports what is missing). */
+const NAMESPACE_WAIT_MS = 10_000;
+
+export class Housekeeping {
+  #deps: HousekeepingDeps;
+  #preflight: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
+  #permissions: Check = { name: 'permissions', ok: true, detail: 'not checked yet' };
+  #first: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = new AbortController();
+
+  constructor(deps: HousekeepingDeps) {
+    this.#deps = deps;
+  }
+
+  /** Start-up: the namespace (waited for at most 10 s), then permissions; the first round and the period run in the background. */
+  async start(): Promise<void> {
+    await Promise.race([this.#ensureNamespace(), new Promise((r) => setTimeout(r, NAMESPACE_WAIT_MS).unref())]);
+    await this.#checkPermissions();
+  }
+
+  /** Starts the periodic rounds (the first at once). */
+  schedule(): void {
+    this.#first ??= this.#round();
+    this.#timer ??= setInterval(() => void this.#round(), this.#deps.config.reconcile.intervalMs);
+    this.#timer.unref();
+  }
+
+  /** One round now, after the first (tests, and operators through the service). */
+  runNow(): Promise<void> {
+    return (this.#first ?? Promise.resolve()).then(() => this.#round());
+  }
+
+  checks(): Check[] {
+    return [this.#preflight, this.#permissions];
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#stopped.abort();
+  }
+
+  async #ensureNamespace(): Promise<void> {
+    const { writer, log, config } = this.#deps;
+    for (let attempt = 1; !this.#stopped.signal.aborted; attempt++) {
+      try {
+        return await writer.ensureNamespace();
+      } catch (err) {
+        log.error({ namespace: config.namespace, attempt }, `namespace check failed: ${(err as Error).message}`);
+        if (err instanceof NamespaceError && err.final) return;
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** attempt)).unref());
+      }
+    }
+  }
+
+  /** What this identity may do: features whose verb is missing degrade, said once in the log and in /readyz. */
+  async #checkPermissions(): Promise<void> {
+    const { kube, writer, log, config } = this.#deps;
+    const permissions = await reviewPermissions(kube, config.namespace);
+    writer.usePermissions(permissions);
+    const detail = permissions.known
+      ? permissions.describe()
+      : 'could not be checked (SelfSubjectRulesReview failed); every request is tried';
+    if (detail !== this.#permissions.detail && detail) log.warn({ namespace: config.namespace }, `permissions: ${detail}`);
+    this.#permissions = { name: 'permissions', ok: permissions.missing.length === 0, ...(detail ? { detail } : {}) };
+  }
+
+  async #round(): Promise<void> {
+    const { config, view, writer, log, metrics } = this.#deps;
+    try {
+      await this.#checkPermissions();
+      const refused = await preflight(writer, config);
+      this.#preflight = { name: 'preflight', ok: refused === undefined, ...(refused ? { detail: refused } : {}) };
+      if (refused) log.error({ namespace: config.namespace }, refused);
+      await view.synced;
+      const removed = await reconcile({ config, view, writer, log });
+      metrics.orphansRemoved.inc({ object: 'pod' }, removed.removedPods.length);
+      metrics.orphansRemoved.inc({ object: 'service' }, removed.removedServices.length);
+    } catch (err) {
+      log.warn({ err: String(err) }, 'housekeeping failed; will retry');
+    }
+  }
+}

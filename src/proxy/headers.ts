@@ -1,0 +1,113 @@
+// The header policy of the proxy, one for HTTP and WebSocket alike: which client headers go on to the
+// sandbox (no hop-by-hop ones, not the provisioner's API key or capability cookie, X-Forwarded-* only
+// from trusted proxies), what this proxy adds (X-Forwarded-For/-Proto/-Host/-Prefix), and what of the
+// sandbox's answer comes back (no hop-by-hop headers; a Location under the sandbox's prefix).
+
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { TOKEN_PARAM } from '../domain/sandbox.ts';
+import { isBearerKey } from '../http/auth.ts';
+import { forwarded } from '../http/forwarded.ts';
+import { withoutCookie } from './entry.ts';
+
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  // Node answers `Expect: 100-continue` itself; undici refuses to send it upstream.
+  'expect',
+]);
+
+/** A client may ask to be held until the sandbox is Ready, for up to this many seconds (not forwarded). */
+export const WAIT_HEADER = 'x-sandbox-wait';
+
+export type HeaderPolicy = {
+  /** Whether a peer is a trusted proxy (TRUSTED_PROXIES), whose X-Forwarded-* headers are believed. */
+  trusted: (address: string | undefined) => boolean;
+  /** The provisioner's API key: never forwarded to a sandbox. */
+  apiKey: string;
+};
+
+/**
+ * Which client headers go on to the sandbox: not hop-by-hop ones (those listed in RFC 9110 7.6.1, and
+ * any named in Connection), not the provisioner's own API key, not this proxy's X-Sandbox-Wait, not the
+ * Cookie (sent again without the capability cookie), and X-Forwarded-* only from a trusted proxy.
+ */
+function passes(req: IncomingMessage, policy: HeaderPolicy): (name: string, value: string | string[]) => boolean {
+  const fromProxy = policy.trusted(req.socket.remoteAddress);
+  const connection = req.headers.connection;
+  const named =
+    connection && connection !== 'keep-alive' && connection !== 'close'
+      ? new Set(connection.split(',').map((t) => t.trim().toLowerCase()))
+      : undefined;
+  return (name, value) => {
+    if (HOP_BY_HOP.has(name) || named?.has(name) || name === 'x-api-key' || name === WAIT_HEADER || name === 'cookie') return false;
+    if (!fromProxy && name.startsWith('x-forwarded-')) return false;
+    return !(name === 'authorization' && policy.apiKey && isBearerKey(String(value), policy.apiKey));
+  };
+}
+
+/** The Cookie header for the sandbox: the client's, without this proxy's capability cookie. */
+const sandboxCookie = (req: IncomingMessage): string | undefined => withoutCookie(req.headers.cookie, TOKEN_PARAM).header;
+
+/** The headers of a proxied HTTP request: the client's that pass, and X-Forwarded-For/-Proto/-Host/-Prefix. */
+export function requestHeaders(req: IncomingMessage, prefix: string, policy: HeaderPolicy): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const pass = passes(req, policy);
+  for (const name in req.headers) {
+    const value = req.headers[name];
+    if (value !== undefined && pass(name, value)) out[name] = value;
+  }
+  const cookie = sandboxCookie(req);
+  if (cookie !== undefined) out['cookie'] = cookie;
+  const remote = req.socket.remoteAddress ?? '';
+  const { proto, host } = forwarded(req, policy.trusted);
+  out['x-forwarded-for'] = out['x-forwarded-for'] ? `${String(out['x-forwarded-for'])}, ${remote}` : remote;
+  out['x-forwarded-proto'] = proto;
+  out['x-forwarded-host'] = host ?? '';
+  if (prefix) out['x-forwarded-prefix'] = prefix;
+  return out;
+}
+
+/**
+ * The same rules on an upgrade request, in place (http-proxy-3 sends `req.headers` as they are and adds
+ * X-Forwarded-For/-Port/-Proto/-Host itself); an upgrade keeps its Connection and Upgrade headers.
+ */
+export function filterUpgradeHeaders(req: IncomingMessage, prefix: string, policy: HeaderPolicy): void {
+  const pass = passes(req, policy);
+  const cookie = sandboxCookie(req);
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined && name !== 'connection' && name !== 'upgrade' && name !== 'host' && !pass(name, value))
+      delete req.headers[name];
+  }
+  if (cookie !== undefined) req.headers.cookie = cookie;
+  if (prefix) req.headers['x-forwarded-prefix'] = prefix;
+}
+
+/** A Location the sandbox sent, under the sandbox's prefix when it points into the sandbox. */
+export function rewriteLocation(location: string, prefix: string, origin: string): string {
+  if (location.startsWith('/') && !location.startsWith('//')) return `${prefix}${location}`;
+  if (location.startsWith(`${origin}/`) || location === origin) return `${prefix}${location.slice(origin.length) || '/'}`;
+  return location;
+}
+
+/** The headers of the sandbox's answer that go back to the client. */
+export function responseHeaders(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+  prefix: string,
+  origin: string,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    out[name] = name === 'location' ? rewriteLocation(String(value), prefix, origin) : value;
+  }
+  return out;
+}
