@@ -63,9 +63,9 @@ export class Answers {
   #config: Config;
   #expiresAt: (record: SandboxRecord) => number | undefined;
   /** Per record (records are immutable), with the expiry it was rendered with (a keepalive may move it in memory). */
-  #texts = new WeakMap<SandboxRecord, { text: string; expiresAt: number | undefined }>();
+  #texts = new WeakMap<SandboxRecord, { text: string; bytes: Buffer; expiresAt: number | undefined }>();
   /** In proxy and host modes without PUBLIC_URL the URL depends on the caller's address, so nothing is cached. */
-  #perCaller: boolean;
+  readonly perCaller: boolean;
 
   #capabilities: Capabilities | undefined;
 
@@ -73,7 +73,7 @@ export class Answers {
     this.#config = config;
     this.#expiresAt = expiresAt;
     this.#capabilities = capabilities;
-    this.#perCaller = config.sandboxUrl.mode !== 'nodeport' && config.sandboxUrl.publicUrl === undefined;
+    this.perCaller = config.sandboxUrl.mode !== 'nodeport' && config.sandboxUrl.publicUrl === undefined;
   }
 
   /** The capability of a sandbox (proxy and host modes). */
@@ -123,12 +123,25 @@ export class Answers {
 
   /** The answer serialized. */
   text(record: SandboxRecord, requestBase?: string): string {
-    if (this.#perCaller) return JSON.stringify(this.answer(record, requestBase));
+    return this.#cached(record, requestBase).text;
+  }
+
+  /** The answer serialized and encoded (what a status answer sends). */
+  bytes(record: SandboxRecord, requestBase?: string): Buffer {
+    return this.#cached(record, requestBase).bytes;
+  }
+
+  #cached(record: SandboxRecord, requestBase?: string): { text: string; bytes: Buffer; expiresAt: number | undefined } {
     const expiresAt = this.#expiresAt(record);
+    if (this.perCaller) {
+      const text = JSON.stringify(this.answer(record, requestBase));
+      return { text, bytes: Buffer.from(text), expiresAt };
+    }
     const cached = this.#texts.get(record);
-    if (cached !== undefined && cached.expiresAt === expiresAt) return cached.text;
+    if (cached !== undefined && cached.expiresAt === expiresAt) return cached;
     const text = JSON.stringify(this.answer(record));
-    this.#texts.set(record, { text, expiresAt });
-    return text;
+    const entry = { text, bytes: Buffer.from(text), expiresAt };
+    this.#texts.set(record, entry);
+    return entry;
   }
 }

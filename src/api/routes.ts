@@ -9,8 +9,8 @@ import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
 import { parseSandboxId, readJson, validate } from '../http/input.ts';
-import { abortOnClose, sendJson, sendJsonText } from '../http/reply.ts';
-import type { RequestTarget, RouteRow } from '../http/router.ts';
+import { abortOnClose, sendJson, sendJsonBytes, sendJsonText } from '../http/reply.ts';
+import type { Context, RequestTarget, RouteRow } from '../http/router.ts';
 import type { Activity } from '../lifecycle/activity.ts';
 import { countOutcome, type CreateTimings } from '../observe/creates.ts';
 import type { Metrics } from '../observe/metrics.ts';
@@ -40,6 +40,7 @@ export type ApiDeps = {
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
 function waitMs(url: RequestTarget, maxSeconds: number): number {
+  if (url.search === '') return 0; // the hot path: no query at all
   const raw = url.searchParams.get('wait');
   if (raw === null || raw === '') return 0;
   const n = Number(raw);
@@ -54,127 +55,140 @@ function storageMode(config: Config): 'pvc' | 'hostPath' | 'mixed' {
   return claims === 2 ? 'pvc' : claims === 0 ? 'hostPath' : 'mixed';
 }
 
-export function apiRoutes(deps: ApiDeps): RouteRow[] {
-  const { config, view, writer, activity, answers, base, metrics } = deps;
-  const answer = (res: ServerResponse, req: IncomingMessage, status: number, record: SandboxRecord): void =>
-    sendJsonText(res, status, answers.text(record, base(req)));
-  let openapi: string | undefined;
+/** The API's handlers, each a method: the route table below only names them. */
+class Api {
+  #deps: ApiDeps;
+  #openapi: string | undefined;
 
+  constructor(deps: ApiDeps) {
+    this.#deps = deps;
+  }
+
+  #answer(req: IncomingMessage, res: ServerResponse, status: number, record: SandboxRecord): void {
+    const { answers, base } = this.#deps;
+    sendJsonBytes(res, status, answers.bytes(record, answers.perCaller ? base(req) : undefined));
+  }
+
+  readyz({ res }: Context): void {
+    const { view, readiness } = this.#deps;
+    const h = view.health();
+    const checks = readiness();
+    const problems = [h.reason, ...checks.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
+    // Ready means "this replica can answer": synced once and not shutting down. A disconnected or
+    // stale watch is reported, not a reason to take every replica out of service at once (status
+    // and list answers from memory are most useful exactly then).
+    const down = !h.synced || checks.some((c) => c.name === 'shutdown' && !c.ok);
+    const body = {
+      status: down ? 'unavailable' : 'ok',
+      synced: h.synced,
+      healthy: h.healthy,
+      stale: h.stale,
+      sandboxes: view.size,
+      checks,
+    };
+    if (down) throw new HttpError('not_ready', problems.join('; '), { extra: body });
+    sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
+  }
+
+  openapi({ res }: Context): void {
+    sendJsonText(res, 200, (this.#openapi ??= JSON.stringify(openApiDocument())));
+  }
+
+  capabilities({ res }: Context): void {
+    const { config } = this.#deps;
+    sendJson(res, 200, {
+      ...(config.mountContractVersion !== undefined ? { mount_contract_version: config.mountContractVersion } : {}),
+      lark_cli_init_image: Boolean(config.lark.initImage),
+      lark_cli_broker_image: Boolean(config.lark.brokerImage),
+      storage_mode: storageMode(config),
+      skills_layout: config.storage.layout,
+      service_type: config.sandbox.serviceType,
+    });
+  }
+
+  list({ req, res, url }: Context): void {
+    const { view, answers, base } = this.#deps;
+    const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
+    const items = view.list(
+      (r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
+    );
+    const origin = answers.perCaller ? base(req) : undefined;
+    sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, origin)).join(',')}],"count":${items.length}}`);
+  }
+
+  async create({ req, res, url }: Context): Promise<void> {
+    const { config, view, writer, activity, metrics, creates } = this.#deps;
+    const wait = waitMs(url, config.maxWaitSeconds);
+    const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.body)), config);
+    creates.started(request.sandboxId);
+    const result = await countOutcome(metrics.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
+    if (result.created) activity.created(request.sandboxId);
+    else activity.touch(request.sandboxId);
+    let record = result.record;
+    if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
+    this.#answer(req, res, result.created ? 201 : 200, record);
+  }
+
+  /** A sandbox from the view: answered synchronously unless the caller waits for it to settle. */
+  status({ req, res, url, params }: Context): Promise<void> | void {
+    const id = parseSandboxId(params[0] ?? '');
+    const wait = waitMs(url, this.#deps.config.maxWaitSeconds);
+    const record = this.#deps.view.get(id);
+    if (record && wait > 0 && !settled(record)) return this.#statusAfterWait(req, res, id, wait);
+    if (!record) throw sandboxNotFound(id);
+    this.#deps.activity.touch(id);
+    this.#answer(req, res, 200, record);
+  }
+
+  async #statusAfterWait(req: IncomingMessage, res: ServerResponse, id: string, wait: number): Promise<void> {
+    const record = await this.#deps.view.waitFor(id, settled, wait, abortOnClose(req, res));
+    if (!record) throw sandboxNotFound(id);
+    this.#deps.activity.touch(id);
+    this.#answer(req, res, 200, record);
+  }
+
+  async delete({ res, params }: Context): Promise<void> {
+    const id = parseSandboxId(params[0] ?? '');
+    await countOutcome(this.#deps.metrics.deletes, this.#deps.writer.delete(id), (deleted) => (deleted ? 'deleted' : 'missing'));
+    sendJson(res, 200, { ok: true, sandbox_id: id });
+  }
+
+  async keepalive({ req, res, params }: Context): Promise<void> {
+    const { config, view, activity } = this.#deps;
+    const id = parseSandboxId(params[0] ?? '');
+    const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
+    const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.body) : {});
+    if (!view.get(id)) throw sandboxNotFound(id);
+    // Written to the pod: answer once the view has it. Kept in memory (no patch permission): now.
+    const persisted = await activity.keepalive(id, body.ttl_seconds ?? undefined);
+    const record = persisted ? await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000) : view.get(id);
+    if (!record) throw sandboxNotFound(id);
+    this.#answer(req, res, 200, record);
+  }
+
+  events({ req, res, params }: Context): void {
+    streamSandboxEvents(this.#deps, parseSandboxId(params[0] ?? ''), req, res, this.#deps.base(req));
+  }
+}
+
+export function apiRoutes(deps: ApiDeps): RouteRow[] {
+  const api = new Api(deps);
   return [
     { name: '/health', path: '/health', quiet: true, methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) } },
-    {
-      name: '/readyz',
-      path: '/readyz',
-      quiet: true,
-      methods: {
-        GET: ({ res }) => {
-          const h = view.health();
-          const checks = deps.readiness();
-          const problems = [h.reason, ...checks.filter((c) => !c.ok).map((c) => c.detail)].filter(Boolean);
-          // Ready means "this replica can answer": synced once and not shutting down. A disconnected or
-          // stale watch is reported, not a reason to take every replica out of service at once (status
-          // and list answers from memory are most useful exactly then).
-          const down = !h.synced || checks.some((c) => c.name === 'shutdown' && !c.ok);
-          const body = {
-            status: down ? 'unavailable' : 'ok',
-            synced: h.synced,
-            healthy: h.healthy,
-            stale: h.stale,
-            sandboxes: view.size,
-            checks,
-          };
-          if (down) throw new HttpError('not_ready', problems.join('; '), { extra: body });
-          sendJson(res, 200, problems.length ? { ...body, detail: problems.join('; ') } : body);
-        },
-      },
-    },
-    {
-      name: '/openapi.json',
-      path: '/openapi.json',
-      methods: { GET: ({ res }) => sendJsonText(res, 200, (openapi ??= JSON.stringify(openApiDocument()))) },
-    },
-    {
-      name: '/api/capabilities',
-      path: '/api/capabilities',
-      methods: {
-        GET: ({ res }) =>
-          sendJson(res, 200, {
-            ...(config.mountContractVersion !== undefined ? { mount_contract_version: config.mountContractVersion } : {}),
-            lark_cli_init_image: Boolean(config.lark.initImage),
-            lark_cli_broker_image: Boolean(config.lark.brokerImage),
-            storage_mode: storageMode(config),
-            skills_layout: config.storage.layout,
-            service_type: config.sandbox.serviceType,
-          }),
-      },
-    },
-    {
-      name: '/api/sandboxes',
-      pattern: /^\/api\/sandboxes\/?$/,
-      methods: {
-        GET: ({ req, res, url }) => {
-          const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
-          const items = view.list(
-            (r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
-          );
-          const origin = base(req);
-          sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, origin)).join(',')}],"count":${items.length}}`);
-        },
-        POST: async ({ req, res, url }) => {
-          const wait = waitMs(url, config.maxWaitSeconds);
-          const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.body)), config);
-          deps.creates.started(request.sandboxId);
-          const result = await countOutcome(metrics.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
-          if (result.created) activity.created(request.sandboxId);
-          else activity.touch(request.sandboxId);
-          let record = result.record;
-          if (wait > 0 && !settled(record))
-            record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
-          answer(res, req, result.created ? 201 : 200, record);
-        },
-      },
-    },
+    { name: '/readyz', path: '/readyz', quiet: true, methods: { GET: (c) => api.readyz(c) } },
+    { name: '/openapi.json', path: '/openapi.json', methods: { GET: (c) => api.openapi(c) } },
+    { name: '/api/capabilities', path: '/api/capabilities', methods: { GET: (c) => api.capabilities(c) } },
+    { name: '/api/sandboxes', template: '/api/sandboxes', methods: { GET: (c) => api.list(c), POST: (c) => api.create(c) } },
     {
       name: '/api/sandboxes/{id}',
-      pattern: /^\/api\/sandboxes\/([^/]+)\/?$/,
-      methods: {
-        GET: async ({ req, res, url, params }) => {
-          const id = parseSandboxId(params[0] ?? '');
-          const wait = waitMs(url, config.maxWaitSeconds);
-          let record = view.get(id);
-          if (record && wait > 0 && !settled(record)) record = await view.waitFor(id, settled, wait, abortOnClose(req, res));
-          if (!record) throw sandboxNotFound(id);
-          activity.touch(id);
-          answer(res, req, 200, record);
-        },
-        DELETE: async ({ res, params }) => {
-          const id = parseSandboxId(params[0] ?? '');
-          await countOutcome(metrics.deletes, writer.delete(id), (deleted) => (deleted ? 'deleted' : 'missing'));
-          sendJson(res, 200, { ok: true, sandbox_id: id });
-        },
-      },
+      template: '/api/sandboxes/{id}',
+      methods: { GET: (c) => api.status(c), DELETE: (c) => api.delete(c) },
     },
     {
       name: '/api/sandboxes/{id}/keepalive',
-      pattern: /^\/api\/sandboxes\/([^/]+)\/keepalive\/?$/,
-      methods: {
-        POST: async ({ req, res, params }) => {
-          const id = parseSandboxId(params[0] ?? '');
-          const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
-          const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.body) : {});
-          if (!view.get(id)) throw sandboxNotFound(id);
-          // Written to the pod: answer once the view has it. Kept in memory (no patch permission): now.
-          const persisted = await activity.keepalive(id, body.ttl_seconds ?? undefined);
-          const record = persisted ? await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000) : view.get(id);
-          if (!record) throw sandboxNotFound(id);
-          answer(res, req, 200, record);
-        },
-      },
+      template: '/api/sandboxes/{id}/keepalive',
+      methods: { POST: (c) => api.keepalive(c) },
     },
-    {
-      name: '/api/sandboxes/{id}/events',
-      pattern: /^\/api\/sandboxes\/([^/]+)\/events\/?$/,
-      methods: { GET: ({ req, res, params }) => streamSandboxEvents(deps, parseSandboxId(params[0] ?? ''), req, res, base(req)) },
-    },
+    { name: '/api/sandboxes/{id}/events', template: '/api/sandboxes/{id}/events', methods: { GET: (c) => api.events(c) } },
   ];
 }

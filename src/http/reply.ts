@@ -14,6 +14,12 @@ export function sendJsonText(res: ServerResponse, status: number, text: string, 
   res.end(text);
 }
 
+/** Sends JSON already serialized and encoded (the status answer's hot path: nothing to encode per request). */
+export function sendJsonBytes(res: ServerResponse, status: number, body: Buffer): void {
+  res.writeHead(status, ['content-type', 'application/json', 'content-length', String(body.length)]);
+  res.end(body);
+}
+
 export function sendError(res: ServerResponse, err: HttpError): void {
   if (res.headersSent) {
     res.destroy(err);

@@ -10,34 +10,42 @@ import { HttpError } from './errors.ts';
  * segments (`/sandboxes/a/%2e%2e/b` would become `/sandboxes/b`), so routing sees the raw path and
  * each route validates its own segments. Only origin-form targets (`/path`) are accepted.
  */
-export type RequestTarget = { pathname: string; search: string; searchParams: URLSearchParams };
+export class RequestTarget {
+  readonly pathname: string;
+  readonly search: string;
+  #params: URLSearchParams | undefined;
 
-export function requestUrl(req: IncomingMessage): RequestTarget | undefined {
+  constructor(pathname: string, search: string) {
+    this.pathname = pathname;
+    this.search = search;
+  }
+
+  /** The query, parsed on first use (the hot paths never read it). */
+  get searchParams(): URLSearchParams {
+    return (this.#params ??= new URLSearchParams(this.search));
+  }
+}
+
+export function requestUrl(req: Pick<IncomingMessage, 'url'>): RequestTarget | undefined {
   const target = req.url ?? '/';
-  if (!target.startsWith('/')) return undefined;
+  if (target.charCodeAt(0) !== 47 /* / */) return undefined;
   const q = target.indexOf('?');
-  const pathname = q === -1 ? target : target.slice(0, q);
-  const search = q === -1 ? '' : target.slice(q);
-  let params: URLSearchParams | undefined;
-  // Parsed on first use: the proxy's hot path never reads it.
-  return {
-    pathname,
-    search,
-    get searchParams() {
-      return (params ??= new URLSearchParams(search));
-    },
-  };
+  return q === -1 ? new RequestTarget(target, '') : new RequestTarget(target.slice(0, q), target.slice(q));
 }
 
 export type Context = { req: IncomingMessage; res: ServerResponse; url: RequestTarget; params: string[] };
 export type Handler = (ctx: Context) => Promise<void> | void;
 
-/** One row of the route table. Exactly one of `path`, `pattern` (its groups are the params) or `prefix` (the rest is the param). */
+/**
+ * One row of the route table. Exactly one of `path` (exact), `template` (`/api/sandboxes/{id}/events`:
+ * at most one `{param}`, which never holds a `/`, and an optional trailing slash) or `prefix` (the rest
+ * of the path is the param).
+ */
 export type RouteRow = {
   /** The route's name in logs and metrics, e.g. `/api/sandboxes/{id}`. */
   name: string;
   path?: string;
-  pattern?: RegExp;
+  template?: string;
   prefix?: string;
   /** Handlers by method; `*` answers any method. HEAD falls back to GET. */
   methods: Record<string, Handler>;
@@ -59,18 +67,34 @@ export type HostRoute = {
 
 export type Match = { row: RouteRow; params: string[] };
 
-/** Finds a row: exact paths first, then patterns, then prefixes, each in table order. */
+/** A template split around its one parameter (no regular expression: this runs on every request). */
+type Template = { row: RouteRow; before: string; after: string; param: boolean };
+
+function compile(row: RouteRow, template: string): Template {
+  const open = template.indexOf('{');
+  if (open === -1) return { row, before: template, after: '', param: false };
+  const close = template.indexOf('}', open);
+  if (close === -1 || template.indexOf('{', close) !== -1) throw new Error(`route template ${template}: at most one {param}`);
+  return { row, before: template.slice(0, open), after: template.slice(close + 1), param: true };
+}
+
+/** Finds a row: exact paths first, then templates, then prefixes, each in table order. */
 export function router(rows: RouteRow[]): (pathname: string) => Match | undefined {
   const exact = new Map<string, RouteRow>();
   for (const row of rows) if (row.path !== undefined && !exact.has(row.path)) exact.set(row.path, row);
-  const patterns = rows.filter((r) => r.pattern !== undefined);
+  const templates = rows.flatMap((r) => (r.template === undefined ? [] : [compile(r, r.template)]));
   const prefixes = rows.filter((r) => r.prefix !== undefined);
   return (pathname) => {
     const row = exact.get(pathname);
     if (row) return { row, params: [] };
-    for (const r of patterns) {
-      const m = r.pattern?.exec(pathname);
-      if (m) return { row: r, params: m.slice(1).map((p) => p ?? '') };
+    const p = pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
+    for (const t of templates) {
+      if (!t.param) {
+        if (p === t.before) return { row: t.row, params: [] };
+      } else if (p.length > t.before.length + t.after.length && p.startsWith(t.before) && p.endsWith(t.after)) {
+        const param = p.slice(t.before.length, p.length - t.after.length);
+        if (!param.includes('/')) return { row: t.row, params: [param] };
+      }
     }
     for (const r of prefixes) {
       if (r.prefix !== undefined && pathname.startsWith(r.prefix)) return { row: r, params: [pathname.slice(r.prefix.length)] };

@@ -1,0 +1,97 @@
+// The proxy's header policy (src/proxy/headers.ts), one for HTTP and WebSocket: what reaches the
+// sandbox, what this proxy adds, and what of the sandbox's answer comes back.
+
+import assert from 'node:assert/strict';
+import type { IncomingMessage } from 'node:http';
+import { test } from 'node:test';
+import { filterUpgradeHeaders, requestHeaders, responseHeaders, rewriteLocation } from '../../src/proxy/headers.ts';
+import { trustedPeers } from '../../src/http/forwarded.ts';
+
+const request = (headers: Record<string, string>, remoteAddress = '10.96.0.9') =>
+  ({ headers: { ...headers }, socket: { remoteAddress } }) as unknown as IncomingMessage;
+const policy = { trusted: trustedPeers(['127.0.0.1']), apiKey: 'the-key' };
+
+test('hop-by-hop headers, the API key, the wait header and the capability cookie stay behind', () => {
+  const out = requestHeaders(
+    request({
+      host: 'provisioner:8002',
+      connection: 'keep-alive, x-secret-hop',
+      'x-secret-hop': '1',
+      'keep-alive': 'timeout=5',
+      'transfer-encoding': 'chunked',
+      te: 'trailers',
+      upgrade: 'h2c',
+      'x-api-key': 'the-key',
+      'x-sandbox-wait': '30',
+      cookie: 'a=1; sandbox_token=cap; b=2',
+      accept: 'application/json',
+      'x-custom': 'kept',
+    }),
+    '/sandboxes/abc',
+    policy,
+  );
+  assert.deepEqual(Object.keys(out).sort(), [
+    'accept',
+    'cookie',
+    'x-custom',
+    'x-forwarded-for',
+    'x-forwarded-host',
+    'x-forwarded-prefix',
+    'x-forwarded-proto',
+  ]);
+  assert.equal(out['cookie'], 'a=1; b=2');
+  assert.equal(out['x-forwarded-prefix'], '/sandboxes/abc');
+  assert.equal(out['x-forwarded-host'], 'provisioner:8002');
+});
+
+test('Authorization passes unless it is the provisioner’s own key', () => {
+  assert.equal(requestHeaders(request({ authorization: 'Bearer the-key' }), '', policy)['authorization'], undefined);
+  assert.equal(
+    requestHeaders(request({ authorization: 'Bearer the-sandbox-app-token' }), '', policy)['authorization'],
+    'Bearer the-sandbox-app-token',
+  );
+});
+
+test('X-Forwarded-* from anyone but a trusted proxy are replaced; from a trusted one, kept and appended to', () => {
+  const spoofed = { 'x-forwarded-for': '1.2.3.4', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https', host: 'p' };
+  const untrusted = requestHeaders(request(spoofed), '', policy);
+  assert.deepEqual(
+    [untrusted['x-forwarded-for'], untrusted['x-forwarded-host'], untrusted['x-forwarded-proto']],
+    ['10.96.0.9', 'p', 'http'],
+  );
+  const trusted = requestHeaders(request(spoofed, '127.0.0.1'), '', policy);
+  assert.deepEqual(
+    [trusted['x-forwarded-for'], trusted['x-forwarded-host'], trusted['x-forwarded-proto']],
+    ['1.2.3.4, 127.0.0.1', 'evil.example', 'https'],
+  );
+  assert.equal(trusted['x-forwarded-prefix'], undefined, 'host routing: no prefix');
+});
+
+test('upgrades follow the same rules but keep Connection and Upgrade', () => {
+  const req = request({
+    connection: 'Upgrade',
+    upgrade: 'websocket',
+    host: 'p',
+    'x-api-key': 'the-key',
+    cookie: 'sandbox_token=cap',
+    'sec-websocket-key': 'k',
+    'x-forwarded-for': '6.6.6.6',
+  });
+  filterUpgradeHeaders(req, '/s/abc.cap', policy);
+  assert.deepEqual(Object.keys(req.headers).sort(), ['connection', 'host', 'sec-websocket-key', 'upgrade', 'x-forwarded-prefix']);
+});
+
+test('a Location into the sandbox stays under its prefix; others pass as they are', () => {
+  const origin = 'http://127.0.0.1:31000';
+  assert.equal(rewriteLocation('/v1/x', '/sandboxes/abc', origin), '/sandboxes/abc/v1/x');
+  assert.equal(rewriteLocation(`${origin}/v1/x?y`, '/sandboxes/abc', origin), '/sandboxes/abc/v1/x?y');
+  assert.equal(rewriteLocation(origin, '/sandboxes/abc', origin), '/sandboxes/abc/');
+  assert.equal(rewriteLocation('//cdn.example/x', '/sandboxes/abc', origin), '//cdn.example/x');
+  assert.equal(rewriteLocation('https://other.example/', '/sandboxes/abc', origin), 'https://other.example/');
+  const back = responseHeaders(
+    { location: '/next', connection: 'close', 'transfer-encoding': 'chunked', 'x-app': '1', gone: undefined },
+    '/p',
+    origin,
+  );
+  assert.deepEqual(back, { location: '/p/next', 'x-app': '1' });
+});

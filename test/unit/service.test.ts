@@ -1,0 +1,179 @@
+// The whole service in-process over the in-memory API (test/fake-kube.ts), with the stand-in sandbox on
+// loopback as every pod's upstream: the REST API, the proxy by each entry, WebSocket, events, the
+// dashboard feed and metrics, without a control plane. The integration suite does the same against
+// the real one; this runs in seconds and reaches the code paths a unit test should.
+
+import assert from 'node:assert/strict';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import WebSocket from 'ws';
+import { loadConfig } from '../../src/config.ts';
+import { silentLogger } from '../../src/log.ts';
+import { start, type Service } from '../../src/service.ts';
+import { startStandin } from '../../tools/cluster/sandbox-standin.ts';
+import { FakeKube } from '../fake-kube.ts';
+import { call, raw, readEvents } from '../helpers.ts';
+
+const NS = 'unit';
+
+async function setup(
+  t: { after: (fn: () => Promise<void> | void) => void },
+  env: Record<string, string> = {},
+): Promise<{ kube: FakeKube; service: Service; upstream: Server }> {
+  const upstream = await startStandin({ namespace: NS, pod: 'standin', sandboxId: 'standin' }, 0);
+  t.after(() => {
+    upstream.closeAllConnections();
+    upstream.close();
+  });
+  const kube = new FakeKube([NS]);
+  const config = loadConfig({
+    K8S_NAMESPACE: NS,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    SKILLS_HOST_PATH: '/skills',
+    THREADS_HOST_PATH: '/threads',
+    PROXY_UPSTREAM: 'pod',
+    SANDBOX_CONTAINER_PORT: String((upstream.address() as AddressInfo).port),
+    PROVISIONER_ALLOW_ANONYMOUS: 'true',
+    ...env,
+  });
+  const service = await start(config, silentLogger(), { kube });
+  t.after(() => service.stop(0));
+  await service.view.synced;
+  return { kube, service, upstream };
+}
+
+test('the reference flow over the fake API: create, status, list, proxy, delete', async (t) => {
+  const { kube, service } = await setup(t);
+  const url = service.url;
+  assert.deepEqual((await call(url, 'GET', '/health')).body, { status: 'ok' });
+  const created = await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'u1', thread_id: 't1' });
+  assert.equal(created.status, 201);
+  assert.equal(created.body['status'], 'Pending');
+  assert.match(String(created.body['sandbox_url']), /^http:\/\/host\.docker\.internal:3\d{4}$/);
+  assert.equal((await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'u1', thread_id: 't1' })).status, 200);
+
+  const notReady = await call(url, 'GET', '/sandboxes/u1/v1/sandbox');
+  assert.deepEqual([notReady.status, notReady.body['code'], notReady.headers.get('retry-after')], [503, 'sandbox_not_ready', '2']);
+  const waiting = call(url, 'GET', '/api/sandboxes/u1?wait=5');
+  kube.ready(NS, 'sandbox-u1');
+  assert.equal((await waiting).body['status'], 'Running');
+
+  const through = await call(url, 'POST', '/sandboxes/u1/v1/shell/exec', { command: 'echo hi' });
+  assert.deepEqual(through.body['data'], { output: 'echo hi', exit_code: 0, sandbox_id: 'standin' });
+  assert.equal((await call(url, 'GET', '/api/sandboxes?thread_id=t1&status=Running')).body['count'], 1);
+  assert.equal((await call(url, 'GET', '/api/sandboxes?status=Pending')).body['count'], 0);
+  assert.equal((await call(url, 'GET', '/api/sandboxes?status=Nope')).status, 422);
+
+  assert.deepEqual((await call(url, 'DELETE', '/api/sandboxes/u1')).body, { ok: true, sandbox_id: 'u1' });
+  assert.deepEqual([kube.list('pods', NS), kube.list('services', NS)], [[], []]);
+  const gone = await call(url, 'GET', '/api/sandboxes/u1');
+  assert.deepEqual([gone.status, gone.body['detail']], [404, "Sandbox 'u1' not found"]);
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  assert.match(metrics, /sandbox_provisioner_creates_total\{outcome="created"\} 1/);
+  assert.match(metrics, /sandbox_provisioner_proxy_requests_total\{outcome="ok"\} 1/);
+});
+
+test('errors are JSON with a code: bad bodies, unknown routes and methods, a refused create leaves nothing', async (t) => {
+  const { kube, service } = await setup(t);
+  const url = service.url;
+  const cases: [string, string, unknown, number, string][] = [
+    ['POST', '/api/sandboxes', '{not json', 400, 'invalid_json'],
+    ['POST', '/api/sandboxes', { sandbox_id: 'UPPER' }, 422, 'validation_failed'],
+    ['GET', '/api/sandboxes/..%2fx', undefined, 400, 'invalid_sandbox_id'],
+    ['GET', '/nope', undefined, 404, 'not_found'],
+    ['PUT', '/api/sandboxes', undefined, 405, 'method_not_allowed'],
+    ['POST', '/api/sandboxes/x/keepalive', undefined, 404, 'sandbox_not_found'],
+    ['GET', '/api/sandboxes/x/events', undefined, 404, 'sandbox_not_found'],
+  ];
+  for (const [method, path, body, status, code] of cases) {
+    const res = await call(url, method, path, body);
+    assert.deepEqual([res.status, res.body['code']], [status, code], `${method} ${path}`);
+  }
+  kube.refuse('POST', /\/pods$/, 403, 'pods "sandbox-q" is forbidden: exceeded quota: compute-resources, requested: pods=1');
+  const refused = await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'q' });
+  assert.deepEqual([refused.status, refused.body['code'], refused.body['object']], [429, 'quota_exceeded', 'pod']);
+  assert.deepEqual(kube.list('services', NS), [], 'the service made with it was removed');
+  const ready = await call(url, 'GET', '/readyz');
+  assert.deepEqual([ready.status, ready.body['synced']], [200, true]);
+  assert.equal((await call(url, 'GET', '/openapi.json')).body['openapi'], '3.1.0');
+});
+
+test('the API key guards /api/* and the plain proxy path; capability URLs and host routing need the capability', async (t) => {
+  const { kube, service } = await setup(t, {
+    PROVISIONER_API_KEY: 'k',
+    PROVISIONER_ALLOW_ANONYMOUS: 'false',
+    SANDBOX_URL_MODE: 'proxy',
+    PROXY_HOST_SUFFIX: '.sb.test',
+    PROXY_SIGNING_KEYS: 's'.repeat(32),
+  });
+  const url = service.url;
+  const key = { 'x-api-key': 'k' };
+  assert.equal((await call(url, 'GET', '/api/sandboxes')).status, 401);
+  const created = await call(url, 'POST', '/api/sandboxes?wait=0', { sandbox_id: 'cap' }, key);
+  kube.ready(NS, 'sandbox-cap');
+  await service.view.waitFor('cap', (r) => r?.ready === true, 2000);
+  const sandboxUrl = String(created.body['sandbox_url']);
+  assert.match(sandboxUrl, new RegExp(`^${url}/s/cap\\.[A-Za-z0-9_-]{32}$`));
+  assert.equal((await fetch(`${sandboxUrl}/v1/sandbox`)).status, 200, 'the capability URL alone is enough');
+  assert.equal((await fetch(`${url}/s/cap.${'A'.repeat(32)}/v1/sandbox`)).status, 404, 'a wrong capability looks like no sandbox');
+  assert.equal((await fetch(`${url}/sandboxes/cap/v1/sandbox`)).status, 404, 'the plain path without the key');
+  assert.equal((await fetch(`${url}/sandboxes/cap/v1/sandbox`, { headers: key })).status, 200);
+
+  const token = String(created.body['sandbox_token']);
+  const first = await raw(url, 'GET', `/vnc/index.html?sandbox_token=${token}`, { host: 'cap.sb.test' });
+  assert.equal(first.status, 302);
+  assert.equal(first.headers['location'], '/vnc/index.html');
+  const cookie = String(first.headers['set-cookie']).split(';')[0] ?? '';
+  const page = await raw(url, 'GET', '/vnc/index.html', { host: 'cap.sb.test', cookie });
+  assert.equal(page.status, 200);
+  assert.match(page.body, /noVNC/);
+  assert.equal((await raw(url, 'GET', '/vnc/index.html', { host: 'cap.sb.test' })).status, 404);
+
+  const ws = new WebSocket(`${sandboxUrl.replace('http', 'ws')}/v1/shell/ws`);
+  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
+  ws.send('ping');
+  const echo = await new Promise<string>((ok) => ws.once('message', (data) => ok(String(data))));
+  assert.equal(echo, 'ping');
+  ws.close();
+});
+
+test('event streams: a sandbox’s transitions end with its deletion; the dashboard feed has a snapshot then changes', async (t) => {
+  const { kube, service } = await setup(t);
+  const url = service.url;
+  await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'ev' });
+  const feed = await fetch(`${url}/api/events`);
+  const snapshot = readEvents(feed, (e) => e.event === 'change' && (e.data['status'] as string) === 'Running');
+  const res = await fetch(`${url}/api/sandboxes/ev/events`);
+  const events = readEvents(res);
+  kube.ready(NS, 'sandbox-ev');
+  const seen = await snapshot;
+  assert.equal(seen[0]?.event, 'snapshot');
+  await service.view.waitFor('ev', (r) => r?.status === 'Running', 2000);
+  await call(url, 'DELETE', '/api/sandboxes/ev');
+  const seenEvents = (await events).map((e) => [e.event, e.data['status'] ?? null]);
+  assert.deepEqual(seenEvents.slice(0, 2), [
+    ['status', 'Pending'],
+    ['status', 'Running'],
+  ]);
+  assert.deepEqual(seenEvents.at(-1), ['deleted', null], 'the stream ends with the deletion (after Running, ServiceMissing)');
+  const page = await fetch(`${url}/ui/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+});
+
+test('housekeeping: an orphaned service is removed, a missing owner reference is set', async (t) => {
+  const { kube, service } = await setup(t, { RECONCILE_GRACE_SECONDS: '0' });
+  const labels = (id: string) => ({ app: 'deer-flow-sandbox', 'sandbox-id': id });
+  kube.put('services', NS, { metadata: { name: 'sandbox-orphan-svc', labels: labels('orphan') }, spec: { type: 'ClusterIP' } });
+  kube.put('pods', NS, { metadata: { name: 'sandbox-owned', labels: labels('owned') } });
+  kube.put('services', NS, { metadata: { name: 'sandbox-owned-svc', labels: labels('owned') }, spec: { type: 'ClusterIP' } });
+  await service.view.waitFor('owned', (r) => r?.hasService === true, 1000);
+  await service.housekeeping();
+  assert.equal(kube.get('services', NS, 'sandbox-orphan-svc'), undefined);
+  assert.equal(
+    kube.get('services', NS, 'sandbox-owned-svc')?.metadata.ownerReferences?.[0]?.uid,
+    kube.get('pods', NS, 'sandbox-owned')?.metadata.uid,
+  );
+});
