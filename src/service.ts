@@ -11,7 +11,7 @@ import { dashboardRoutes } from './dashboard/routes.ts';
 import { requireApiKey } from './http/auth.ts';
 import { Capabilities } from './http/capability.ts';
 import { requestBase, trustedPeers } from './http/forwarded.ts';
-import type { RouteRow, UpgradeRow } from './http/router.ts';
+import type { RouteRow } from './http/router.ts';
 import { closeGracefully, createHttpServer, listen } from './http/server.ts';
 import { makeKube, type Kube } from './kube/client.ts';
 import { Activity } from './lifecycle/activity.ts';
@@ -39,7 +39,8 @@ export type Service = {
 
 export type StartOptions = { now?: () => number; kube?: Kube };
 
-export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
+/** Every part, built and handed what it needs; nothing started yet. */
+function assemble(config: Config, log: Logger, options: StartOptions) {
   const now = options.now ?? Date.now;
   const kube = options.kube ?? makeKube(config);
   const view = new SandboxView({
@@ -60,39 +61,39 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   const proxy = config.proxy.enabled
     ? new SandboxProxy({ config, view, log, capabilities, trusted, onActivity: (id) => activity.touch(id), stats: proxyStats(metrics) })
     : undefined;
-  let shuttingDown = false;
+  const state = { shuttingDown: false };
   const routes: RouteRow[] = [
     ...apiRoutes({
-      config,
-      view,
-      writer,
-      activity,
-      answers,
-      base,
-      metrics,
+      ...{ config, view, writer, activity, answers, base, metrics },
       creates: new CreateTimings(view, metrics),
-      readiness: () => [...housekeeping.checks(), ...(shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : [])],
+      readiness: () => [
+        ...housekeeping.checks(),
+        ...(state.shuttingDown ? [{ name: 'shutdown', ok: false, detail: 'shutting down' }] : []),
+      ],
     }),
     ...metricsRoutes(metrics),
     ...dashboardRoutes(feed, base),
   ];
-  const upgrades: UpgradeRow[] = [];
-  if (proxy) {
-    const rows = proxy.routes();
-    routes.push(...rows.routes);
-    upgrades.push(...rows.upgrades);
-  }
+  const proxyRows = proxy?.routes();
   const hosts = proxy?.hostRoute();
   const server = createHttpServer({
     ...(hosts ? { hosts } : {}),
-    routes,
-    upgrades,
+    routes: [...routes, ...(proxyRows?.routes ?? [])],
+    upgrades: proxyRows?.upgrades ?? [],
     log,
     authenticate: { prefix: '/api/', check: (req) => requireApiKey(req, config.auth) },
     maxConnections: config.maxConnections,
     observe: requestObserver(metrics),
   });
+  return { now, kube, view, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state };
+}
 
+export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
+  const { now, kube, view, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state } = assemble(
+    config,
+    log,
+    options,
+  );
   await housekeeping.start();
   view.start();
   housekeeping.schedule();
@@ -104,7 +105,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
 
   let stopping: Promise<void> | undefined;
   const shutdown = async (graceMs: number): Promise<void> => {
-    shuttingDown = true;
+    state.shuttingDown = true;
     housekeeping.stop();
     sweeps.stop();
     await closeGracefully(server, graceMs);

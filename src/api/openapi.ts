@@ -68,8 +68,7 @@ function proxied(summary: string, parameters: unknown[]): Record<string, unknown
   };
 }
 
-export function openApiDocument(): Record<string, unknown> {
-  const api: ErrorCode[] = ['unauthorized', 'cluster_unavailable'];
+function componentSchemas(): Record<string, unknown> {
   const schemas: Record<string, unknown> = {};
   for (const s of [
     createRequestSchema,
@@ -84,6 +83,12 @@ export function openApiDocument(): Record<string, unknown> {
   ]) {
     schemas[(s.meta() as { id: string }).id] = z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
   }
+  return schemas;
+}
+
+export function openApiDocument(): Record<string, unknown> {
+  const api: ErrorCode[] = ['unauthorized', 'cluster_unavailable'];
+  const schemas = componentSchemas();
   return {
     openapi: '3.1.0',
     info: {

@@ -31,9 +31,15 @@ function mirroredCounter(registry: Registry, name: string, help: string, read: (
   });
 }
 
-export function createMetrics(source?: () => MetricsSource | undefined) {
+/** A registry of the service's own, with Node.js process metrics under the service's prefix. */
+function serviceRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'sandbox_provisioner_' });
+  return registry;
+}
+
+export function createMetrics(source?: () => MetricsSource | undefined) {
+  const registry = serviceRegistry();
   return {
     registry,
     sandboxes: new Gauge({

@@ -2,7 +2,6 @@
 // answered from memory. Callers can wait for a change (waitFor) or subscribe to transitions; readiness
 // of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
 
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   joinRecord,
   sameRecord,
@@ -14,13 +13,11 @@ import {
   type SandboxRecord,
   type ServiceFacts,
 } from '../domain/record.ts';
+import { ApiProbe } from './probe.ts';
 import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
 
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
 export type Listener = (change: Change) => void;
-
-/** Consecutive failed probes after which open watches are restarted: a server that holds connections open but answers nothing. */
-const PROBE_FAILURES_TO_RESTART = 3;
 
 export type ViewHealth = {
   /** Both first lists are done: the view can answer (possibly from a stale state). */
@@ -67,21 +64,13 @@ export class SandboxView {
   #now: () => number;
   #staleAfterMs: number;
   #log: ReflectorLog;
-  #probe: ((timeoutMs: number) => Promise<void>) | undefined;
-  #probeEveryMs: number;
-  #probeFailures = 0;
-  #probeError: string | undefined;
-  #lastProbeOk = 0;
-  #stopProbe = new AbortController();
-  #probing: Promise<void> | undefined;
+  #probe: ApiProbe | undefined;
   readonly synced: Promise<void>;
 
   constructor(options: SandboxViewOptions) {
     this.#now = options.now ?? Date.now;
     this.#staleAfterMs = options.staleAfterMs ?? 90_000;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
-    this.#probe = options.probe;
-    this.#probeEveryMs = options.probeEveryMs ?? 5000;
     const common = {
       log: this.#log,
       now: this.#now,
@@ -91,6 +80,18 @@ export class SandboxView {
     this.#podReflector = this.#reflector('pods', options.listPods, options.watchPods, slimPod, this.#pods, common);
     this.#serviceReflector = this.#reflector('services', options.listServices, options.watchServices, slimService, this.#services, common);
     this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced]).then(() => undefined);
+    const reflectors = [this.#podReflector, this.#serviceReflector];
+    if (options.probe)
+      this.#probe = new ApiProbe({
+        probe: options.probe,
+        everyMs: options.probeEveryMs ?? 5000,
+        log: this.#log,
+        now: this.#now,
+        // The server answers again: watches resume now instead of at the end of their backoff.
+        onRecovered: () => reflectors.forEach((r) => r.retryNow()),
+        // It holds connections open but answers nothing: open watches are dead.
+        onStuck: () => reflectors.forEach((r) => r.interrupt('the API server does not answer probes')),
+      });
   }
 
   /** A reflector that keeps `store` (slim facts by sandbox id) and refreshes the joined record on each change. */
@@ -148,39 +149,11 @@ export class SandboxView {
   start(): void {
     this.#podReflector.start();
     this.#serviceReflector.start();
-    if (this.#probe) this.#probing ??= this.#probeLoop(this.#probe);
+    this.#probe?.start();
   }
 
   async stop(): Promise<void> {
-    this.#stopProbe.abort();
-    await Promise.all([this.#podReflector.stop(), this.#serviceReflector.stop(), this.#probing]);
-  }
-
-  async #probeLoop(probe: (timeoutMs: number) => Promise<void>): Promise<void> {
-    const signal = this.#stopProbe.signal;
-    const reflectors = [this.#podReflector, this.#serviceReflector];
-    while (!signal.aborted) {
-      await sleep(this.#probeEveryMs, undefined, { signal }).catch(() => undefined);
-      if (signal.aborted) return;
-      try {
-        await probe(this.#probeEveryMs);
-        if (this.#probeFailures > 0) {
-          this.#log.info(`the API server answers again after ${this.#probeFailures} failed probes; watches resume now`);
-          for (const r of reflectors) r.retryNow();
-        }
-        this.#probeFailures = 0;
-        this.#lastProbeOk = this.#now();
-      } catch (err) {
-        this.#probeFailures += 1;
-        this.#probeError = err instanceof Error ? err.message : String(err);
-        if (this.#probeFailures === PROBE_FAILURES_TO_RESTART) {
-          this.#log.warn(
-            `the API server has not answered ${PROBE_FAILURES_TO_RESTART} probes (${this.#probeError}); restarting the watches`,
-          );
-          for (const r of reflectors) r.interrupt('the API server does not answer probes');
-        }
-      }
-    }
+    await Promise.all([this.#podReflector.stop(), this.#serviceReflector.stop(), this.#probe?.stop()]);
   }
 
   get(id: string): SandboxRecord | undefined {
@@ -258,10 +231,10 @@ export class SandboxView {
       else if (now - r.stats.lastContactAt > this.#staleAfterMs)
         problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
     }
-    const lastContactAt = Math.max(this.#lastProbeOk, ...reflectors.map((r) => r.stats.lastContactAt));
-    if (this.#probeFailures > 0) {
+    const lastContactAt = Math.max(this.#probe?.lastOkAt ?? 0, ...reflectors.map((r) => r.stats.lastContactAt));
+    if (this.#probe && this.#probe.failures > 0) {
       const ago = lastContactAt > 0 ? `; last answer ${Math.round((now - lastContactAt) / 1000)}s ago` : '';
-      problems.push(`the API server does not answer (${this.#probeFailures} probes failed: ${this.#probeError}${ago})`);
+      problems.push(`the API server does not answer (${this.#probe.failures} probes failed: ${this.#probe.error}${ago})`);
     }
     const healthy = problems.length === 0;
     return {

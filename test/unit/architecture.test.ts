@@ -6,7 +6,10 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { stripTypeScriptTypes } from 'node:module';
 import { test } from 'node:test';
+import { parse } from 'acorn';
+import { simple } from 'acorn-walk';
 
 const root = resolve(import.meta.dirname, '..', '..');
 const src = join(root, 'src');
@@ -105,4 +108,50 @@ test('the checks see real imports (a sanity check of the parser)', () => {
   const service = graph.get(join(src, 'service.ts')) ?? [];
   assert.ok(service.includes(join(src, 'watch', 'sandbox-view.ts')), 'service.ts imports the view');
   assert.ok(service.length >= 10);
+});
+
+/**
+ * Functions longer than this are split, except declarative tables: a function whose body only declares
+ * values and returns one object or array literal (a route table, an OpenAPI document, metric
+ * definitions), each of whose nested functions is measured on its own.
+ */
+const MAX_FUNCTION_LINES = 80;
+
+type Node = {
+  type: string;
+  loc: { start: { line: number }; end: { line: number } };
+  body?: Node | Node[];
+  argument?: Node | null;
+  expression?: boolean;
+};
+
+function isTable(fn: Node): boolean {
+  const body = fn.body as Node | undefined;
+  if (!body) return false;
+  if (fn.expression) return body.type === 'ObjectExpression' || body.type === 'ArrayExpression';
+  const statements = (body.body as Node[] | undefined) ?? [];
+  const last = statements.at(-1);
+  return (
+    last?.type === 'ReturnStatement' &&
+    (last.argument?.type === 'ObjectExpression' || last.argument?.type === 'ArrayExpression') &&
+    statements.slice(0, -1).every((s) => s.type === 'VariableDeclaration')
+  );
+}
+
+test(`no function of src/ or tools/ is longer than ${MAX_FUNCTION_LINES} lines, but for declarative tables`, () => {
+  const long: string[] = [];
+  for (const file of [...sources(src), ...sources(join(root, 'tools'))]) {
+    // Types stripped in place (white space keeps every position), then parsed as JavaScript.
+    const js = stripTypeScriptTypes(readFileSync(file, 'utf8'), { mode: 'strip' });
+    const visit = (fn: Node): void => {
+      const lines = fn.loc.end.line - fn.loc.start.line + 1;
+      if (lines > MAX_FUNCTION_LINES && !isTable(fn)) long.push(`${relative(root, file)}:${fn.loc.start.line}: ${lines} lines`);
+    };
+    simple(parse(js, { ecmaVersion: 'latest', sourceType: 'module', locations: true }), {
+      FunctionDeclaration: visit,
+      FunctionExpression: visit,
+      ArrowFunctionExpression: visit,
+    } as Parameters<typeof simple>[1]);
+  }
+  assert.deepEqual(long, []);
 });
