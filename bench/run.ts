@@ -17,8 +17,9 @@ import { summarizeProfile } from './profile.ts';
 import { proxyBench } from './proxy.ts';
 import { createBench, queryBench } from './api.ts';
 import { fill, scaleBench } from './scale.ts';
+import { startupBench } from './startup.ts';
 
-const all = ['status', 'list', 'create', 'proxy', 'scale'];
+const all = ['status', 'list', 'create', 'proxy', 'startup', 'scale'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const scenarios = wanted.length ? wanted : all;
 const duration = Number(process.env['BENCH_DURATION'] ?? '8');
@@ -117,6 +118,9 @@ try {
       await once(child, 'exit');
       console.log(summarizeProfile(profileDir));
     }
+  }
+  if (scenarios.includes('startup')) {
+    rows.push(...(await startupBench({ state, kube, namespace })));
   }
   if (scenarios.includes('scale')) {
     const ns = await namespace('bench-scale');

@@ -34,6 +34,18 @@ const PROFILES = {
   },
 };
 
+/**
+ * When kubelet probes a sandbox. `startup` follows the app: a startup probe every second (for up to
+ * SANDBOX_STARTUP_MAX_SECONDS, as a first image pull and a slow start may take minutes) holds the
+ * others, and readiness is probed the moment it passes, so a sandbox is Ready half a second after its
+ * app answers on average. `reference`: DeerFlow's provisioner's probes, readiness after 5 s then every
+ * 5 s (Ready 5 to 10 s after the container starts, whatever the app does).
+ */
+const PROBE_PROFILES = {
+  startup: { readiness: { initialDelaySeconds: 0, periodSeconds: 5 }, liveness: { initialDelaySeconds: 0, periodSeconds: 10 } },
+  reference: { readiness: { initialDelaySeconds: 5, periodSeconds: 5 }, liveness: { initialDelaySeconds: 10, periodSeconds: 10 } },
+};
+
 const QUANTITY = /^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -43,13 +55,12 @@ const absolutePath = (what: string) =>
     message: `${what} must be an absolute path (not relative like ../skills, not ~/skills)`,
   });
 const quantity = z.string().regex(QUANTITY, 'must be a Kubernetes quantity such as 500m, 256Mi or 1Gi');
-const seconds = (def: number) =>
-  z.coerce
-    .number()
-    .int()
-    .min(0)
-    .max(86_400 * 365)
-    .default(def);
+const anySeconds = z.coerce
+  .number()
+  .int()
+  .min(0)
+  .max(86_400 * 365);
+const seconds = (def: number) => anySeconds.default(def);
 const positiveInt = (def: number, max: number) => z.coerce.number().int().min(1).max(max).default(def);
 /** A count where 0 means none or no limit. */
 const count = (def: number) => z.coerce.number().int().min(0).max(1_000_000).default(def);
@@ -114,10 +125,14 @@ const schema = z
     SANDBOX_MEMORY_LIMIT: quantity.default('1Gi'),
     SANDBOX_EPHEMERAL_STORAGE_LIMIT: quantity.default('500Mi'),
     SANDBOX_PROBE_PATH: z.string().startsWith('/').default('/v1/sandbox'),
-    SANDBOX_READINESS_INITIAL_DELAY_SECONDS: seconds(5),
-    SANDBOX_READINESS_PERIOD_SECONDS: positiveInt(5, 3600),
-    SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS: seconds(10),
-    SANDBOX_LIVENESS_PERIOD_SECONDS: positiveInt(10, 3600),
+    SANDBOX_PROBE_PROFILE: z.enum(['startup', 'reference']).default('startup'),
+    // Unset: the profile's value (PROBE_PROFILES).
+    SANDBOX_READINESS_INITIAL_DELAY_SECONDS: optional(anySeconds),
+    SANDBOX_READINESS_PERIOD_SECONDS: optional(z.coerce.number().int().min(1).max(3600)),
+    SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS: optional(anySeconds),
+    SANDBOX_LIVENESS_PERIOD_SECONDS: optional(z.coerce.number().int().min(1).max(3600)),
+    SANDBOX_STARTUP_PERIOD_SECONDS: positiveInt(1, 3600),
+    SANDBOX_STARTUP_MAX_SECONDS: positiveInt(300, 86_400),
     SANDBOX_PROBE_TIMEOUT_SECONDS: positiveInt(3, 3600),
     SANDBOX_PROBE_FAILURE_THRESHOLD: positiveInt(3, 100),
     SANDBOX_SERVICE_TYPE: z.enum(['NodePort', 'ClusterIP']).default('NodePort'),
@@ -206,7 +221,8 @@ const schema = z
     PROXY_CONNECT_TIMEOUT_SECONDS: positiveInt(5, 600),
     PROXY_READ_TIMEOUT_SECONDS: positiveInt(900, 86_400),
     PROXY_IDLE_TIMEOUT_SECONDS: positiveInt(900, 86_400),
-    PROXY_WAIT_READY_SECONDS: seconds(0),
+    PROXY_WAIT_READY_SECONDS: seconds(4),
+    PROXY_EARLY_READY: bool(true),
     PROXY_MAX_WAIT_READY_SECONDS: positiveInt(120, 3600),
     PROXY_CONNECTIONS_PER_SANDBOX: positiveInt(64, 10_000),
     PROXY_SIGNING_KEYS: list([]).refine(
@@ -256,8 +272,25 @@ const schema = z
       requests: { cpu: e.SANDBOX_CPU_REQUEST, memory: e.SANDBOX_MEMORY_REQUEST, 'ephemeral-storage': e.SANDBOX_EPHEMERAL_STORAGE_REQUEST },
       limits: { cpu: e.SANDBOX_CPU_LIMIT, memory: e.SANDBOX_MEMORY_LIMIT, 'ephemeral-storage': e.SANDBOX_EPHEMERAL_STORAGE_LIMIT },
       probePath: e.SANDBOX_PROBE_PATH,
-      readiness: { initialDelaySeconds: e.SANDBOX_READINESS_INITIAL_DELAY_SECONDS, periodSeconds: e.SANDBOX_READINESS_PERIOD_SECONDS },
-      liveness: { initialDelaySeconds: e.SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS, periodSeconds: e.SANDBOX_LIVENESS_PERIOD_SECONDS },
+      probeProfile: e.SANDBOX_PROBE_PROFILE,
+      readiness: {
+        initialDelaySeconds:
+          e.SANDBOX_READINESS_INITIAL_DELAY_SECONDS ?? PROBE_PROFILES[e.SANDBOX_PROBE_PROFILE].readiness.initialDelaySeconds,
+        periodSeconds: e.SANDBOX_READINESS_PERIOD_SECONDS ?? PROBE_PROFILES[e.SANDBOX_PROBE_PROFILE].readiness.periodSeconds,
+      },
+      liveness: {
+        initialDelaySeconds:
+          e.SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS ?? PROBE_PROFILES[e.SANDBOX_PROBE_PROFILE].liveness.initialDelaySeconds,
+        periodSeconds: e.SANDBOX_LIVENESS_PERIOD_SECONDS ?? PROBE_PROFILES[e.SANDBOX_PROBE_PROFILE].liveness.periodSeconds,
+      },
+      /** A startup probe (profile `startup`): every periodSeconds, for at most maxSeconds. */
+      startup:
+        e.SANDBOX_PROBE_PROFILE === 'startup'
+          ? {
+              periodSeconds: e.SANDBOX_STARTUP_PERIOD_SECONDS,
+              failureThreshold: Math.ceil(e.SANDBOX_STARTUP_MAX_SECONDS / e.SANDBOX_STARTUP_PERIOD_SECONDS),
+            }
+          : undefined,
       probeTimeoutSeconds: e.SANDBOX_PROBE_TIMEOUT_SECONDS,
       probeFailureThreshold: e.SANDBOX_PROBE_FAILURE_THRESHOLD,
       serviceType: e.SANDBOX_SERVICE_TYPE,
@@ -314,6 +347,7 @@ const schema = z
       readTimeoutMs: e.PROXY_READ_TIMEOUT_SECONDS * 1000,
       idleTimeoutMs: e.PROXY_IDLE_TIMEOUT_SECONDS * 1000,
       waitReadyMs: e.PROXY_WAIT_READY_SECONDS * 1000,
+      earlyReady: e.PROXY_EARLY_READY,
       maxWaitReadyMs: e.PROXY_MAX_WAIT_READY_SECONDS * 1000,
       connectionsPerSandbox: e.PROXY_CONNECTIONS_PER_SANDBOX,
       signingKeys: e.PROXY_SIGNING_KEYS,

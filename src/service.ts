@@ -22,7 +22,8 @@ import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics
 import { Housekeeping } from './provisioner/housekeeping.ts';
 import { SandboxWriter } from './provisioner/writer.ts';
 import { SandboxProxy } from './proxy/proxy.ts';
-import { kubeSources } from './watch/kube-source.ts';
+import { kubeSources, nodeSources } from './watch/kube-source.ts';
+import { NodeImages } from './watch/nodes.ts';
 import { SandboxView } from './watch/sandbox-view.ts';
 
 export type Service = {
@@ -49,10 +50,19 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     probe: (timeoutMs) => kube.probe(timeoutMs),
     probeEveryMs: config.k8sProbeMs,
   });
-  const metrics = createMetrics(() => view);
+  const nodes = new NodeImages({
+    ...nodeSources(kube, config.sandbox.nodeSelector),
+    image: config.sandbox.image,
+    tolerations: config.sandbox.tolerations,
+    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+  });
+  const metrics = createMetrics(
+    () => view,
+    () => nodes.summary(),
+  );
   const writer = new SandboxWriter({ config, kube, view, log, now });
   const activity = new Activity({ config, writer, view, log, now });
-  const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics });
+  const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics, nodes });
   const capabilities = new Capabilities(config.proxy.signingKeys);
   const trusted = trustedPeers(config.trustedProxies);
   const base = (req: Parameters<typeof requestBase>[0]): string | undefined => requestBase(req, trusted);
@@ -85,17 +95,17 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     maxConnections: config.maxConnections,
     observe: requestObserver(metrics),
   });
-  return { now, kube, view, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state };
+  return { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state };
 }
 
 export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
-  const { now, kube, view, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state } = assemble(
+  const { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state } = assemble(
     config,
     log,
     options,
   );
   await housekeeping.start();
-  view.start();
+  housekeeping.startWatches(view);
   housekeeping.schedule();
   const sweeps = startSweeps({ config, view, writer, activity, log, metrics, now });
   const address: AddressInfo = await listen(server, config.port, config.host);
@@ -112,7 +122,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     await proxy?.close();
     server.closeAllConnections();
     feed.stop();
-    await view.stop();
+    await Promise.all([view.stop(), nodes.stop()]);
     await kube.close();
   };
   return {

@@ -28,7 +28,7 @@ export type FakeObject = {
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
 };
-type Resource = 'pods' | 'services';
+type Resource = 'pods' | 'services' | 'events' | 'nodes';
 type Event = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; resource: Resource; object: FakeObject; rv: number };
 type Watcher = {
   resource: Resource;
@@ -113,6 +113,17 @@ export class FakeKube implements Kube {
     });
   }
 
+  /** Puts a node (cluster-scoped), as a kubelet registers and updates it. */
+  putNode(node: FakeObject): FakeObject {
+    const existing = this.#objects.get(`nodes//${node.metadata.name}`);
+    return this.#store(
+      'nodes',
+      '',
+      existing ? (mergePatch(existing, node) as FakeObject) : { ...node, metadata: { ...node.metadata, uid: randomUUID() } },
+      existing ? 'MODIFIED' : 'ADDED',
+    );
+  }
+
   get(resource: Resource, ns: string, name: string): FakeObject | undefined {
     const o = this.#objects.get(`${resource}/${ns}/${name}`);
     return o && clone(o);
@@ -173,7 +184,7 @@ export class FakeKube implements Kube {
     onDone: (err: unknown) => void,
   ): Promise<{ abort: () => void }> {
     const url = new URL(path, 'http://fake');
-    const [, ns = '', resource] = /^\/api\/v1\/namespaces\/([^/]+)\/(pods|services)$/.exec(url.pathname) ?? [];
+    const [, ns = '', resource = 'nodes'] = /^\/api\/v1\/namespaces\/([^/]+)\/(pods|services|events)$/.exec(url.pathname) ?? [];
     const watcher: Watcher = { resource: resource as Resource, ns, selector: url.searchParams.get('labelSelector'), onEvent, onDone };
     const from = Number(url.searchParams.get('resourceVersion') ?? '0');
     for (const e of this.#history) if (e.rv > from) this.#deliver(watcher, e);
@@ -240,7 +251,8 @@ export class FakeKube implements Kube {
       this.namespaces.add(name);
       return body;
     }
-    const nsMatch = /^\/api\/v1\/namespaces\/([^/]+)(?:\/(pods|services|serviceaccounts)(?:\/([^/]+))?)?$/.exec(p);
+    if (p === '/api/v1/nodes') return this.#list('nodes', '', url);
+    const nsMatch = /^\/api\/v1\/namespaces\/([^/]+)(?:\/(pods|services|events|serviceaccounts)(?:\/([^/]+))?)?$/.exec(p);
     if (!nsMatch)
       throw new KubeApiError(method, p, 404, status(404, 'NotFound', `the server could not find the requested resource (${method} ${p})`));
     const [, ns = '', resource, name] = nsMatch;

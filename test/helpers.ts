@@ -83,6 +83,14 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
 }
 
 /** Starts the provisioner in-process against the test cluster, in `ns`; stopped when the test ends. */
+/**
+ * Probes that make a sandbox Ready the moment its container starts on the fake node (readiness probed
+ * at the start, no startup probe; the fake node's apps answer at once by default), so tests do not wait
+ * out kubelet's probe periods. The default profile is tested where it matters (dropin.test.ts) and
+ * measured in `npm run bench -- startup`.
+ */
+export const FAST_PROBES = { SANDBOX_PROBE_PROFILE: 'reference', SANDBOX_READINESS_INITIAL_DELAY_SECONDS: '0' };
+
 export async function provisioner(
   t: { after: (fn: () => Promise<void> | void) => void },
   ns: string,
@@ -99,6 +107,7 @@ export async function provisioner(
     THREADS_HOST_PATH: '/tmp/sandbox-test/threads',
     LOG_LEVEL: 'silent',
     PROVISIONER_ALLOW_ANONYMOUS: 'true',
+    ...FAST_PROBES,
     ...env,
   });
   const service = await start(config, options.log ?? silentLogger(), options);
@@ -172,6 +181,7 @@ export async function spawnProvisioner(
     SKILLS_HOST_PATH: '/tmp/s',
     THREADS_HOST_PATH: '/tmp/t',
     PROVISIONER_ALLOW_ANONYMOUS: 'true',
+    ...FAST_PROBES,
     ...env,
   };
   // An undefined value unsets a default (as a deployment that does not set the variable).

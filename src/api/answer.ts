@@ -23,6 +23,16 @@ export const sandboxSchema = z
     mount_contract_version: z.number().int().optional(),
     reason: z.string().optional(),
     message: z.string().optional(),
+    timings: z
+      .object({
+        scheduled_s: z.number().optional(),
+        image_ready_s: z.number().optional(),
+        started_s: z.number().optional(),
+        ready_s: z.number().optional(),
+      })
+      .describe(
+        'Seconds from the sandbox’s creation to its pod being scheduled, its image ready (kubelet’s Pulled event), its container started and its pod Ready, as far as they happened (the API server’s clock, whole seconds)',
+      ),
   })
   .meta({ id: 'Sandbox' });
 export type SandboxAnswer = z.infer<typeof sandboxSchema>;
@@ -57,6 +67,22 @@ export const capabilitiesSchema = z
     service_type: z.enum(['NodePort', 'ClusterIP']),
   })
   .meta({ id: 'Capabilities' });
+
+/** The startup milestones of a sandbox, in seconds from its creation. */
+export function timings(record: SandboxRecord): SandboxAnswer['timings'] {
+  const since = (at: number | undefined) =>
+    at === undefined || !Number.isFinite(record.createdAt) ? undefined : Math.max(0, (at - record.createdAt) / 1000);
+  const out: SandboxAnswer['timings'] = {};
+  const scheduled = since(record.scheduledAt);
+  const image = since(record.imageReadyAt);
+  const started = since(record.startedAt);
+  const ready = since(record.readyAt);
+  if (scheduled !== undefined) out.scheduled_s = scheduled;
+  if (image !== undefined) out.image_ready_s = image;
+  if (started !== undefined) out.started_s = started;
+  if (ready !== undefined) out.ready_s = ready;
+  return out;
+}
 
 /** Renders records as answers; the serialized text of a record is cached (records are immutable). */
 export class Answers {
@@ -118,6 +144,7 @@ export class Answers {
       ...(c.mountContractVersion !== undefined ? { mount_contract_version: c.mountContractVersion } : {}),
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.message ? { message: record.message } : {}),
+      timings: timings(record),
     };
   }
 

@@ -8,6 +8,7 @@ import {
   ANNOTATION_USER_ID,
   LABEL_SANDBOX_ID,
   podName,
+  SANDBOX_CONTAINER,
   serviceName,
   type SandboxStatus,
 } from './sandbox.ts';
@@ -29,7 +30,17 @@ export type PodFacts = {
   transitionAt: number | undefined;
   lastActivity: number | undefined;
   expiresAt: number | undefined;
+  /** Startup: when the pod was scheduled, its sandbox container started, and it turned Ready (API server clock, whole seconds). */
+  scheduledAt: number | undefined;
+  startedAt: number | undefined;
+  readyAt: number | undefined;
 };
+
+/**
+ * What kubelet's events say of a pod's images (events of its containers: Pulling, then Pulled): an
+ * image still being pulled (with kubelet's message), and when the last one was ready.
+ */
+export type ImageFacts = { podUid: string; pulling: string | undefined; readyAt: number | undefined };
 
 export type ServiceFacts = {
   sandboxId: string;
@@ -109,9 +120,10 @@ type Meta = {
 };
 type ContainerState = {
   waiting?: { reason?: string; message?: string };
+  running?: { startedAt?: Date | string };
   terminated?: { reason?: string; message?: string; exitCode?: number; finishedAt?: Date | string };
 };
-type ContainerStatus = { ready?: boolean; state?: ContainerState; lastState?: ContainerState };
+type ContainerStatus = { name?: string; ready?: boolean; state?: ContainerState; lastState?: ContainerState };
 type Condition = { type?: string; status?: string; reason?: string; message?: string; lastTransitionTime?: Date | string };
 export type RawPod = {
   metadata?: Meta;
@@ -168,6 +180,8 @@ export function slimPod(pod: RawPod): PodFacts | undefined {
     containerReason(status.containerStatuses) ??
     (status.reason ? { reason: status.reason, message: status.message } : undefined);
   const transitions = conditions.map((c) => time(c.lastTransitionTime) ?? 0);
+  const since = (c: Condition | undefined) => (c?.status === 'True' ? time(c.lastTransitionTime) : undefined);
+  const sandbox = status.containerStatuses?.find((c) => c.name === SANDBOX_CONTAINER) ?? status.containerStatuses?.[0];
   const activity = meta.annotations?.[ANNOTATION_LAST_ACTIVITY];
   const expires = meta.annotations?.[ANNOTATION_EXPIRES_AT];
   return {
@@ -186,7 +200,64 @@ export function slimPod(pod: RawPod): PodFacts | undefined {
     transitionAt: transitions.length ? Math.max(...transitions) : undefined,
     lastActivity: activity === undefined ? undefined : time(activity),
     expiresAt: expires === undefined ? undefined : time(expires),
+    scheduledAt: since(scheduled),
+    startedAt: time(sandbox?.state?.running?.startedAt),
+    readyAt: since(readyCondition),
   };
+}
+
+export type RawEvent = {
+  metadata?: { name?: string; resourceVersion?: string };
+  involvedObject?: { kind?: string; name?: string; uid?: string; fieldPath?: string };
+  reason?: string;
+  message?: string;
+  firstTimestamp?: Date | string | null;
+  lastTimestamp?: Date | string | null;
+  eventTime?: Date | string | null;
+};
+
+/** One kubelet image event of a sandbox pod (Pulling or Pulled); undefined for any other event. */
+export type EventFacts = {
+  name: string;
+  resourceVersion: string;
+  sandboxId: string;
+  podUid: string;
+  container: string;
+  pulled: boolean;
+  message: string;
+  at: number;
+};
+
+export function slimEvent(e: RawEvent): EventFacts | undefined {
+  const o = e.involvedObject;
+  if (o?.kind !== 'Pod' || (e.reason !== 'Pulling' && e.reason !== 'Pulled') || !o.name?.startsWith('sandbox-')) return undefined;
+  const at = time(e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? undefined);
+  if (at === undefined || !e.metadata?.name) return undefined;
+  return {
+    name: e.metadata.name,
+    resourceVersion: e.metadata.resourceVersion ?? '',
+    sandboxId: o.name.slice('sandbox-'.length),
+    podUid: o.uid ?? '',
+    container: o.fieldPath ?? '',
+    pulled: e.reason === 'Pulled',
+    message: e.message ?? '',
+    at,
+  };
+}
+
+/** A pod's images from its image events: pulling while some container's last event is Pulling. */
+export function imageFacts(podUid: string, events: Iterable<EventFacts>): ImageFacts | undefined {
+  const last = new Map<string, EventFacts>();
+  for (const e of events) {
+    if (e.podUid !== podUid) continue;
+    const seen = last.get(e.container);
+    // Timestamps have whole seconds: at the same second, Pulled comes after Pulling.
+    if (!seen || e.at > seen.at || (e.at === seen.at && e.pulled)) last.set(e.container, e);
+  }
+  if (last.size === 0) return undefined;
+  const pulling = [...last.values()].find((e) => !e.pulled);
+  const readyAt = pulling ? undefined : Math.max(...[...last.values()].map((e) => e.at));
+  return { podUid, pulling: pulling?.message, readyAt };
 }
 
 export function slimService(svc: RawService): ServiceFacts | undefined {
@@ -229,12 +300,35 @@ export type SandboxRecord = {
   podUid: string | undefined;
   podResourceVersion: string | undefined;
   serviceOwnerUid: string | undefined;
+  /** The pod's phase (its container runs: its app may answer before kubelet's probe says so). */
+  phase: string | undefined;
+  /** Startup milestones (epoch ms, whole seconds): scheduled, image ready, container started, Ready. */
+  scheduledAt: number | undefined;
+  imageReadyAt: number | undefined;
+  startedAt: number | undefined;
+  readyAt: number | undefined;
 };
 
-/** One sandbox's record from its pod and service facts (undefined when neither exists). */
-export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFacts | undefined): SandboxRecord | undefined {
+/**
+ * One sandbox's record from its pod and service facts (undefined when neither exists), and what
+ * kubelet's events say of its pod's images: a pod waiting for its image says so (PullingImage, with
+ * kubelet's message) rather than ContainerCreating.
+ */
+export function joinRecord(
+  id: string,
+  pod: PodFacts | undefined,
+  svc: ServiceFacts | undefined,
+  images?: ImageFacts,
+): SandboxRecord | undefined {
   if (pod === undefined && svc === undefined) return undefined;
-  const d = deriveStatus(pod, svc);
+  const image = images && pod && images.podUid === pod.uid ? images : undefined;
+  let d = deriveStatus(pod, svc);
+  if (
+    image?.pulling &&
+    d.status === 'Pending' &&
+    (d.reason === undefined || d.reason === 'ContainerCreating' || d.reason === 'PodInitializing')
+  )
+    d = { ...d, reason: 'PullingImage', message: image.pulling };
   return {
     sandboxId: id,
     threadId: pod?.threadId,
@@ -256,6 +350,11 @@ export function joinRecord(id: string, pod: PodFacts | undefined, svc: ServiceFa
     podUid: pod?.uid,
     podResourceVersion: pod?.resourceVersion,
     serviceOwnerUid: svc?.ownerUid,
+    phase: pod?.phase,
+    scheduledAt: pod?.scheduledAt,
+    imageReadyAt: image?.readyAt,
+    startedAt: pod?.startedAt,
+    readyAt: pod?.ready === 'True' ? pod.readyAt : undefined,
   };
 }
 

@@ -18,6 +18,8 @@ export const ANNOTATION_EXPIRES_AT = 'sandbox.deer-flow/expires-at';
 export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
 
 export const podName = (id: string): string => `sandbox-${id}`;
+/** The sandbox image's container in the pod (others are the Lark helpers). */
+export const SANDBOX_CONTAINER = 'sandbox';
 export const serviceName = (id: string): string => `sandbox-${id}-svc`;
 
 // ---- identifiers ----
@@ -45,6 +47,7 @@ export function sandboxIdProblem(id: string): string | undefined {
 export const namespacePath = (ns: string): string => `/api/v1/namespaces/${encodeURIComponent(ns)}`;
 export const podsPath = (ns: string): string => `${namespacePath(ns)}/pods`;
 export const servicesPath = (ns: string): string => `${namespacePath(ns)}/services`;
+export const eventsPath = (ns: string): string => `${namespacePath(ns)}/events`;
 export const podPath = (ns: string, id: string): string => `${podsPath(ns)}/${podName(id)}`;
 export const servicePath = (ns: string, id: string): string => `${servicesPath(ns)}/${serviceName(id)}`;
 

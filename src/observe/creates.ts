@@ -21,11 +21,30 @@ export async function countOutcome<T>(
   }
 }
 
-/** Create-to-Running: from the create request to the watch seeing the pod Ready. */
+/** The startup milestones of a record, by the phase label of sandbox_provisioner_startup_phase_seconds. */
+const PHASES = [
+  ['scheduled', 'scheduledAt'],
+  ['image_ready', 'imageReadyAt'],
+  ['started', 'startedAt'],
+  ['ready', 'readyAt'],
+] as const;
+
+/**
+ * Create-to-Running: from the create request to the watch seeing the pod Ready. And each startup
+ * milestone of a sandbox this process saw start (not the ones it found already running at its start).
+ */
 export class CreateTimings {
   #pendingSince = new Map<string, number>();
 
-  constructor(view: Pick<SandboxView, 'subscribe'>, metrics: Pick<Metrics, 'createToRunning' | 'watchLag'>) {
+  constructor(view: Pick<SandboxView, 'subscribe'>, metrics: Pick<Metrics, 'createToRunning' | 'watchLag' | 'startupPhase'>) {
+    view.subscribe(({ record, previous }) => {
+      if (!record || !previous || !Number.isFinite(record.createdAt)) return;
+      for (const [phase, field] of PHASES) {
+        const at = record[field];
+        if (at !== undefined && previous[field] === undefined)
+          metrics.startupPhase.observe({ phase }, Math.max(0, (at - record.createdAt) / 1000));
+      }
+    });
     view.subscribe(({ id, record, previous }) => {
       if (record?.status !== 'Running' || previous?.status === 'Running') {
         if (record === undefined) this.#pendingSince.delete(id);

@@ -38,7 +38,10 @@ function serviceRegistry(): Registry {
   return registry;
 }
 
-export function createMetrics(source?: () => MetricsSource | undefined) {
+/** Eligible nodes and those lacking the sandbox image (watch/nodes.ts), when nodes are watched. */
+export type NodesSource = () => { eligible: number; lacking: string[] } | undefined;
+
+export function createMetrics(source?: () => MetricsSource | undefined, nodes?: NodesSource) {
   const registry = serviceRegistry();
   return {
     registry,
@@ -143,6 +146,31 @@ export function createMetrics(source?: () => MetricsSource | undefined) {
       collect() {
         const at = source?.()?.health().lastContactAt;
         if (at) this.set(Math.max(0, Date.now() - at) / 1000);
+      },
+    }),
+    startupPhase: new Histogram({
+      name: 'sandbox_provisioner_startup_phase_seconds',
+      help: 'From a sandbox’s creation to each startup milestone: scheduled, image_ready, started, ready (pod conditions, container state, kubelet’s events)',
+      labelNames: ['phase'] as const,
+      buckets: [0.5, 1, 2, 3, 5, 8, 10, 15, 20, 30, 60, 120, 300, 600],
+      registers: [registry],
+    }),
+    nodesEligible: new Gauge({
+      name: 'sandbox_provisioner_nodes_eligible',
+      help: 'Nodes sandboxes may run on (SANDBOX_NODE_SELECTOR, Ready, schedulable, taints tolerated); absent without list/watch on nodes',
+      registers: [registry],
+      collect() {
+        const n = nodes?.();
+        if (n) this.set(n.eligible);
+      },
+    }),
+    nodesWithoutImage: new Gauge({
+      name: 'sandbox_provisioner_nodes_without_sandbox_image',
+      help: 'Of those, nodes whose status.images lack SANDBOX_IMAGE: the first sandbox on each waits for a pull',
+      registers: [registry],
+      collect() {
+        const n = nodes?.();
+        if (n) this.set(n.lacking.length);
       },
     }),
     watchLag: new Histogram({

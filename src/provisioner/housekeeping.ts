@@ -6,6 +6,7 @@ import type { Config } from '../config.ts';
 import type { Kube } from '../kube/client.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observe/metrics.ts';
+import type { NodeImages } from '../watch/nodes.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { reviewPermissions } from './permissions.ts';
 import { preflight } from './preflight.ts';
@@ -22,6 +23,8 @@ export type HousekeepingDeps = {
   writer: SandboxWriter;
   log: Logger;
   metrics: Pick<Metrics, 'orphansRemoved'>;
+  /** Nodes and the sandbox image, watched when the identity may (list and watch on nodes). */
+  nodes?: NodeImages;
 };
 
 /** How long start-up waits for the namespace before serving anyway (the view reports what is missing). */
@@ -58,7 +61,31 @@ export class Housekeeping {
   }
 
   checks(): Check[] {
-    return [this.#preflight, this.#permissions];
+    return [this.#preflight, this.#permissions, ...this.#images()];
+  }
+
+  /** Nodes without the sandbox image: the first sandbox on each waits for its pull (minutes for the AIO image). */
+  #images(): Check[] {
+    const n = this.#deps.nodes?.summary();
+    if (!n) return [];
+    const image = this.#deps.config.sandbox.image;
+    if (n.lacking.length === 0)
+      return [{ name: 'images', ok: true, detail: `${image} is on all ${n.eligible} nodes sandboxes may run on` }];
+    const names = n.lacking.slice(0, 10).join(', ') + (n.lacking.length > 10 ? `, and ${n.lacking.length - 10} more` : '');
+    return [
+      {
+        name: 'images',
+        ok: false,
+        detail: `${image} is missing on ${n.lacking.length} of ${n.eligible} nodes sandboxes may run on (${names}): the first sandbox on each waits for its pull; deploy/components/image-prepull pulls it ahead`,
+      },
+    ];
+  }
+
+  /** Starts what the identity may watch beyond sandboxes: kubelet's events, the nodes' images. */
+  startWatches(view: SandboxView): void {
+    const { writer, nodes } = this.#deps;
+    view.start({ events: writer.can('list', 'events') && writer.can('watch', 'events') });
+    if (writer.can('list', 'nodes') && writer.can('watch', 'nodes')) nodes?.start();
   }
 
   stop(): void {

@@ -5,7 +5,7 @@
 import type { Kube } from '../kube/client.ts';
 
 /** Each verb the provisioner uses, by feature. `essential`: without it the feature is an error, not degraded. */
-export const NEEDS = [
+export const NEEDS: readonly { verb: string; resource: string; feature: string; essential: boolean }[] = [
   { verb: 'list', resource: 'pods', feature: 'the sandbox view (list and watch)', essential: true },
   { verb: 'watch', resource: 'pods', feature: 'the sandbox view (list and watch)', essential: true },
   { verb: 'list', resource: 'services', feature: 'the sandbox view (list and watch)', essential: true },
@@ -28,9 +28,26 @@ export const NEEDS = [
     feature: 'the service owned by its pod (without it the reconciler alone removes a service whose pod is gone)',
     essential: false,
   },
-] as const;
+  ...(['list', 'watch'] as const).map((verb) => ({
+    verb,
+    resource: 'events' as const,
+    feature: 'image pulls in answers (reason PullingImage with kubelet’s message, timings.image_ready_s)',
+    essential: false as const,
+  })),
+  ...(['list', 'watch'] as const).map((verb) => ({
+    verb,
+    resource: 'nodes' as const,
+    feature:
+      'how many nodes lack the sandbox image, in /readyz, metrics and the dashboard (a ClusterRole: deploy/components/image-prepull)',
+    essential: false as const,
+  })),
+];
 
 export type Need = (typeof NEEDS)[number];
+
+/** The Role rule (or, for cluster-scoped nodes, the ClusterRole rule) that grants a need. */
+const ruleFor = (n: Need): string =>
+  `add to the ${n.resource === 'nodes' ? 'ClusterRole' : 'Role'}: {apiGroups: [""], resources: ["${n.resource}"], verbs: ["${n.verb}"]}`;
 
 type Rule = { verbs?: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[] };
 
@@ -58,10 +75,7 @@ export class Permissions {
   describe(): string | undefined {
     if (this.missing.length === 0) return undefined;
     return this.missing
-      .map(
-        (n) =>
-          `${n.essential ? 'missing' : 'degraded'}: ${n.feature}: needs ${n.verb} on ${n.resource}; add to the Role: {apiGroups: [""], resources: ["${n.resource}"], verbs: ["${n.verb}"]}`,
-      )
+      .map((n) => `${n.essential ? 'missing' : 'degraded'}: ${n.feature}: needs ${n.verb} on ${n.resource}; ${ruleFor(n)}`)
       .join('; ');
   }
 }
@@ -84,7 +98,14 @@ export async function reviewPermissions(kube: Kube, namespace: string): Promise<
           body: {
             apiVersion: 'authorization.k8s.io/v1',
             kind: 'SelfSubjectAccessReview',
-            spec: { resourceAttributes: { namespace, verb: need.verb, group: '', resource: need.resource } },
+            spec: {
+              resourceAttributes: {
+                ...(need.resource === 'nodes' ? {} : { namespace }),
+                verb: need.verb,
+                group: '',
+                resource: need.resource,
+              },
+            },
           },
         });
         if ((review.body as { status?: { allowed?: boolean } }).status?.allowed)

@@ -23,11 +23,10 @@ import {
   LABEL_SANDBOX_ID,
   MANAGED_BY,
   podName,
+  SANDBOX_CONTAINER,
   serviceName,
 } from '../domain/sandbox.ts';
 import { fillTemplate, type ExtraMount, type SandboxRequest } from '../domain/request.ts';
-
-export const CONTAINER_NAME = 'sandbox';
 
 export function sandboxLabels(id: string): Record<string, string> {
   return {
@@ -197,12 +196,22 @@ export function buildPod(config: Config, req: SandboxRequest, now: number = Date
     spec: {
       containers: [
         {
-          name: CONTAINER_NAME,
+          name: SANDBOX_CONTAINER,
           image: c.image,
           imagePullPolicy: c.pullPolicy,
           ports: [{ name: 'http', containerPort: c.port, protocol: 'TCP' }],
           resources: { requests: { ...c.requests }, limits: { ...c.limits } },
           volumeMounts: mounts,
+          ...(c.startup
+            ? {
+                startupProbe: {
+                  httpGet: { path: c.probePath, port: c.port },
+                  periodSeconds: c.startup.periodSeconds,
+                  timeoutSeconds: 1,
+                  failureThreshold: c.startup.failureThreshold,
+                },
+              }
+            : {}),
           readinessProbe: probe(c.readiness),
           livenessProbe: probe(c.liveness),
           ...(env.length ? { env } : {}),

@@ -19,6 +19,7 @@ import type { Context, HostRoute, RequestTarget, RouteRow, UpgradeRow } from '..
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { capabilityLogPath, hostEntry, hostLabel, pathEntry, type Entry } from './entry.ts';
+import { AppCheck } from './app-check.ts';
 import { Upstreams, type Outcome } from './forward.ts';
 import { filterUpgradeHeaders, requestHeaders, responseHeaders, WAIT_HEADER, type HeaderPolicy } from './headers.ts';
 
@@ -40,11 +41,17 @@ export type ProxyDeps = {
   stats?: ProxyStats;
 };
 
+const refused = (outcome: Outcome): boolean => typeof outcome === 'object' && (outcome.error as { code?: string }).code === 'ECONNREFUSED';
+const justReady = (record: SandboxRecord): boolean => record.readyAt !== undefined && Date.now() - record.readyAt < JUST_READY_MS;
+
 /** What goes away when the client does: a response or an upgraded socket. */
 type Closable = { once(event: 'close', listener: () => void): unknown; off(event: 'close', listener: () => void): unknown };
 
 /** Where a request goes: the sandbox, its upstream origin, and the prefix the client sees it under. */
-type Target = { id: string; origin: string; prefix: string };
+type Target = { id: string; origin: string; prefix: string; record: SandboxRecord };
+
+/** How long after turning Ready a refused connection is retried: the node port's endpoint is programmed (kube-proxy) a moment after Ready. */
+const JUST_READY_MS = 5000;
 
 export class SandboxProxy {
   #config: Config;
@@ -53,6 +60,7 @@ export class SandboxProxy {
   #deps: ProxyDeps;
   #policy: HeaderPolicy;
   #upstreams: Upstreams;
+  #appCheck: AppCheck | undefined;
 
   constructor(deps: ProxyDeps) {
     this.#deps = deps;
@@ -61,6 +69,8 @@ export class SandboxProxy {
     this.#log = deps.log;
     this.#policy = { trusted: deps.trusted, apiKey: deps.config.auth.apiKey };
     this.#upstreams = new Upstreams(deps.config.proxy, (err) => this.#log.debug({ err: String(err) }, 'websocket proxy error'));
+    const { sandbox, proxy } = deps.config;
+    if (proxy.earlyReady) this.#appCheck = new AppCheck({ path: sandbox.probePath, port: sandbox.port });
   }
 
   /** The upstream origin of a sandbox, from the view only. */
@@ -137,36 +147,45 @@ export class SandboxProxy {
    */
   async #resolve(req: IncomingMessage, entry: Entry, client: Closable): Promise<Target> {
     const id = parseSandboxId(entry.rawId);
-    let record = this.#view.get(id);
-    if (!record || !this.#allowed(req, entry, id, record)) throw sandboxNotFound(id);
-    if (!record.ready) record = await this.#waitReady(req, id, client);
-    const origin = this.origin(record);
+    const found = this.#view.get(id);
+    if (!found || !this.#allowed(req, entry, id, found)) throw sandboxNotFound(id);
+    const { record, direct } = found.ready ? { record: found, direct: undefined } : await this.#waitReady(req, id, client);
+    const origin = direct ?? this.origin(record);
     if (!origin)
       throw new HttpError('sandbox_not_ready', `Sandbox '${id}' has no reachable address yet`, { headers: { 'retry-after': '2' } });
     const prefix =
       entry.form === 'plain' ? `${PLAIN_PREFIX}${id}` : entry.form === 'capability' ? capabilityPath(id, entry.token ?? '') : '';
-    return { id, origin, prefix };
+    return { id, origin, prefix, record };
   }
 
-  /** Holds a request to a sandbox that is not Ready (X-Sandbox-Wait or PROXY_WAIT_READY_SECONDS), or answers 503 at once. */
-  async #waitReady(req: IncomingMessage, id: string, client: Closable): Promise<SandboxRecord> {
-    const asked = Number(req.headers[WAIT_HEADER] ?? '');
+  /**
+   * Holds a request to a sandbox that is starting (PROXY_WAIT_READY_SECONDS, or the client's
+   * X-Sandbox-Wait) until it is Ready, stuck or gone, or until its app answers (PROXY_EARLY_READY: the
+   * request then goes to the pod itself); a stuck sandbox, or one still starting when the hold ends,
+   * answers 503 with the reason.
+   */
+  async #waitReady(req: IncomingMessage, id: string, client: Closable): Promise<{ record: SandboxRecord; direct: string | undefined }> {
+    const header = req.headers[WAIT_HEADER];
+    const asked = header === undefined || header === '' ? NaN : Number(header);
     const p = this.#config.proxy;
-    const waitMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked * 1000, p.maxWaitReadyMs) : p.waitReadyMs;
+    // X-Sandbox-Wait: 0 asks for an answer at once; any other number of seconds, up to PROXY_MAX_WAIT_READY_SECONDS.
+    const waitMs = Number.isFinite(asked) && asked >= 0 ? Math.min(asked * 1000, p.maxWaitReadyMs) : p.waitReadyMs;
     let record = this.#view.get(id);
-    if (waitMs > 0) {
-      // Held until Ready, or until the client goes away.
+    if (waitMs > 0 && record && !settled(record) && !this.#direct(record)) {
+      // Held until Ready, until the app answers, or until the client goes away.
       const gone = new AbortController();
       const onClose = (): void => gone.abort();
       client.once('close', onClose);
       try {
-        record = await this.#view.waitFor(id, settled, waitMs, gone.signal);
+        record = await Promise.race([this.#view.waitFor(id, settled, waitMs, gone.signal), this.#appAnswers(id, waitMs, gone.signal)]);
       } finally {
+        gone.abort();
         client.off('close', onClose);
       }
     }
     if (!record) throw sandboxNotFound(id);
-    if (record.ready) return record;
+    const direct = record.ready ? undefined : this.#direct(record);
+    if (record.ready || direct) return { record, direct };
     throw new HttpError(
       'sandbox_not_ready',
       `Sandbox '${id}' is not ready (status ${record.status}${record.reason ? `, ${record.reason}` : ''})`,
@@ -177,9 +196,26 @@ export class SandboxProxy {
     );
   }
 
+  /** The pod's own address, once its app has answered (a sandbox not yet marked Ready by kubelet). */
+  #direct(record: SandboxRecord): string | undefined {
+    const answered = record.podUid !== undefined && record.podIP !== undefined && this.#appCheck?.answered(record.podUid);
+    return answered && record.phase === 'Running' && record.podIP ? this.#appCheck?.origin(record.podIP) : undefined;
+  }
+
+  /** Resolves with the sandbox's record once its container runs and its app answers; never, without PROXY_EARLY_READY. */
+  async #appAnswers(id: string, waitMs: number, signal: AbortSignal): Promise<SandboxRecord | undefined> {
+    const check = this.#appCheck;
+    if (!check) return new Promise<never>(() => undefined);
+    const running = (r: SandboxRecord | undefined): boolean => r !== undefined && r.phase === 'Running' && r.podIP !== undefined;
+    const record = await this.#view.waitFor(id, (r) => r === undefined || settled(r) || running(r), waitMs, signal);
+    if (signal.aborted || !record || !running(record) || record.ready) return new Promise<never>(() => undefined);
+    if (await check.until(record.podUid ?? '', record.podIP ?? '', signal)) return this.#view.get(id);
+    return new Promise<never>(() => undefined);
+  }
+
   async #web(req: IncomingMessage, res: ServerResponse, entry: Entry | undefined): Promise<void> {
     if (!entry) throw new HttpError('not_found', 'Not Found');
-    const { id, origin, prefix } = await this.#resolve(req, entry, res);
+    const { id, origin, prefix, record } = await this.#resolve(req, entry, res);
     if (entry.tokenInQuery) return this.#setCookie(req, res, entry);
     const method = req.method ?? 'GET';
     const hasBody =
@@ -194,14 +230,22 @@ export class SandboxProxy {
     const socket = req.socket;
     const readBefore = socket.bytesRead;
     const writtenBefore = socket.bytesWritten;
-    const outcome = await this.#upstreams.forward(req, res, {
+    const request = {
       origin,
       path: entry.rest,
       method,
       headers: requestHeaders(req, prefix, this.#policy),
       hasBody,
-      onHeaders: (status, headers) => res.writeHead(status, responseHeaders(headers, prefix, origin)),
-    });
+      onHeaders: (status: number, headers: Record<string, string | string[] | undefined>) =>
+        res.writeHead(status, responseHeaders(headers, prefix, origin)),
+    };
+    let outcome = await this.#upstreams.forward(req, res, request);
+    // A sandbox that turned Ready a moment ago may not be routed yet (a node port's endpoint): retry a
+    // refused connection, when no byte of the request was sent, for a few seconds.
+    for (let tries = 0; !hasBody && refused(outcome) && justReady(record) && tries < 30; tries++) {
+      await new Promise((r) => setTimeout(r, 100));
+      outcome = await this.#upstreams.forward(req, res, request);
+    }
     if (!this.#report(id, outcome)) return;
     const declared = Number(req.headers['content-length']);
     this.#deps.stats?.onBytes?.('in', hasBody && Number.isFinite(declared) ? declared : socket.bytesRead - readBefore);

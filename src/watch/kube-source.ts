@@ -2,17 +2,21 @@
 // both the list and the watch, lists are paged, watches ask for bookmarks and end server-side after a
 // jittered few minutes (so connections are recycled and load balancers never cut them silently).
 
-import type { RawPod, RawService } from '../domain/record.ts';
-import { podsPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
+import type { RawEvent, RawPod, RawService } from '../domain/record.ts';
+import { eventsPath, podsPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
 import type { Kube } from '../kube/client.ts';
 import { KubeApiError } from '../kube/errors.ts';
+import type { RawNode } from './nodes.ts';
 import { Gone, type ListFn, type WatchFn } from './reflector.ts';
 
 type RawList<T> = { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
 
-function list<T>(client: Kube, collection: string): ListFn<T> {
+/** Sandbox objects by label; kubelet's events of pods by field (events carry no labels). */
+type Selector = { labelSelector: string } | { fieldSelector: string };
+
+function list<T>(client: Kube, collection: string, selector: Selector): ListFn<T> {
   return async ({ limit, continueToken }) => {
-    const query = new URLSearchParams({ labelSelector: SANDBOX_SELECTOR, limit: String(limit) });
+    const query = new URLSearchParams({ ...selector, limit: String(limit) });
     if (continueToken) query.set('continue', continueToken);
     const res = await client.request('GET', `${collection}?${query}`);
     const body = res.body as RawList<T>;
@@ -24,11 +28,11 @@ function list<T>(client: Kube, collection: string): ListFn<T> {
   };
 }
 
-function watch(client: Kube, collection: string, random: () => number): WatchFn {
+function watch(client: Kube, collection: string, selector: Selector, random: () => number): WatchFn {
   return (resourceVersion, onEvent, onDone) => {
     const query = new URLSearchParams({
       watch: 'true',
-      labelSelector: SANDBOX_SELECTOR,
+      ...selector,
       allowWatchBookmarks: 'true',
       resourceVersion,
       timeoutSeconds: String(240 + Math.floor(random() * 120)),
@@ -43,10 +47,24 @@ function watch(client: Kube, collection: string, random: () => number): WatchFn 
 }
 
 export function kubeSources(client: Kube, namespace: string, random: () => number = Math.random) {
+  const sandboxes = { labelSelector: SANDBOX_SELECTOR };
+  const podEvents = { fieldSelector: 'involvedObject.kind=Pod' };
   return {
-    listPods: list<RawPod>(client, podsPath(namespace)),
-    watchPods: watch(client, podsPath(namespace), random),
-    listServices: list<RawService>(client, servicesPath(namespace)),
-    watchServices: watch(client, servicesPath(namespace), random),
+    listPods: list<RawPod>(client, podsPath(namespace), sandboxes),
+    watchPods: watch(client, podsPath(namespace), sandboxes, random),
+    listServices: list<RawService>(client, servicesPath(namespace), sandboxes),
+    watchServices: watch(client, servicesPath(namespace), sandboxes, random),
+    listEvents: list<RawEvent>(client, eventsPath(namespace), podEvents),
+    watchEvents: watch(client, eventsPath(namespace), podEvents, random),
   };
+}
+
+/** The nodes sandboxes may run on: those with the labels of SANDBOX_NODE_SELECTOR. */
+export function nodeSources(client: Kube, nodeSelector: Record<string, string>, random: () => number = Math.random) {
+  const selector = {
+    labelSelector: Object.entries(nodeSelector)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(','),
+  };
+  return { list: list<RawNode>(client, '/api/v1/nodes', selector), watch: watch(client, '/api/v1/nodes', selector, random) };
 }

@@ -7,7 +7,11 @@ import {
   sameRecord,
   slimPod,
   slimService,
+  imageFacts,
+  slimEvent,
+  type EventFacts,
   type PodFacts,
+  type RawEvent,
   type RawPod,
   type RawService,
   type SandboxRecord,
@@ -37,6 +41,9 @@ export type SandboxViewOptions = {
   watchPods: WatchFn;
   listServices: ListFn<RawService>;
   watchServices: WatchFn;
+  /** kubelet's events of pods (image pulls), watched when `start({ events: true })` says the identity may. */
+  listEvents?: ListFn<RawEvent>;
+  watchEvents?: WatchFn;
   log?: ReflectorLog;
   now?: () => number;
   /** A watch with no event, bookmark or reconnect for this long is reported unhealthy. */
@@ -61,6 +68,10 @@ export class SandboxView {
   #byId = new Map<string, Set<Listener>>();
   #podReflector: Reflector<RawPod, PodFacts>;
   #serviceReflector: Reflector<RawService, ServiceFacts>;
+  #eventReflector: Reflector<RawEvent, EventFacts> | undefined;
+  #eventsOn = false;
+  /** Image events by sandbox id, then by event name. */
+  #events = new Map<string, Map<string, EventFacts>>();
   #now: () => number;
   #staleAfterMs: number;
   #log: ReflectorLog;
@@ -80,7 +91,9 @@ export class SandboxView {
     this.#podReflector = this.#reflector('pods', options.listPods, options.watchPods, slimPod, this.#pods, common);
     this.#serviceReflector = this.#reflector('services', options.listServices, options.watchServices, slimService, this.#services, common);
     this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced]).then(() => undefined);
-    const reflectors = [this.#podReflector, this.#serviceReflector];
+    if (options.listEvents && options.watchEvents)
+      this.#eventReflector = this.#eventsReflector(options.listEvents, options.watchEvents, common);
+    const reflectors = this.#reflectors.bind(this);
     if (options.probe)
       this.#probe = new ApiProbe({
         probe: options.probe,
@@ -88,9 +101,9 @@ export class SandboxView {
         log: this.#log,
         now: this.#now,
         // The server answers again: watches resume now instead of at the end of their backoff.
-        onRecovered: () => reflectors.forEach((r) => r.retryNow()),
+        onRecovered: () => reflectors().forEach((r) => r.retryNow()),
         // It holds connections open but answers nothing: open watches are dead.
-        onStuck: () => reflectors.forEach((r) => r.interrupt('the API server does not answer probes')),
+        onStuck: () => reflectors().forEach((r) => r.interrupt('the API server does not answer probes')),
       });
   }
 
@@ -127,9 +140,49 @@ export class SandboxView {
     });
   }
 
+  /** Kubelet's image events, kept by sandbox id; each change refreshes that sandbox's record. */
+  #eventsReflector(
+    list: ListFn<RawEvent>,
+    watch: WatchFn,
+    common: Pick<ReflectorOptions<RawEvent, EventFacts>, 'log' | 'now' | 'backoff' | 'delay'>,
+  ): Reflector<RawEvent, EventFacts> {
+    const put = (name: string, e: EventFacts): void => {
+      const byName = this.#events.get(e.sandboxId) ?? new Map<string, EventFacts>();
+      this.#events.set(e.sandboxId, byName.set(name, e));
+      this.#refresh(e.sandboxId);
+    };
+    return new Reflector<RawEvent, EventFacts>({
+      ...common,
+      name: 'events',
+      list,
+      watch,
+      slim: (raw) => {
+        const e = slimEvent(raw);
+        return e && { key: e.name, obj: e, resourceVersion: e.resourceVersion };
+      },
+      handler: {
+        add: put,
+        update: put,
+        delete: (name, e) => {
+          const byName = this.#events.get(e.sandboxId);
+          byName?.delete(name);
+          if (byName?.size === 0) this.#events.delete(e.sandboxId);
+          this.#refresh(e.sandboxId);
+        },
+      },
+    });
+  }
+
+  /** The reflectors running: pods, services, and kubelet's events when watched. */
+  #reflectors(): Pick<Reflector<unknown, unknown>, 'name' | 'stats' | 'start' | 'retryNow' | 'interrupt' | 'stop'>[] {
+    return [this.#podReflector, this.#serviceReflector, ...(this.#eventsOn && this.#eventReflector ? [this.#eventReflector] : [])];
+  }
+
   #refresh(id: string): void {
     const previous = this.#records.get(id);
-    const record = joinRecord(id, this.#pods.get(id), this.#services.get(id));
+    const pod = this.#pods.get(id);
+    const events = pod && this.#events.get(id);
+    const record = joinRecord(id, pod, this.#services.get(id), events ? imageFacts(pod.uid, events.values()) : undefined);
     if (sameRecord(previous, record)) return;
     if (record === undefined) this.#records.delete(id);
     else this.#records.set(id, record);
@@ -146,14 +199,15 @@ export class SandboxView {
     }
   }
 
-  start(): void {
-    this.#podReflector.start();
-    this.#serviceReflector.start();
+  /** Starts the watches; kubelet's events too when `events` (the identity may list and watch them). */
+  start(options: { events?: boolean } = {}): void {
+    this.#eventsOn = options.events === true && this.#eventReflector !== undefined;
+    for (const r of this.#reflectors()) r.start();
     this.#probe?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.#podReflector.stop(), this.#serviceReflector.stop(), this.#probe?.stop()]);
+    await Promise.all([...this.#reflectors().map((r) => r.stop()), this.#probe?.stop()]);
   }
 
   get(id: string): SandboxRecord | undefined {
@@ -222,8 +276,8 @@ export class SandboxView {
 
   health(): ViewHealth {
     const now = this.#now();
-    const reflectors = [this.#podReflector, this.#serviceReflector];
-    const synced = reflectors.every((r) => r.stats.synced);
+    const reflectors = this.#reflectors();
+    const synced = this.#podReflector.stats.synced && this.#serviceReflector.stats.synced;
     const problems: string[] = [];
     for (const r of reflectors) {
       if (!r.stats.synced) problems.push(`${r.name}: initial list not done${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);

@@ -76,7 +76,12 @@ test('POST ?wait= answers once the sandbox is Running; a stuck one answers early
 
 test('the pod and service in the cluster are the reference specification', async (t) => {
   const ns = await namespace(t, 'spec');
-  const p = await provisioner(t, ns, { SKILLS_HOST_PATH: '/srv/skills', THREADS_HOST_PATH: '/srv/threads' });
+  const p = await provisioner(t, ns, {
+    SKILLS_HOST_PATH: '/srv/skills',
+    THREADS_HOST_PATH: '/srv/threads',
+    // The reference's own probes (the helper's fast ones set no initial delay).
+    SANDBOX_READINESS_INITIAL_DELAY_SECONDS: '',
+  });
   await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'abc-123', thread_id: 'thread-456' });
   const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-abc-123`);
   const spec = pod.spec as { containers: Record<string, unknown>[]; volumes: Record<string, unknown>[]; restartPolicy: string };

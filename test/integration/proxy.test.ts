@@ -208,10 +208,17 @@ test('unknown 404, not ready 503 with Retry-After (or held until Ready), upstrea
   await eventually('stuck is Running-but-not-ready', async () =>
     (await call(p.url, 'GET', '/api/sandboxes/stuck')).body['reason'] === 'ContainersNotReady' ? true : undefined,
   );
-  const notReady = await raw(p.url, 'GET', '/sandboxes/stuck/v1/sandbox');
+  const notReady = await raw(p.url, 'GET', '/sandboxes/stuck/v1/sandbox', { 'x-sandbox-wait': '0' });
   assert.equal(notReady.status, 503);
   assert.equal(notReady.headers['retry-after'], '2');
   assert.equal((JSON.parse(notReady.body) as { code: string }).code, 'sandbox_not_ready');
+  // By default a request to a starting sandbox is held (PROXY_WAIT_READY_SECONDS, 4 s): it ends before
+  // DeerFlow's client gives up on a poll (5 s), with the reason.
+  const heldStarted = Date.now();
+  const heldThenRefused = await raw(p.url, 'GET', '/sandboxes/stuck/v1/sandbox');
+  const heldFor = Date.now() - heldStarted;
+  assert.equal(heldThenRefused.status, 503);
+  assert.ok(heldFor >= 3900 && heldFor < 5000, `held ${heldFor} ms`);
 
   // Opt in to be held: the request answers when the sandbox turns Ready (driven by watch events).
   await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'late' });

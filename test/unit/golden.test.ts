@@ -56,6 +56,32 @@ const DELIBERATE: { what: string; why: string; drop: (o: { pod: Json; service: J
       delete (pod['spec'] as Json)['enableServiceLinks'];
     },
   },
+  {
+    what: 'the sandbox container’s probes (SANDBOX_PROBE_PROFILE=startup, the default)',
+    why: 'a startup probe every second (for up to 5 minutes) follows the app, and readiness and liveness start once it passes, so a sandbox is Ready about half a second after its app answers instead of 5 to 10 s after its start; SANDBOX_PROBE_PROFILE=reference builds the reference’s probes (tested below)',
+    drop: ({ pod }) => {
+      const sandbox = ((pod['spec'] as Json)['containers'] as Json[])[0] as Json;
+      const http = (sandbox['readinessProbe'] as Json)['httpGet'];
+      assert.deepEqual(sandbox['startupProbe'], { httpGet: http, periodSeconds: 1, timeoutSeconds: 1, failureThreshold: 300 });
+      assert.deepEqual(sandbox['readinessProbe'], {
+        httpGet: http,
+        initialDelaySeconds: 0,
+        periodSeconds: 5,
+        timeoutSeconds: 3,
+        failureThreshold: 3,
+      });
+      assert.deepEqual(sandbox['livenessProbe'], {
+        httpGet: http,
+        initialDelaySeconds: 0,
+        periodSeconds: 10,
+        timeoutSeconds: 3,
+        failureThreshold: 3,
+      });
+      delete sandbox['startupProbe'];
+      (sandbox['readinessProbe'] as Json)['initialDelaySeconds'] = 5;
+      (sandbox['livenessProbe'] as Json)['initialDelaySeconds'] = 10;
+    },
+  },
 ];
 
 /** This service's objects for a fixture's settings and request, as plain JSON. */
@@ -84,6 +110,15 @@ for (const [layout, what] of Object.entries(GROUPS) as [keyof typeof GROUPS, str
     }
   });
 }
+
+test('golden: with SANDBOX_PROBE_PROFILE=reference the probes are the reference’s own', () => {
+  const probes = DELIBERATE.filter((d) => !d.what.includes('probes'));
+  for (const [name, fixture] of [...fixtures('current'), ...fixtures('seed')]) {
+    const objects = ours(fixture, { SANDBOX_PROBE_PROFILE: 'reference' });
+    for (const d of probes) d.drop(objects);
+    assert.deepEqual(objects.pod, fixture.pod, name);
+  }
+});
 
 test('golden: the hardened profile differs from the reference only in the security contexts', () => {
   for (const [name, fixture] of fixtures('current')) {

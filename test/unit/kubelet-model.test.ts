@@ -84,10 +84,17 @@ test('pulls are serialized per node; an image pulled meanwhile takes a moment', 
 });
 
 test('durations and the Pulled event read as kubelet writes them', () => {
-  assert.deepEqual(
-    [0, 7, 523, 1000, 1200, 3456, 59_999, 61_500, 3_723_000].map(goDuration),
-    ['0s', '7ms', '523ms', '1s', '1.2s', '3.456s', '59.999s', '1m1.5s', '1h2m3s'],
-  );
+  assert.deepEqual([0, 7, 523, 1000, 1200, 3456, 59_999, 61_500, 3_723_000].map(goDuration), [
+    '0s',
+    '7ms',
+    '523ms',
+    '1s',
+    '1.2s',
+    '3.456s',
+    '59.999s',
+    '1m1.5s',
+    '1h2m3s',
+  ]);
   assert.equal(
     pulledMessage('img:1', 1234, 3456, 42),
     'Successfully pulled image "img:1" in 1.234s (3.456s including waiting). Image size: 42 bytes.',

@@ -21,8 +21,8 @@ const request = (config = loadConfig(env), body: Record<string, unknown> = {}) =
     config,
   );
 
-test('pod: exactly the reference specification', () => {
-  const config = loadConfig(env);
+test('pod: exactly the reference specification (SANDBOX_PROBE_PROFILE=reference)', () => {
+  const config = loadConfig({ ...env, SANDBOX_PROBE_PROFILE: 'reference' });
   const pod = buildPod(config, request(config));
   assert.equal(pod.metadata?.name, 'sandbox-abc-123');
   assert.equal(pod.metadata?.namespace, 'deer-flow');
@@ -52,11 +52,36 @@ test('pod: exactly the reference specification', () => {
   assert.deepEqual(c.livenessProbe?.httpGet, { path: '/v1/sandbox', port: 8080 });
   assert.equal(c.livenessProbe?.initialDelaySeconds, 10);
   assert.equal(c.livenessProbe?.periodSeconds, 10);
+  assert.equal(c.startupProbe, undefined);
   assert.deepEqual(spec.volumes, [
     { name: 'skills', hostPath: { path: '/absolute/path/to/skills', type: 'Directory' } },
     { name: 'user-data', hostPath: { path: '/absolute/path/to/threads/thread-456/user-data', type: 'DirectoryOrCreate' } },
   ]);
   assert.equal(spec.restartPolicy, 'Always');
+});
+
+test('probes by default follow the app: a startup probe every second for up to 5 minutes, then readiness and liveness at once; each part configurable', () => {
+  const probes = (extra: Record<string, string> = {}) =>
+    buildPod(loadConfig({ ...env, ...extra }), request(loadConfig(env))).spec?.containers[0];
+  const c = probes();
+  assert.deepEqual(c?.startupProbe, {
+    httpGet: { path: '/v1/sandbox', port: 8080 },
+    periodSeconds: 1,
+    timeoutSeconds: 1,
+    failureThreshold: 300,
+  });
+  assert.deepEqual([c?.readinessProbe?.initialDelaySeconds, c?.readinessProbe?.periodSeconds], [0, 5]);
+  assert.deepEqual([c?.livenessProbe?.initialDelaySeconds, c?.livenessProbe?.periodSeconds], [0, 10]);
+  const tuned = probes({ SANDBOX_STARTUP_PERIOD_SECONDS: '2', SANDBOX_STARTUP_MAX_SECONDS: '601', SANDBOX_READINESS_PERIOD_SECONDS: '3' });
+  assert.deepEqual(
+    [tuned?.startupProbe?.periodSeconds, tuned?.startupProbe?.failureThreshold, tuned?.readinessProbe?.periodSeconds],
+    [2, 301, 3],
+  );
+  const mixed = probes({ SANDBOX_PROBE_PROFILE: 'reference', SANDBOX_READINESS_INITIAL_DELAY_SECONDS: '0' });
+  assert.deepEqual(
+    [mixed?.startupProbe, mixed?.readinessProbe?.initialDelaySeconds, mixed?.readinessProbe?.periodSeconds],
+    [undefined, 0, 5],
+  );
 });
 
 test('service: exactly the reference specification, owned by the pod', () => {

@@ -54,7 +54,7 @@ test('the reference flow over the fake API: create, status, list, proxy, delete'
   assert.match(String(created.body['sandbox_url']), /^http:\/\/host\.docker\.internal:3\d{4}$/);
   assert.equal((await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'u1', thread_id: 't1' })).status, 200);
 
-  const notReady = await call(url, 'GET', '/sandboxes/u1/v1/sandbox');
+  const notReady = await call(url, 'GET', '/sandboxes/u1/v1/sandbox', undefined, { 'x-sandbox-wait': '0' });
   assert.deepEqual([notReady.status, notReady.body['code'], notReady.headers.get('retry-after')], [503, 'sandbox_not_ready', '2']);
   const waiting = call(url, 'GET', '/api/sandboxes/u1?wait=5');
   kube.ready(NS, 'sandbox-u1');
@@ -73,6 +73,32 @@ test('the reference flow over the fake API: create, status, list, proxy, delete'
   const metrics = await (await fetch(`${url}/metrics`)).text();
   assert.match(metrics, /sandbox_provisioner_creates_total\{outcome="created"\} 1/);
   assert.match(metrics, /sandbox_provisioner_proxy_requests_total\{outcome="ok"\} 1/);
+});
+
+test('a request to a starting sandbox is held, and goes to the pod as soon as its app answers, before kubelet marks it Ready', async (t) => {
+  const { kube, service } = await setup(t);
+  const url = service.url;
+  await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'early' });
+  const started = Date.now();
+  const held = call(url, 'GET', '/sandboxes/early/v1/sandbox');
+  await new Promise((r) => setTimeout(r, 300));
+  // The container runs (its app answers on the pod's address), but kubelet has not probed it yet.
+  kube.setPodStatus(NS, 'sandbox-early', { phase: 'Running', podIP: '127.0.0.1' });
+  const answer = await held;
+  assert.equal(answer.status, 200);
+  assert.ok(Date.now() - started < 2000, `answered ${Date.now() - started} ms after the request`);
+  assert.equal(service.view.get('early')?.status, 'Pending', 'still not Ready in Kubernetes');
+  const exec = await call(url, 'POST', '/sandboxes/early/v1/shell/exec', { command: 'ls' });
+  assert.equal(exec.status, 200, 'the next request goes straight to the pod too');
+
+  // A stuck sandbox is not held: it answers at once, with the reason.
+  await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'stuck' });
+  kube.setPodStatus(NS, 'sandbox-stuck', { containerStatuses: [{ name: 'sandbox', state: { waiting: { reason: 'ImagePullBackOff' } } }] });
+  await service.view.waitFor('stuck', (r) => r?.reason === 'ImagePullBackOff', 2000);
+  const stuckAt = Date.now();
+  const stuck = await call(url, 'GET', '/sandboxes/stuck/v1/sandbox');
+  assert.deepEqual([stuck.status, stuck.body['reason']], [503, 'ImagePullBackOff']);
+  assert.ok(Date.now() - stuckAt < 1000);
 });
 
 test('errors are JSON with a code: bad bodies, unknown routes and methods, a refused create leaves nothing', async (t) => {

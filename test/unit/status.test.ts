@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { deriveStatus, joinRecord, settled, slimPod, slimService, type PodFacts, type ServiceFacts } from '../../src/domain/record.ts';
+import {
+  deriveStatus,
+  imageFacts,
+  joinRecord,
+  settled,
+  slimEvent,
+  slimPod,
+  slimService,
+  type PodFacts,
+  type ServiceFacts,
+} from '../../src/domain/record.ts';
 
 const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   sandboxId: 'a',
@@ -18,6 +28,9 @@ const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   transitionAt: undefined,
   lastActivity: undefined,
   expiresAt: undefined,
+  scheduledAt: undefined,
+  startedAt: undefined,
+  readyAt: undefined,
   ...over,
 });
 const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({
@@ -123,4 +136,45 @@ test('a wait for Running ends on Running, finished or stuck sandboxes, not on a 
   assert.equal(settled(joinRecord('a', pod({ phase: 'Pending', ready: 'False', reason: 'ImagePullBackOff' }), svc())), true);
   assert.equal(settled(joinRecord('a', pod({ phase: 'Pending', ready: 'False', reason: 'ContainerCreating' }), svc())), false);
   assert.equal(settled(joinRecord('a', pod({ phase: 'Failed', ready: 'False' }), svc())), true);
+});
+
+test('image events: a pod waiting for its image says PullingImage with kubelet’s message; its image time is the last Pulled', () => {
+  const ev = (name: string, reason: string, at: string, container = 'spec.containers{sandbox}', uid = 'u') =>
+    slimEvent({
+      metadata: { name, resourceVersion: '1' },
+      involvedObject: { kind: 'Pod', name: 'sandbox-a', uid, fieldPath: container },
+      reason,
+      message: `${reason} image "x"`,
+      lastTimestamp: at,
+    });
+  const pulling = ev('e1', 'Pulling', '2026-01-01T00:00:00Z');
+  const pulled = ev('e2', 'Pulled', '2026-01-01T00:00:07Z');
+  assert.ok(pulling && pulled);
+  assert.equal(slimEvent({ metadata: { name: 'x' }, involvedObject: { kind: 'Pod', name: 'sandbox-a' }, reason: 'Scheduled' }), undefined);
+  assert.equal(
+    slimEvent({
+      metadata: { name: 'x' },
+      involvedObject: { kind: 'Pod', name: 'other' },
+      reason: 'Pulled',
+      lastTimestamp: '2026-01-01T00:00:00Z',
+    }),
+    undefined,
+  );
+  const waiting = imageFacts('u', [pulling]);
+  assert.deepEqual(waiting, { podUid: 'u', pulling: 'Pulling image "x"', readyAt: undefined });
+  const creating = pod({ phase: 'Pending', ready: 'False', reason: 'ContainerCreating' });
+  const r = joinRecord('a', creating, svc(), waiting);
+  assert.deepEqual([r?.status, r?.reason, r?.message], ['Pending', 'PullingImage', 'Pulling image "x"']);
+  const done = imageFacts('u', [pulled, pulling]);
+  assert.deepEqual(done, { podUid: 'u', pulling: undefined, readyAt: Date.parse('2026-01-01T00:00:07Z') });
+  assert.equal(joinRecord('a', creating, svc(), done)?.reason, 'ContainerCreating');
+  assert.equal(joinRecord('a', creating, svc(), imageFacts('other-pod', [pulling]))?.reason, 'ContainerCreating', 'another pod’s events');
+  const sameSecond = ev('e3', 'Pulled', '2026-01-01T00:00:00Z');
+  assert.equal(
+    imageFacts('u', [sameSecond as NonNullable<typeof sameSecond>, pulling])?.pulling,
+    undefined,
+    'Pulled after Pulling in the same second',
+  );
+  const stuck = pod({ phase: 'Pending', ready: 'False', reason: 'ImagePullBackOff' });
+  assert.equal(joinRecord('a', stuck, svc(), waiting)?.reason, 'ImagePullBackOff', 'a stuck pull says so');
 });

@@ -10,6 +10,8 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import { POD_HOST_PORT } from './pod-host.ts';
+import { createPodNetwork, destroyPodNetwork, inPodNetwork, podNetworkAlive, type PodNetwork } from './pod-network.ts';
 
 const here = import.meta.dirname;
 export const K8S_VERSION = 'v1.37.2';
@@ -28,6 +30,8 @@ export type ClusterState = {
   fakeNodeControl: string;
   controllerManagerPort: number;
   ports: { etcd: number; etcdPeer: number; api: number; controllerManager: number; fakeNodeControl: number };
+  /** The pods' network namespace and addresses (pod-network.ts). */
+  podNetwork: PodNetwork;
   pids: Record<string, number>;
 };
 
@@ -252,6 +256,21 @@ const COMPONENTS: Component[] = [
     timeoutMs: 10_000,
   },
   {
+    name: 'pod-host',
+    start: (state) => {
+      const [command = 'ip', ...args] = inPodNetwork(state.podNetwork, [
+        process.execPath,
+        join(here, 'pod-host.ts'),
+        state.podNetwork.nsIp,
+        String(POD_HOST_PORT),
+      ]);
+      return startDetached(state.dir, 'pod-host', command, args);
+    },
+    ready: async (state) =>
+      (await request(`http://${state.podNetwork.nsIp}:${POD_HOST_PORT}/pods/0.0.0.0`, { method: 'DELETE' })).statusCode === 204,
+    timeoutMs: 30_000,
+  },
+  {
     name: 'fake-node',
     start: (state) =>
       startDetached(state.dir, 'fake-node', process.execPath, [join(here, 'fake-node.ts')], {
@@ -276,6 +295,7 @@ async function fresh(dir: string, bin: string): Promise<ClusterState> {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(join(dir, 'pki', 'sa.key'), privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
   writeFileSync(join(dir, 'pki', 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+  const podNetwork = createPodNetwork(dir);
   const [etcd, etcdPeer, api, controllerManager, fakeNodeControl] = await Promise.all([1, 2, 3, 4, 5].map(() => freePort()));
   const ports = {
     etcd: etcd ?? 0,
@@ -294,6 +314,7 @@ async function fresh(dir: string, bin: string): Promise<ClusterState> {
     fakeNodeControl: `http://127.0.0.1:${ports.fakeNodeControl}`,
     controllerManagerPort: ports.controllerManager,
     ports,
+    podNetwork,
     pids: {},
   };
 }
@@ -310,10 +331,12 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
   const log = options.log ?? (() => {});
   const existing = readState(dir);
   if (existing?.ports && (await isHealthy(existing))) return existing;
-  if (existing && !existing.ports) await down(dir); // a state written before ports were kept: start over
+  // A state written before ports and the pod network were kept, or whose network is gone (a reboot): start over.
+  if (existing && !(existing.ports && podNetworkAlive(existing.podNetwork))) await down(dir);
   const bin = await binaries(log);
   const started = Date.now();
-  const state = existing?.ports ? existing : await fresh(dir, bin);
+  const kept = readState(dir);
+  const state = kept ?? (await fresh(dir, bin));
   const restarted: string[] = [];
   try {
     for (const c of COMPONENTS) {
@@ -344,7 +367,7 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
     );
     return state;
   } catch (err) {
-    if (!existing) await down(dir);
+    if (!kept) await down(dir);
     throw err;
   }
 }
@@ -382,7 +405,7 @@ function apiserverArgs(state: ClusterState, dir: string, port = new URL(state.se
 export async function down(dir = defaultStateDir()): Promise<void> {
   const state = readState(dir);
   if (state) {
-    const order = ['fake-node', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
+    const order = ['fake-node', 'pod-host', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
     for (const name of order) {
       const pid = state.pids[name];
       if (pid === undefined || !alive(pid)) continue;
@@ -395,6 +418,7 @@ export async function down(dir = defaultStateDir()): Promise<void> {
       if (alive(pid)) process.kill(pid, 'SIGKILL');
     }
   }
+  destroyPodNetwork(state?.podNetwork);
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -1,69 +1,84 @@
-// The fake node: stands in for a kubelet (and the scheduler) on the local control plane.
-// - registers Node `fake-node` and keeps it Ready;
-// - binds pending pods to itself and, after FAKE_NODE_READY_DELAY_MS, marks them Running and Ready;
-// - models the AIO image where a client would notice: a `sandbox` container that cannot setuid or
-//   escalate privileges crash-loops, as supervisord and sudo would;
-// - can be told to fail a pod (annotation `fake-node/behavior` or POST /behavior on the control port):
-//   never-ready, crash (Failed), crashloop (CrashLoopBackOff after OOMKilled), image-pull
-//   (ImagePullBackOff), unschedulable;
-// - force-deletes terminating pods;
-// - for each NodePort Service whose selected pod is Ready, serves the sandbox stand-in on
-//   127.0.0.1:<nodePort>, and stops when the pod or the service goes away.
+// The fake node: stands in for a kubelet, the scheduler's binding and kube-proxy on the local control
+// plane, following their rules (kubelet-model.ts), so what tests and benchmarks measure holds for a
+// real cluster.
+// - registers Node `fake-node`, keeps it Ready (a heartbeat) and reports the images it holds;
+// - binds pending pods to itself and runs each as a kubelet would (pod-runner.ts): images pulled per
+//   node with kubelet's events, containers started, probed on kubelet's schedule at their addresses in
+//   the pod network (pod-network.ts), where pod-host.ts runs their apps;
+// - for each NodePort Service with a Ready pod, forwards 127.0.0.1:<nodePort> to that pod (kube-proxy);
+// - force-deletes terminating pods, and stops their apps.
+//
+// Settings (environment, and POST /settings on the control port): FAKE_NODE_START_MS (300) from the
+// image's presence to the containers' start, FAKE_NODE_APP_START_MS (0) from a container's start until
+// its app answers, FAKE_NODE_PULL_MS (0) to pull an image that is not on the node, and
+// FAKE_NODE_IMAGE_SIZE_BYTES. POST /images {"present": [...]} sets which images the node holds (an
+// empty list is a cold node); POST /behavior makes a pod fail.
 
-import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { PullQueue } from './kubelet-model.ts';
 import { KubeHttp, type KubeObject, type WatchEvent } from './kube-http.ts';
-import { startStandin } from './sandbox-standin.ts';
+import { POD_HOST_PORT, type PodProcess } from './pod-host.ts';
+import { podAddress, type PodNetwork } from './pod-network.ts';
+import { BEHAVIORS, PodRun, type Behavior, type Node, type PodRef, type PodSpec } from './pod-runner.ts';
 
+export { BEHAVIORS, type Behavior } from './pod-runner.ts';
 export const NODE_NAME = 'fake-node';
 export const BEHAVIOR_ANNOTATION = 'fake-node/behavior';
-export const BEHAVIORS = ['ready', 'never-ready', 'crash', 'crashloop', 'image-pull', 'unschedulable'] as const;
-export type Behavior = (typeof BEHAVIORS)[number];
-
-type SecurityContext = { allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
-type PodSpec = { nodeName?: string; containers?: { name: string; image: string; securityContext?: SecurityContext }[] };
 
 /**
- * What the AIO sandbox image does under a securityContext it cannot live with: supervisord starts its
- * services as the `gem` user (setuid/setgid) and `sudo` needs privilege escalation. Without them the
- * container exits at once and the kubelet reports CrashLoopBackOff. Undefined when it can start.
+ * How the node behaves: the container runtime's start, the app's start, a pull of an image of
+ * imageSizeBytes (an image listed in imageSizes pulls in proportion to its size), and a pull that finds
+ * the layers there.
  */
-export function aioImageRefusal(spec: PodSpec): string | undefined {
-  const sc = spec.containers?.find((c) => c.name === 'sandbox')?.securityContext;
-  const drop = sc?.capabilities?.drop ?? [];
-  const add = sc?.capabilities?.add ?? [];
-  const lacks = (cap: string): boolean => (drop.includes('ALL') || drop.includes(cap)) && !add.includes(cap);
-  if (lacks('SETUID') || lacks('SETGID')) {
-    return "supervisord: Error: Can't drop privilege as nonroot user gem: setuid/setgid not permitted (capabilities SETUID/SETGID dropped)";
-  }
-  if (sc?.allowPrivilegeEscalation === false) {
-    return 'sudo: effective uid is not 0, is /usr/bin/sudo on a file system with the nosuid option set? (allowPrivilegeEscalation: false)';
-  }
-  return undefined;
-}
-type ServiceSpec = { type?: string; selector?: Record<string, string>; ports?: { nodePort?: number }[] };
+export type Settings = {
+  startMs: number;
+  appStartMs: number;
+  pullMs: number;
+  presentPullMs: number;
+  imageSizeBytes: number;
+  imageSizes: Record<string, number>;
+};
+
+type ServiceSpec = {
+  type?: string;
+  selector?: Record<string, string>;
+  ports?: { nodePort?: number; targetPort?: number | string; port?: number }[];
+};
 
 const key = (o: KubeObject): string => `${o.metadata.namespace}/${o.metadata.name}`;
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 const log = (msg: string): void => console.log(`${new Date().toISOString()} ${msg}`);
 
+function isReady(pod: KubeObject): boolean {
+  const conditions = ((pod.status ?? {}) as { conditions?: { type: string; status: string }[] }).conditions ?? [];
+  return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
 export class FakeNode {
   #kube: KubeHttp;
-  #readyDelayMs: number;
+  #net: PodNetwork;
+  #settings: Settings;
   #abort = new AbortController();
   #pods = new Map<string, KubeObject>();
   #services = new Map<string, KubeObject>();
   #behaviors = new Map<string, Behavior>();
-  #timers = new Map<string, NodeJS.Timeout>();
-  #handled = new Map<string, string>(); // pod key -> uid it was started for
-  #listeners = new Map<number, { server: Promise<Server | undefined>; service: string }>();
-  #nextIp = 1;
-  #serving = new Set<string>(); // pods whose container listens (before Ready, as a readiness probe implies)
-  #podIndex = new Map<string, Set<string>>(); // namespace/sandbox-id -> pod keys
-  #serviceIndex = new Map<string, Set<string>>();
+  #runs = new Map<string, { run: PodRun; ip: number }>();
+  /** Pods and services by namespace/sandbox-id: an event looks only at its own sandbox (10,000 per namespace stay cheap). */
+  #index = new Map<Map<string, KubeObject>, Map<string, Set<string>>>();
+  #freeIps: number[] = [];
+  #nextIp = 0;
+  #images = new Map<string, number>(); // image -> size in bytes
+  #pulls = new PullQueue();
+  /** Images being pulled, and when each will be on the node: a pull queued behind another of the same image finds it there. */
+  #arriving = new Map<string, number>();
+  #forwarders = new Map<number, { server: TcpServer; service: string; target: string }>();
 
-  constructor(kube: KubeHttp, readyDelayMs: number) {
+  constructor(kube: KubeHttp, net: PodNetwork, settings: Settings) {
     this.#kube = kube;
-    this.#readyDelayMs = readyDelayMs;
+    this.#net = net;
+    this.#settings = settings;
   }
 
   async start(): Promise<void> {
@@ -72,37 +87,44 @@ export class FakeNode {
     const onError = (err: unknown) => log(`watch error: ${String(err)}`);
     void this.#kube.informer(
       '/api/v1/pods',
-      { onSync: (items) => this.#syncAll(this.#pods, items, (p) => this.#onPod(p)), onEvent: (e) => this.#podEvent(e), onError },
+      { onSync: (items) => this.#sync(this.#pods, items), onEvent: (e) => this.#event(this.#pods, e), onError },
       signal,
     );
     void this.#kube.informer(
       '/api/v1/services',
-      {
-        onSync: (items) => this.#syncAll(this.#services, items, (s) => this.#onService(s)),
-        onEvent: (e) => this.#serviceEvent(e),
-        onError,
-      },
+      { onSync: (items) => this.#sync(this.#services, items), onEvent: (e) => this.#event(this.#services, e), onError },
       signal,
     );
-    const heartbeat = setInterval(() => void this.#patchNodeStatus().catch((err: unknown) => log(`heartbeat: ${String(err)}`)), 20_000);
+    const heartbeat = setInterval(() => void this.#patchNode({}).catch((err: unknown) => log(`heartbeat: ${String(err)}`)), 20_000);
     signal.addEventListener('abort', () => clearInterval(heartbeat));
+  }
+
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await Promise.all([...this.#runs.values()].map((r) => r.run.stop()));
+    for (const f of this.#forwarders.values()) f.server.close();
+  }
+
+  settings(patch: Partial<Settings> = {}): Settings {
+    Object.assign(this.#settings, patch);
+    return this.#settings;
+  }
+
+  /** Which images the node holds (a cold node: none), as its status reports them. */
+  async setImages(present: string[]): Promise<void> {
+    this.#images = new Map(present.map((image) => [image, this.#sizeOf(image)]));
+    this.#arriving.clear();
+    await this.#patchNode({ images: this.#nodeImages() });
   }
 
   setBehavior(namespace: string, name: string, behavior: Behavior): void {
     const k = `${namespace}/${name}`;
     this.#behaviors.set(k, behavior);
     const pod = this.#pods.get(k);
-    if (pod) {
-      this.#handled.delete(k);
-      this.#onPod(pod);
-    }
+    if (pod && this.#runs.get(k)) void this.#release(k).then(() => this.#onPod(pod));
   }
 
-  async stop(): Promise<void> {
-    this.#abort.abort();
-    for (const timer of this.#timers.values()) clearTimeout(timer);
-    await Promise.all([...this.#listeners.keys()].map((port) => this.#closePort(port)));
-  }
+  // ---- the node object ----
 
   async #register(): Promise<void> {
     const existing = await this.#kube.find(`/api/v1/nodes/${NODE_NAME}`);
@@ -111,14 +133,30 @@ export class FakeNode {
         apiVersion: 'v1',
         kind: 'Node',
         metadata: { name: NODE_NAME, labels: { 'kubernetes.io/hostname': NODE_NAME, 'kubernetes.io/os': 'linux', type: 'fake' } },
-        spec: {},
+        spec: { podCIDR: this.#net.subnet, podCIDRs: [this.#net.subnet] },
       });
     }
-    await this.#patchNodeStatus();
-    log(`node ${NODE_NAME} registered`);
+    await this.#patchNode({ images: this.#nodeImages() });
+    // The node lifecycle controller (off here: the fake node keeps no lease) removes the not-ready
+    // taint the API server puts on a new node once it reports Ready; without it nothing tolerating
+    // only the usual taints (a DaemonSet's pods) would be scheduled.
+    const node = await this.#kube.get(`/api/v1/nodes/${NODE_NAME}`);
+    const taints = ((node.spec ?? {}) as { taints?: { key?: string }[] }).taints ?? [];
+    const kept = taints.filter((t) => t.key !== 'node.kubernetes.io/not-ready' && t.key !== 'node.kubernetes.io/unreachable');
+    if (kept.length !== taints.length)
+      await this.#kube.mergePatch(`/api/v1/nodes/${NODE_NAME}`, { spec: { taints: kept.length ? kept : null } });
+    log(`node ${NODE_NAME} registered (pods in ${this.#net.subnet}, network namespace ${this.#net.netns})`);
   }
 
-  #patchNodeStatus(): Promise<KubeObject> {
+  /** kubelet's list of the node's images: largest first, at most 50. */
+  #nodeImages(): { names: string[]; sizeBytes: number }[] {
+    return [...this.#images]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 50)
+      .map(([image, sizeBytes]) => ({ names: [image], sizeBytes }));
+  }
+
+  #patchNode(extra: Record<string, unknown>): Promise<KubeObject> {
     const resources = { cpu: '64', memory: '256Gi', pods: '20000', 'ephemeral-storage': '1Ti' };
     const t = now();
     return this.#kube.mergePatch(`/api/v1/nodes/${NODE_NAME}/status`, {
@@ -126,7 +164,7 @@ export class FakeNode {
         capacity: resources,
         allocatable: resources,
         addresses: [
-          { type: 'InternalIP', address: '127.0.0.1' },
+          { type: 'InternalIP', address: this.#net.hostIp },
           { type: 'Hostname', address: NODE_NAME },
         ],
         conditions: [
@@ -140,67 +178,121 @@ export class FakeNode {
           },
         ],
         nodeInfo: { kubeletVersion: 'v1.37.2', containerRuntimeVersion: 'fake://1', operatingSystem: 'linux', architecture: 'amd64' },
+        ...extra,
       },
     });
   }
 
-  #syncAll(store: Map<string, KubeObject>, items: KubeObject[], onItem: (o: KubeObject) => void): void {
+  // ---- what each pod needs of its node ----
+
+  #node(): Node {
+    return {
+      name: NODE_NAME,
+      hostIP: this.#net.hostIp,
+      settings: () => this.#settings,
+      ensureImage: (image, policy, onPulling) => this.#ensureImage(image, policy, onPulling),
+      patchStatus: async (pod, status) => {
+        await this.#kube.mergePatch(`/api/v1/namespaces/${pod.namespace}/pods/${pod.name}/status`, { status }).catch((err: unknown) => {
+          if (!String(err).includes('-> 404')) log(`status of ${pod.namespace}/${pod.name}: ${String(err)}`);
+        });
+      },
+      event: (pod, container, type, reason, message) => this.#postEvent(pod, container, type, reason, message),
+      startApp: (pod, ip, port, healthy) =>
+        this.#podHost('PUT', ip, { ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, healthy }),
+      stopApp: (ip) => this.#podHost('DELETE', ip),
+    };
+  }
+
+  #sizeOf(image: string): number {
+    return this.#settings.imageSizes[image] ?? this.#settings.imageSizeBytes;
+  }
+
+  async #ensureImage(image: string, policy: string | undefined, onPulling: () => void) {
+    const present = this.#images.has(image);
+    if (policy === 'Never' || (present && policy !== 'Always'))
+      return present ? { pulled: false, pullMs: 0, totalMs: 0, sizeBytes: 0 } : ('absent' as const);
+    onPulling();
+    const asked = Date.now();
+    const s = this.#settings;
+    const pullMs = Math.round((s.pullMs * this.#sizeOf(image)) / s.imageSizeBytes);
+    const { start, end } = this.#pulls.schedule(
+      asked,
+      pullMs,
+      s.presentPullMs,
+      (at) => this.#images.has(image) || (this.#arriving.get(image) ?? Infinity) <= at,
+    );
+    if (!this.#images.has(image)) this.#arriving.set(image, Math.min(end, this.#arriving.get(image) ?? Infinity));
+    await new Promise((r) => setTimeout(r, end - asked));
+    if (!this.#images.has(image)) {
+      this.#arriving.delete(image);
+      this.#images.set(image, this.#sizeOf(image));
+      await this.#patchNode({ images: this.#nodeImages() }).catch((err: unknown) => log(`node images: ${String(err)}`));
+    }
+    return { pulled: true, pullMs: end - start, totalMs: Date.now() - asked, sizeBytes: this.#sizeOf(image) };
+  }
+
+  #postEvent(pod: PodRef, container: string | undefined, type: string, reason: string, message: string): void {
+    const t = now();
+    const component = reason === 'Scheduled' ? 'default-scheduler' : 'kubelet';
+    void this.#kube
+      .post(`/api/v1/namespaces/${pod.namespace}/events`, {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name: `${pod.name}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
+        involvedObject: {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          name: pod.name,
+          namespace: pod.namespace,
+          uid: pod.uid,
+          ...(container ? { fieldPath: `spec.containers{${container}}` } : {}),
+        },
+        reason,
+        message,
+        type,
+        source: { component, ...(component === 'kubelet' ? { host: NODE_NAME } : {}) },
+        firstTimestamp: t,
+        lastTimestamp: t,
+        count: 1,
+        reportingComponent: component,
+        reportingInstance: component === 'kubelet' ? NODE_NAME : '',
+      })
+      .catch((err: unknown) => log(`event ${reason} of ${pod.namespace}/${pod.name}: ${String(err)}`));
+  }
+
+  async #podHost(method: 'PUT' | 'DELETE', ip: string, body?: PodProcess): Promise<void> {
+    const res = await fetch(`http://${this.#net.nsIp}:${POD_HOST_PORT}/pods/${ip}`, {
+      method,
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    }).catch((err: unknown) => err as Error);
+    if (res instanceof Error || res.status >= 300) log(`pod host ${method} ${ip}: ${res instanceof Error ? res.message : res.status}`);
+  }
+
+  // ---- pods ----
+
+  #sync(store: Map<string, KubeObject>, items: KubeObject[]): void {
     const seen = new Set(items.map(key));
-    for (const [k, old] of store) if (!seen.has(k)) this.#remove(store, old);
-    for (const item of items) {
-      this.#put(store, item);
-      onItem(item);
+    for (const [k, old] of store) if (!seen.has(k)) this.#event(store, { type: 'DELETED', object: old });
+    for (const item of items) this.#event(store, { type: 'MODIFIED', object: item });
+  }
+
+  #event(store: Map<string, KubeObject>, event: WatchEvent): void {
+    const o = store === this.#services ? { ...event.object, kind: 'Service' } : event.object;
+    const group = this.#group(o);
+    const index = this.#index.get(store) ?? new Map<string, Set<string>>();
+    this.#index.set(store, index);
+    if (event.type === 'DELETED') {
+      store.delete(key(o));
+      index.get(group)?.delete(key(o));
+    } else {
+      store.set(key(o), o);
+      index.set(group, (index.get(group) ?? new Set()).add(key(o)));
     }
-  }
-
-  #indexKey(obj: KubeObject): string | undefined {
-    const id = obj.metadata.labels?.['sandbox-id'];
-    return id === undefined ? undefined : `${obj.metadata.namespace}/${id}`;
-  }
-
-  #put(store: Map<string, KubeObject>, obj: KubeObject): void {
-    const old = store.get(key(obj));
-    if (old) this.#unindex(store, old);
-    store.set(key(obj), obj);
-    const k = this.#indexKey(obj);
-    if (k === undefined) return;
-    const index = store === this.#pods ? this.#podIndex : this.#serviceIndex;
-    const set = index.get(k) ?? new Set<string>();
-    set.add(key(obj));
-    index.set(k, set);
-  }
-
-  #unindex(store: Map<string, KubeObject>, obj: KubeObject): void {
-    const k = this.#indexKey(obj);
-    if (k === undefined) return;
-    const index = store === this.#pods ? this.#podIndex : this.#serviceIndex;
-    index.get(k)?.delete(key(obj));
-    if (index.get(k)?.size === 0) index.delete(k);
-  }
-
-  #remove(store: Map<string, KubeObject>, obj: KubeObject): void {
-    store.delete(key(obj));
     if (store === this.#pods) {
-      clearTimeout(this.#timers.get(key(obj)));
-      this.#timers.delete(key(obj));
-      this.#handled.delete(key(obj));
-      this.#behaviors.delete(key(obj));
-      this.#serving.delete(key(obj));
+      if (event.type === 'DELETED') void this.#release(key(o));
+      else this.#onPod(o);
     }
-    this.#unindex(store, obj);
-    this.#refreshPortsFor(obj);
-  }
-
-  #podEvent(event: WatchEvent): void {
-    if (event.type === 'DELETED') return this.#remove(this.#pods, event.object);
-    this.#put(this.#pods, event.object);
-    this.#onPod(event.object);
-  }
-
-  #serviceEvent(event: WatchEvent): void {
-    if (event.type === 'DELETED') return this.#remove(this.#services, event.object);
-    this.#put(this.#services, { ...event.object, kind: 'Service' });
-    this.#onService(event.object);
+    this.#forward(o);
   }
 
   #behaviorOf(pod: KubeObject): Behavior {
@@ -212,238 +304,156 @@ export class FakeNode {
   #onPod(pod: KubeObject): void {
     const k = key(pod);
     const ns = pod.metadata.namespace ?? '';
-    const spec = (pod.spec ?? {}) as PodSpec;
     if (pod.metadata.deletionTimestamp) {
-      clearTimeout(this.#timers.get(k));
-      this.#timers.delete(k);
-      this.#refreshPortsFor(pod);
+      void this.#release(k);
       void this.#kube
         .delete(`/api/v1/namespaces/${ns}/pods/${pod.metadata.name}`, { gracePeriodSeconds: 0 })
         .catch((err: unknown) => log(`force delete ${k}: ${String(err)}`));
       return;
     }
-    this.#refreshPortsFor(pod);
-    if (this.#handled.get(k) === pod.metadata.uid) return;
+    const spec = (pod.spec ?? {}) as PodSpec;
+    const run = this.#runs.get(k)?.run;
+    if (run?.ref.uid === pod.metadata.uid) return;
+    if (run) void this.#release(k);
     if (spec.nodeName && spec.nodeName !== NODE_NAME) return;
-    this.#handled.set(k, pod.metadata.uid ?? '');
-    const behavior = this.#behaviorOf(pod);
-    void this.#drive(pod, behavior, spec).catch((err: unknown) => {
-      log(`drive ${k} (${behavior}): ${String(err)}`);
-      this.#handled.delete(k);
-    });
+    if (((pod.status ?? {}) as { phase?: string }).phase === 'Succeeded') return;
+    void this.#admit(pod, spec).catch((err: unknown) => log(`run ${k}: ${String(err)}`));
   }
 
-  async #drive(pod: KubeObject, behavior: Behavior, spec: PodSpec): Promise<void> {
+  /** The scheduler's binding, then the pod run. */
+  async #admit(pod: KubeObject, spec: PodSpec): Promise<void> {
     const ns = pod.metadata.namespace ?? '';
     const name = pod.metadata.name;
-    const base = `/api/v1/namespaces/${ns}/pods/${name}`;
+    const ref: PodRef = { namespace: ns, name, uid: pod.metadata.uid ?? '', sandboxId: pod.metadata.labels?.['sandbox-id'] ?? name };
+    const behavior = this.#behaviorOf(pod);
     if (behavior === 'unschedulable') {
-      await this.#kube.mergePatch(`${base}/status`, {
+      const message = '0/1 nodes are available: 1 Insufficient cpu.';
+      await this.#kube.mergePatch(`/api/v1/namespaces/${ns}/pods/${name}/status`, {
         status: {
           phase: 'Pending',
-          conditions: [
-            {
-              type: 'PodScheduled',
-              status: 'False',
-              reason: 'Unschedulable',
-              message: '0/1 nodes are available: 1 Insufficient cpu.',
-              lastTransitionTime: now(),
-            },
-          ],
+          conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now() }],
         },
       });
+      this.#postEvent(ref, undefined, 'Warning', 'FailedScheduling', message);
       return;
     }
+    const ip = this.#freeIps.shift() ?? this.#nextIp++;
+    const run = new PodRun(this.#node(), ref, spec, behavior, podAddress(this.#net, ip));
+    this.#runs.set(key(pod), { run, ip });
     if (!spec.nodeName) {
-      await this.#kube.post(`${base}/binding`, {
+      await this.#kube.post(`/api/v1/namespaces/${ns}/pods/${name}/binding`, {
         apiVersion: 'v1',
         kind: 'Binding',
         metadata: { name },
         target: { apiVersion: 'v1', kind: 'Node', name: NODE_NAME },
       });
+      this.#postEvent(ref, undefined, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${NODE_NAME}`);
     }
-    const containers = spec.containers ?? [];
-    const ip = `10.244.${Math.floor(this.#nextIp / 250)}.${(this.#nextIp % 250) + 1}`;
-    this.#nextIp += 1;
-    const t = now();
-    const statusOf = (state: Record<string, unknown>, ready: boolean, extra: Record<string, unknown> = {}) =>
-      containers.map((c) => ({ name: c.name, image: c.image, imageID: '', ready, started: ready, restartCount: 0, state, ...extra }));
-    const conditions = (ready: boolean) => [
-      { type: 'PodScheduled', status: 'True', lastTransitionTime: t },
-      { type: 'Initialized', status: 'True', lastTransitionTime: t },
-      { type: 'ContainersReady', status: ready ? 'True' : 'False', lastTransitionTime: now() },
-      { type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: now() },
-    ];
-    /** A container that keeps exiting: CrashLoopBackOff now, its last termination as given. */
-    const crashLoop = (message: string, terminated: Record<string, unknown>) => ({
-      phase: 'Running',
-      podIP: ip,
-      podIPs: [{ ip }],
-      conditions: conditions(false),
-      containerStatuses: statusOf({ waiting: { reason: 'CrashLoopBackOff', message } }, false, {
-        restartCount: 3,
-        lastState: { terminated: { ...terminated, finishedAt: now() } },
-      }),
-    });
-    await this.#kube.mergePatch(`${base}/status`, {
-      status: {
-        phase: 'Pending',
-        hostIP: '127.0.0.1',
-        startTime: t,
-        conditions: conditions(false),
-        containerStatuses: statusOf({ waiting: { reason: behavior === 'image-pull' ? 'ImagePullBackOff' : 'ContainerCreating' } }, false),
-      },
-    });
-    if (behavior === 'image-pull') return;
-    await new Promise<void>((ok) => {
-      this.#timers.set(key(pod), setTimeout(ok, this.#readyDelayMs));
-    });
-    if (!this.#pods.has(key(pod)) || this.#pods.get(key(pod))?.metadata.deletionTimestamp) return;
-    const running = { running: { startedAt: t } };
-    const refusal = behavior === 'ready' ? aioImageRefusal(spec) : undefined;
-    let status: Record<string, unknown>;
-    switch (refusal ? 'refused' : behavior) {
-      case 'refused':
-        status = crashLoop(`back-off 10s restarting failed container=sandbox: ${refusal}`, {
-          exitCode: 1,
-          reason: 'Error',
-          message: refusal,
-        });
-        break;
-      case 'ready':
-        // A kubelet reports Ready only once the readiness probe passed, i.e. the server listens: start the
-        // stand-in first, so nobody who sees Ready can race its listener.
-        this.#serving.add(key(pod));
-        this.#refreshPortsFor(pod);
-        await Promise.all([...this.#listeners.values()].map((l) => l.server));
-        status = {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: conditions(true),
-          containerStatuses: statusOf(running, true),
-        };
-        break;
-      case 'never-ready':
-        status = {
-          phase: 'Running',
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: conditions(false),
-          containerStatuses: statusOf(running, false),
-        };
-        break;
-      case 'crashloop':
-        status = crashLoop('back-off 10s restarting failed container', { exitCode: 137, reason: 'OOMKilled' });
-        break;
-      case 'crash':
-        status = {
-          phase: 'Failed',
-          podIP: ip,
-          podIPs: [{ ip }],
-          conditions: conditions(false),
-          containerStatuses: statusOf({ terminated: { exitCode: 1, reason: 'Error', finishedAt: now() } }, false),
-        };
-        break;
-    }
-    await this.#kube.mergePatch(`${base}/status`, { status });
-    log(`pod ${key(pod)} -> ${behavior}`);
+    await run.run();
   }
 
-  #onService(svc: KubeObject): void {
-    this.#refreshPortsFor(svc);
+  async #release(k: string): Promise<void> {
+    const entry = this.#runs.get(k);
+    if (!entry) return;
+    this.#runs.delete(k);
+    await entry.run.stop();
+    this.#freeIps.push(entry.ip);
   }
 
-  // Pods and services are matched by selector. Sandboxes select on `sandbox-id`, so both are indexed by
-  // namespace + that label and an event looks only at its own sandbox (10,000 per namespace stay cheap);
-  // objects without the label fall back to a scan of the namespace.
-  #group(obj: KubeObject): (o: KubeObject) => boolean {
-    const ns = obj.metadata.namespace;
-    const id = obj.metadata.labels?.['sandbox-id'];
-    return (o) => o.metadata.namespace === ns && (id === undefined || o.metadata.labels?.['sandbox-id'] === id);
+  // ---- kube-proxy: NodePorts ----
+
+  /** Sandboxes select on `sandbox-id`: objects are grouped by namespace and that label (others by namespace). */
+  #group(o: KubeObject): string {
+    return `${o.metadata.namespace}/${o.metadata.labels?.['sandbox-id'] ?? ''}`;
   }
 
-  #refreshPortsFor(changed: KubeObject): void {
-    const inGroup = this.#group(changed);
-    const pods = this.#candidates(this.#pods, changed).filter(
-      (p) => inGroup(p) && (isReady(p) || this.#serving.has(key(p))) && !p.metadata.deletionTimestamp,
-    );
-    const wanted = new Map<number, { service: KubeObject; pod: KubeObject }>();
-    const groupServices = this.#candidates(this.#services, changed).filter(inGroup);
-    for (const svc of groupServices) {
-      if (svc.metadata.deletionTimestamp) continue;
+  /** The objects of `store` in the group of `o`. */
+  #inGroup(store: Map<string, KubeObject>, o: KubeObject): KubeObject[] {
+    if (o.metadata.labels?.['sandbox-id'] === undefined)
+      return [...store.values()].filter((x) => x.metadata.namespace === o.metadata.namespace);
+    return [...(this.#index.get(store)?.get(this.#group(o)) ?? [])].flatMap((k) => store.get(k) ?? []);
+  }
+
+  /** NodePort Services of the changed object's sandbox (or namespace): forward each to a Ready pod, or to nothing. */
+  #forward(changed: KubeObject): void {
+    const pods = this.#inGroup(this.#pods, changed).filter((p) => isReady(p) && !p.metadata.deletionTimestamp);
+    const services = this.#inGroup(this.#services, changed);
+    const wanted = new Map<number, { service: string; target: string }>();
+    for (const svc of services) {
       const spec = (svc.spec ?? {}) as ServiceSpec;
-      if (spec.type !== 'NodePort' || !spec.selector) continue;
+      if (svc.metadata.deletionTimestamp || spec.type !== 'NodePort' || !spec.selector) continue;
       const selector = Object.entries(spec.selector);
       const pod = pods.find((p) => selector.every(([k, v]) => p.metadata.labels?.[k] === v));
-      if (!pod) continue;
-      for (const port of spec.ports ?? []) if (port.nodePort) wanted.set(port.nodePort, { service: svc, pod });
-    }
-    const groupKeys = new Set(groupServices.map(key));
-    if (changed.kind === 'Service' || this.#services.has(key(changed)) === false) groupKeys.add(key(changed));
-    for (const [port, entry] of this.#listeners) {
-      if (groupKeys.has(entry.service) && !wanted.has(port)) void this.#closePort(port);
-    }
-    for (const [port, { service, pod }] of wanted) {
-      if (this.#listeners.has(port)) continue;
-      const info = {
-        namespace: pod.metadata.namespace ?? '',
-        pod: pod.metadata.name,
-        sandboxId: pod.metadata.labels?.['sandbox-id'] ?? pod.metadata.name,
-      };
-      const server = startStandin(info, port).catch((err: unknown) => {
-        log(`listen ${port}: ${String(err)}`);
-        return undefined;
-      });
-      this.#listeners.set(port, { server, service: key(service) });
-    }
-  }
-
-  /** Objects of `store` that may be in the same group as `changed` (index lookup by sandbox id). */
-  #candidates(store: Map<string, KubeObject>, changed: KubeObject): KubeObject[] {
-    const id = changed.metadata.labels?.['sandbox-id'];
-    const ns = changed.metadata.namespace ?? '';
-    if (id === undefined) return [...store.values()];
-    const index = store === this.#pods ? this.#podIndex : this.#serviceIndex;
-    return [...(index.get(`${ns}/${id}`) ?? [])].flatMap((k) => store.get(k) ?? []);
-  }
-
-  async #closePort(port: number): Promise<void> {
-    const entry = this.#listeners.get(port);
-    this.#listeners.delete(port);
-    const server = await entry?.server;
-    if (!server) return;
-    server.closeAllConnections();
-    server.close();
-    server.emit('close');
-  }
-}
-
-function isReady(pod: KubeObject): boolean {
-  const conditions = ((pod.status ?? {}) as { conditions?: { type: string; status: string }[] }).conditions ?? [];
-  return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
-}
-
-function controlServer(node: FakeNode, port: number): Server {
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
-    req.on('end', () => {
-      try {
-        if (req.method === 'POST' && req.url === '/behavior') {
-          const { namespace, name, behavior } = JSON.parse(body) as { namespace: string; name: string; behavior: Behavior };
-          if (!BEHAVIORS.includes(behavior)) throw new Error(`unknown behavior ${behavior}`);
-          node.setBehavior(namespace, name, behavior);
-          res.writeHead(200).end('{"ok":true}');
-          return;
-        }
-        res.writeHead(404).end();
-      } catch (err) {
-        res.writeHead(400).end(JSON.stringify({ detail: String(err) }));
+      const ip = (pod?.status as { podIP?: string } | undefined)?.podIP;
+      if (!ip) continue;
+      for (const port of spec.ports ?? []) {
+        const target = typeof port.targetPort === 'number' ? port.targetPort : (port.port ?? 8080);
+        if (port.nodePort) wanted.set(port.nodePort, { service: key(svc), target: `${ip}:${target}` });
       }
-    });
+    }
+    const groupServices = new Set(services.map(key));
+    if (changed.kind === 'Service') groupServices.add(key(changed));
+    for (const [port, f] of this.#forwarders) {
+      if (groupServices.has(f.service) && wanted.get(port)?.target !== f.target) {
+        f.server.close();
+        this.#forwarders.delete(port);
+      }
+    }
+    for (const [port, w] of wanted)
+      if (!this.#forwarders.has(port)) this.#forwarders.set(port, { ...w, server: forwarder(port, w.target) });
+  }
+}
+
+/** A TCP forwarder from 127.0.0.1:port to host:port, as kube-proxy forwards a node port to a Ready endpoint. */
+function forwarder(port: number, target: string): TcpServer {
+  const [host = '', targetPort = ''] = target.split(':');
+  const server = createTcpServer((client) => {
+    const upstream = connect(Number(targetPort), host);
+    client.pipe(upstream).pipe(client);
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
   });
+  server.on('error', (err) => log(`node port ${port}: ${String(err)}`));
+  server.on('close', () => undefined);
   return server.listen(port, '127.0.0.1');
+}
+
+function controlServer(node: FakeNode, port: number): void {
+  const routes: Record<string, (body: Record<string, unknown>) => Promise<unknown> | unknown> = {
+    'POST /behavior': ({ namespace, name, behavior }) => {
+      if (!BEHAVIORS.includes(behavior as Behavior)) throw new Error(`unknown behavior ${String(behavior)}`);
+      node.setBehavior(String(namespace), String(name), behavior as Behavior);
+    },
+    'POST /settings': (body) => node.settings(body as Partial<Settings>),
+    'GET /settings': () => node.settings(),
+    'POST /images': ({ present }) => node.setImages((present as string[] | undefined) ?? []),
+  };
+  createServer((req: IncomingMessage, res: ServerResponse) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    req.on('end', () => {
+      const route = routes[`${req.method} ${req.url}`];
+      if (!route) return void res.writeHead(404).end();
+      Promise.resolve()
+        .then(() => route(text ? (JSON.parse(text) as Record<string, unknown>) : {}))
+        .then(
+          (out) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(out ?? { ok: true })),
+          (err: unknown) => res.writeHead(400).end(JSON.stringify({ detail: String(err) })),
+        );
+    });
+  }).listen(port, '127.0.0.1');
+}
+
+export function settingsFromEnv(env: NodeJS.ProcessEnv): Settings {
+  const n = (name: string, def: number) => Number(env[name] ?? def);
+  return {
+    startMs: n('FAKE_NODE_START_MS', 300),
+    appStartMs: n('FAKE_NODE_APP_START_MS', 0),
+    pullMs: n('FAKE_NODE_PULL_MS', 0),
+    presentPullMs: 100,
+    imageSizeBytes: n('FAKE_NODE_IMAGE_SIZE_BYTES', 2_684_354_560),
+    imageSizes: { 'registry.k8s.io/pause:3.10': 736_000 },
+  };
 }
 
 if (import.meta.main) {
@@ -452,9 +462,9 @@ if (import.meta.main) {
   const { readState } = await import('./cluster.ts');
   const { dirname } = await import('node:path');
   const state = readState(dirname(kubeconfig));
-  if (!state) throw new Error(`fake-node: no cluster state next to ${kubeconfig}`);
+  if (!state?.podNetwork) throw new Error(`fake-node: no cluster state with a pod network next to ${kubeconfig}`);
   const { kubeFromState } = await import('./kube-http.ts');
-  const node = new FakeNode(kubeFromState(state), Number(process.env['FAKE_NODE_READY_DELAY_MS'] ?? '300'));
+  const node = new FakeNode(kubeFromState(state), state.podNetwork, settingsFromEnv(process.env));
   await node.start();
   controlServer(node, Number(process.env['FAKE_NODE_CONTROL_PORT'] ?? '0'));
   process.on('SIGTERM', () => void node.stop().then(() => process.exit(0)));

@@ -1,5 +1,6 @@
-// A stand-in for the sandbox image's HTTP API (all-in-one-sandbox), served by the fake node on each
-// NodePort whose pod is Ready. Shapes follow the image's API; extra routes exist for proxy tests.
+// A stand-in for the sandbox image's HTTP API (all-in-one-sandbox): the app of every sandbox pod of the
+// local cluster, listening on the pod's address in the pod network (pod-host.ts). Shapes follow the
+// image's API; extra routes exist for proxy tests.
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -65,12 +66,15 @@ function sse(req: IncomingMessage, res: ServerResponse, url: URL): void {
   req.on('close', () => clearInterval(timer));
 }
 
-async function handle(info: StandinInfo, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export type StandinOptions = { /** False: /v1/sandbox (the health endpoint probes use) answers 503. */ healthy?: boolean };
+
+async function handle(info: StandinInfo, options: StandinOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://standin');
   if ((req.headers.accept ?? '').includes('text/event-stream')) return sse(req, res, url);
   const route = `${req.method} ${url.pathname}`;
   switch (route) {
     case 'GET /v1/sandbox':
+      if (options.healthy === false) return json(res, 503, { success: false, message: 'Sandbox is starting', data: null });
       return json(res, 200, {
         success: true,
         message: 'Sandbox is running',
@@ -135,9 +139,9 @@ async function handle(info: StandinInfo, req: IncomingMessage, res: ServerRespon
 }
 
 /** Starts a stand-in sandbox on host:port. Resolves once listening. */
-export async function startStandin(info: StandinInfo, port: number, host = '127.0.0.1'): Promise<Server> {
+export async function startStandin(info: StandinInfo, port: number, host = '127.0.0.1', options: StandinOptions = {}): Promise<Server> {
   const server = createServer((req, res) => {
-    handle(info, req, res).catch((err: unknown) => {
+    handle(info, options, req, res).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { success: false, message: String(err) });
       else res.destroy();
     });

@@ -1,0 +1,86 @@
+// Whether a sandbox's app answers yet, asked of the app itself: while the proxy holds a request for a
+// sandbox that is starting, it polls the pod's own address on the probe path (what kubelet's probe asks),
+// every 100 ms, so the request goes on the moment the app answers instead of when kubelet's next probe
+// tick marks the pod Ready (up to a probe period later). Polls are shared by every request waiting for
+// the same pod, and an answer is remembered for that pod until it is Ready.
+
+import { LRUCache } from 'lru-cache';
+import { request } from 'undici';
+
+export type AppCheckOptions = { path: string; port: number; everyMs?: number; timeoutMs?: number };
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+export class AppCheck {
+  #o: Required<AppCheckOptions>;
+  /** Pods (by uid) whose app has answered. */
+  #answered = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
+  #polls = new Map<string, { waiters: number; stop: AbortController; done: Promise<boolean> }>();
+
+  constructor(options: AppCheckOptions) {
+    this.#o = { everyMs: 100, timeoutMs: 500, ...options };
+  }
+
+  /** The origin of a pod's app, by its address. */
+  origin(ip: string): string {
+    return `http://${ip.includes(':') ? `[${ip}]` : ip}:${this.#o.port}`;
+  }
+
+  answered(podUid: string): boolean {
+    return this.#answered.has(podUid);
+  }
+
+  /** Resolves true once the app at `ip` answers its probe path (2xx or 3xx), false when `signal` ends the wait first. */
+  async until(podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
+    if (this.answered(podUid)) return true;
+    let poll = this.#polls.get(podUid);
+    if (!poll) {
+      const stop = new AbortController();
+      poll = { waiters: 0, stop, done: this.#poll(podUid, ip, stop.signal) };
+      this.#polls.set(podUid, poll);
+      void poll.done.finally(() => this.#polls.delete(podUid));
+    }
+    const shared = poll;
+    shared.waiters += 1;
+    const leave = (): void => {
+      shared.waiters -= 1;
+      if (shared.waiters === 0) shared.stop.abort();
+    };
+    const gone = new Promise<boolean>((resolve) => signal.addEventListener('abort', () => resolve(false), { once: true }));
+    try {
+      return signal.aborted ? false : await Promise.race([shared.done, gone]);
+    } finally {
+      leave();
+    }
+  }
+
+  async #poll(podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
+    const url = `${this.origin(ip)}${this.#o.path}`;
+    while (!signal.aborted) {
+      try {
+        const res = await request(url, {
+          signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.timeoutMs)]),
+          headers: { 'user-agent': 'sandbox-provisioner/app-check' },
+        });
+        await res.body.dump();
+        if (res.statusCode >= 200 && res.statusCode < 400) {
+          this.#answered.set(podUid, true);
+          return true;
+        }
+      } catch {
+        // refused, reset or timed out: not yet
+      }
+      await sleep(this.#o.everyMs, signal);
+    }
+    return false;
+  }
+}
