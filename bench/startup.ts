@@ -9,10 +9,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
 import type { ClusterState } from '../tools/cluster/cluster.ts';
 import { KubeHttp } from '../tools/cluster/kube-http.ts';
 import { POD_HOST_PORT } from '../tools/cluster/pod-host.ts';
+import { createSandbox, execute, waitForSandboxReady } from '../tools/deerflow-client.ts';
 import { freePort, percentile, row, type Row } from './lib.ts';
 
 const IMAGE = 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest';
@@ -69,34 +69,13 @@ async function provisioner(state: ClusterState, ns: string, env: Record<string, 
   throw new Error('the provisioner did not become ready');
 }
 
-/** DeerFlow's client, from the create to the first command; the time the command answered. */
-async function deerflow(url: string, id: string): Promise<{ started: number; done: number; sandboxUrl: string }> {
+/** DeerFlow's client, from the create to the first command (tools/deerflow-client.ts). */
+async function deerflow(url: string, id: string): Promise<{ started: number; done: number }> {
   const started = performance.now();
-  const created = await fetch(`${url}/api/sandboxes`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ sandbox_id: id, thread_id: id }),
-  });
-  const answer = (await created.json()) as { sandbox_url?: string; detail?: string };
-  if (!created.ok || !answer.sandbox_url) throw new Error(`${id}: create answered ${created.status}: ${JSON.stringify(answer)}`);
-  const sandboxUrl = answer.sandbox_url;
-  const deadline = started + 60_000;
-  for (;;) {
-    const poll = await request(`${sandboxUrl}/v1/sandbox`, { headersTimeout: 5000, bodyTimeout: 5000 }).catch(() => undefined);
-    const ok = poll?.statusCode === 200;
-    await poll?.body.dump();
-    if (ok) break;
-    if (performance.now() > deadline) throw new Error(`${id}: not ready within 60 s`);
-    await sleep(1000);
-  }
-  const exec = await request(`${sandboxUrl}/v1/shell/exec`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ command: 'echo hello' }),
-  });
-  await exec.body.dump();
-  if (exec.statusCode !== 200) throw new Error(`${id}: exec answered ${exec.statusCode}`);
-  return { started, done: performance.now(), sandboxUrl };
+  const { sandbox_url } = await createSandbox(url, { sandbox_id: id, thread_id: id });
+  if (!(await waitForSandboxReady(sandbox_url, 60))) throw new Error(`${id}: not ready within 60 s`);
+  await execute(sandbox_url, 'echo hello');
+  return { started, done: performance.now() };
 }
 
 /** Applies the image-prepull DaemonSet (as deploy/components/image-prepull) and waits until it reports ready. */

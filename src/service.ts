@@ -67,7 +67,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   const trusted = trustedPeers(config.trustedProxies);
   const base = (req: Parameters<typeof requestBase>[0]): string | undefined => requestBase(req, trusted);
   const answers = new Answers(config, (record) => activity.expiresAt(record), capabilities);
-  const feed = new Feed({ view, answers, lastActivity: (record) => activity.lastActivity(record) });
+  const feed = new Feed({ view, answers, lastActivity: (record) => activity.lastActivity(record), nodes: () => nodes.summary() });
   const proxy = config.proxy.enabled
     ? new SandboxProxy({ config, view, log, capabilities, trusted, onActivity: (id) => activity.touch(id), stats: proxyStats(metrics) })
     : undefined;

@@ -35,6 +35,8 @@ export type FeedDeps = {
   view: SandboxView;
   answers: Answers;
   lastActivity: (record: SandboxRecord) => number;
+  /** Nodes sandboxes may run on, and those lacking the sandbox image (when nodes are watched). */
+  nodes?: () => { eligible: number; lacking: string[] } | undefined;
   now?: () => number;
 };
 
@@ -94,7 +96,7 @@ export class Feed {
     const sample = { at: this.#iso(this.#now()), counts };
     this.#samples.push(sample);
     if (this.#samples.length > SAMPLES) this.#samples.shift();
-    this.#send('sample', () => ({ sample, activity }));
+    this.#send('sample', () => ({ sample, activity, nodes: this.#deps.nodes?.() ?? null }));
   }
 
   row(record: SandboxRecord, base?: string): DashboardRow {
@@ -124,6 +126,7 @@ export class Feed {
       samples: this.#samples,
       durations: this.#durations,
       sample_every_s: SAMPLE_EVERY_MS / 1000,
+      nodes: this.#deps.nodes?.() ?? null,
     });
     const client: Client = { base, write };
     this.#clients.add(client);

@@ -67,6 +67,12 @@ test('the page: a new sandbox appears within 1 s and turns Running in place; a c
   await ui.locator('#d-id', { hasText: 'one' }).waitFor();
   assert.match((await ui.locator('#d-transitions').textContent()) ?? '', /Running.*Pending|Pending.*Running/s);
   assert.match((await ui.locator('#d-ready').textContent()) ?? '', /\d+(\.\d)? s/);
+  // The startup breakdown: seconds from the creation to each milestone.
+  assert.match(
+    (await ui.locator('#d-timings').textContent()) ?? '',
+    /scheduled\d+ s.*image ready\d+ s.*container started\d+ s.*Ready\d+ s/s,
+  );
+  await ui.locator('#nodes', { hasText: /image (on all|missing on)/ }).waitFor();
   assert.equal(await ui.locator('#counts').getByText('Running').count(), 1);
   await screenshot(ui, 'dashboard');
 

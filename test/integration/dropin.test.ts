@@ -5,7 +5,16 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { admin, call, eventually, namespace, objectsIn, provisioner, readEvents } from '../helpers.ts';
+import { createSandbox, execute, waitForSandboxReady } from '../../tools/deerflow-client.ts';
+import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, readEvents } from '../helpers.ts';
+
+const AIO_IMAGE = 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest';
+
+/** Tells the fake node how to behave (its control port: settings, images present). */
+async function fakeNode(path: string, body: unknown): Promise<void> {
+  const res = await fetch(`${cluster().fakeNodeControl}${path}`, { method: 'POST', body: JSON.stringify(body) });
+  assert.equal(res.status, 200, await res.text());
+}
 
 const MINUTE = 60_000;
 
@@ -117,4 +126,47 @@ test('DEER_FLOW_HOST_BASE_DIR: the three skills views, accepted by the API serve
   });
   assert.equal(clash.status, 400, 'an extra mount may not shadow a skills view');
   assert.match(String(clash.body['detail']), /clashes with a built-in mount/);
+});
+
+test('DeerFlow’s client in every URL mode with the default probes: create, poll, exec; a slow app and a cold node say why in answers and timings', async (t) => {
+  const ns = await namespace(t, 'startup');
+  // The default probe profile (a startup probe), not the tests' fast one.
+  const defaults = { SANDBOX_PROBE_PROFILE: 'startup', SANDBOX_READINESS_INITIAL_DELAY_SECONDS: '' };
+  for (const mode of ['nodeport', 'proxy'] as const) {
+    const p = await provisioner(t, ns, { ...defaults, SANDBOX_URL_MODE: mode, PROXY_UPSTREAM: 'pod' });
+    const sandbox = await createSandbox(p.url, { sandbox_id: `df-${mode}`, thread_id: `th-${mode}` });
+    if (mode === 'proxy') assert.match(sandbox.sandbox_url, /\/s\/df-proxy\.[A-Za-z0-9_-]{32}$/);
+    else assert.match(sandbox.sandbox_url, /^http:\/\/127\.0\.0\.1:3\d{4}$/);
+    assert.equal(await waitForSandboxReady(sandbox.sandbox_url, 60), true, mode);
+    assert.equal(await execute(sandbox.sandbox_url, 'echo hi'), 'echo hi', mode);
+    const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-df-${mode}`);
+    const spec = pod.spec as { containers: { startupProbe?: { periodSeconds: number } }[] };
+    assert.equal(spec.containers[0]?.startupProbe?.periodSeconds, 1, 'the default pod spec has the startup probe');
+    const status = await eventually('Running with its timings', async () => {
+      const s = await call(p.url, 'GET', `/api/sandboxes/df-${mode}`);
+      return (s.body['timings'] as Record<string, number> | undefined)?.['ready_s'] !== undefined ? s : undefined;
+    });
+    const timings = status.body['timings'] as Record<string, number>;
+    for (const k of ['scheduled_s', 'image_ready_s', 'started_s', 'ready_s']) assert.equal(typeof timings[k], 'number', `${mode}: ${k}`);
+    assert.ok((timings['ready_s'] ?? 0) >= (timings['started_s'] ?? 0));
+  }
+
+  // A cold node and a slow image: the sandbox waits for its image and says so, with kubelet's words.
+  const p = await provisioner(t, ns, defaults);
+  await fakeNode('/images', { present: [] });
+  await fakeNode('/settings', { pullMs: 3000 });
+  t.after(() => fakeNode('/settings', { pullMs: 0 }));
+  await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'cold' });
+  const pulling = await eventually('PullingImage', async () => {
+    const s = await call(p.url, 'GET', '/api/sandboxes/cold');
+    return s.body['reason'] === 'PullingImage' ? s : undefined;
+  });
+  assert.equal(pulling.body['message'], `Pulling image "${AIO_IMAGE}"`);
+  const ready = await call(p.url, 'GET', '/api/sandboxes/cold?wait=30');
+  assert.equal(ready.body['status'], 'Running');
+  const image = (ready.body['timings'] as Record<string, number>)['image_ready_s'] ?? 0;
+  assert.ok(image >= 2, `the image was ready ${image} s after the creation (a 3 s pull)`);
+  const metrics = await (await fetch(`${p.url}/metrics`)).text();
+  assert.match(metrics, /sandbox_provisioner_startup_phase_seconds_count\{phase="image_ready"\} [1-9]/);
+  assert.match(metrics, /sandbox_provisioner_nodes_without_sandbox_image 0/, 'the node holds the image now');
 });

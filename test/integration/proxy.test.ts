@@ -229,9 +229,11 @@ test('unknown 404, not ready 503 with Retry-After (or held until Ready), upstrea
   assert.equal(slow.status, 504);
   assert.equal((JSON.parse(slow.body) as { code: string }).code, 'upstream_timeout');
 
-  const gone = await provisioner(t, ns, { PROXY_UPSTREAM_HOST: '127.0.0.2' });
+  // Nothing listens at the upstream (and the app is not asked for directly: PROXY_EARLY_READY=false).
+  const gone = await provisioner(t, ns, { PROXY_UPSTREAM_HOST: '127.0.0.2', PROXY_EARLY_READY: 'false' });
+  await gone.view.waitFor('late', (r) => r?.ready === true, 10_000);
   const refused = await raw(gone.url, 'GET', '/sandboxes/late/v1/sandbox');
-  assert.equal(refused.status, 502);
+  assert.equal(refused.status, 502, refused.body);
   assert.equal((JSON.parse(refused.body) as { code: string }).code, 'upstream_unreachable');
 });
 

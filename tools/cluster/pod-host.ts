@@ -39,13 +39,16 @@ async function start(p: PodProcess): Promise<void> {
   await stop(p.ip);
   const running: Running = { timer: undefined, server: undefined, listeningAt: undefined };
   pods.set(p.ip, running);
-  running.timer = setTimeout(() => {
+  const listen = (): Promise<void> => {
     running.server = startStandin(p, p.port, p.ip, { healthy: p.healthy });
-    running.server.then(
-      () => (running.listeningAt = Date.now()),
+    return running.server.then(
+      () => void (running.listeningAt = Date.now()),
       (err: unknown) => console.error(`${p.ip}:${p.port}: ${String(err)}`),
     );
-  }, p.appStartMs);
+  };
+  // An app that starts at once listens before the container is reported started.
+  if (p.appStartMs <= 0) return listen();
+  running.timer = setTimeout(() => void listen(), p.appStartMs);
 }
 
 async function body(req: IncomingMessage): Promise<string> {

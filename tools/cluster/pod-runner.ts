@@ -152,7 +152,7 @@ export class PodRun {
     await this.#sleep(this.#node.settings().startMs);
     if (this.#stopped) return;
     if (this.#behavior === 'crash') return this.#fail();
-    for (const c of this.#containers) this.#start(c);
+    await Promise.all(this.#containers.map((c) => this.#start(c)));
     this.#phase = 'Running';
     await this.#sync();
   }
@@ -268,7 +268,7 @@ export class PodRun {
   }
 
   /** Creates and starts a container: its app (the `sandbox` container's stand-in) and its probes. */
-  #start(c: Container): void {
+  async #start(c: Container): Promise<void> {
     const now = Date.now();
     c.startAt = now;
     c.state = { running: { startedAt: iso(now) } };
@@ -283,7 +283,8 @@ export class PodRun {
         terminated,
       );
     }
-    if (c.spec.name === 'sandbox') void this.#node.startApp(this.ref, this.ip, c.port, this.#behavior !== 'never-ready');
+    if (c.spec.name === 'sandbox') await this.#node.startApp(this.ref, this.ip, c.port, this.#behavior !== 'never-ready');
+    if (this.#stopped) return;
     this.#probes(c, now);
   }
 
@@ -386,10 +387,7 @@ export class PodRun {
     c.started = false;
     c.startAt = 0;
     this.#setReady(c, false);
-    this.#after(crashBackoffMs(c.restartCount), () => {
-      this.#start(c);
-      void this.#sync();
-    });
+    this.#after(crashBackoffMs(c.restartCount), () => void this.#start(c).then(() => this.#sync()));
   }
 }
 

@@ -150,6 +150,7 @@ function renderDetails() {
     ? `${new Date(row.created_at).toLocaleString()} (${duration(since(row.created_at))} ago)`
     : '—';
   $('d-ready').textContent = row.create_to_running_s === undefined ? '—' : `${row.create_to_running_s} s`;
+  renderTimings(row);
   $('d-expires').textContent = row.expires_at ? `in ${duration(until(row.expires_at))}` : 'never';
   $('d-url').textContent = row.sandbox_url;
   $('d-transitions').replaceChildren(
@@ -159,6 +160,40 @@ function renderDetails() {
       return li;
     }),
   );
+}
+
+/** The startup milestones, seconds from creation: where a slow start spent its time (image, app, probes). */
+const MILESTONES = [
+  ['scheduled_s', 'scheduled'],
+  ['image_ready_s', 'image ready'],
+  ['started_s', 'container started'],
+  ['ready_s', 'Ready'],
+];
+function renderTimings(row) {
+  const timings = row.timings ?? {};
+  const total = Math.max(1, ...MILESTONES.map(([k]) => timings[k] ?? 0));
+  $('d-timings').replaceChildren(
+    ...MILESTONES.map(([k, label]) => {
+      const li = text('li', '');
+      const bar = text('span', '', 'bar');
+      bar.style.width = timings[k] === undefined ? '0' : `${Math.max(2, (100 * timings[k]) / total)}%`;
+      li.append(text('span', label, 'label'), bar, text('span', timings[k] === undefined ? '—' : `${timings[k]} s`, 'value'));
+      return li;
+    }),
+  );
+}
+
+/** How many nodes sandboxes may run on lack the sandbox image (each first sandbox there waits for a pull). */
+function renderNodes(nodes) {
+  const el = $('nodes');
+  el.hidden = !nodes;
+  if (!nodes) return;
+  el.textContent =
+    nodes.lacking.length === 0
+      ? `image on all ${nodes.eligible} nodes`
+      : `image missing on ${nodes.lacking.length} of ${nodes.eligible} nodes`;
+  el.title = nodes.lacking.join(', ');
+  el.className = `nodes ${nodes.lacking.length ? 'lacking' : ''}`;
 }
 
 function headers(extra = {}) {
@@ -251,6 +286,7 @@ function handle(event, data) {
       state.rows = new Map(data.sandboxes.map((r) => [r.sandbox_id, r]));
       state.samples = data.samples;
       state.durations = data.durations;
+      renderNodes(data.nodes);
       drawDurations();
       return schedule(true);
     case 'change': {
@@ -269,6 +305,7 @@ function handle(event, data) {
       return schedule(true);
     case 'sample':
       state.samples.push(data.sample);
+      renderNodes(data.nodes);
       if (state.samples.length > 120) state.samples.shift();
       for (const [id, at] of Object.entries(data.activity)) {
         const row = state.rows.get(id);
