@@ -232,8 +232,29 @@ const schema = z
     PROXY_HOST_SUFFIX: optional(
       z.string().regex(/^(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, 'must be a DNS suffix with a leading dot, such as .sandboxes.example.com'),
     ),
-    SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy', 'host']).default('nodeport'),
+    SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy', 'host', 'gateway']).default('nodeport'),
     PUBLIC_URL: optional(httpUrl('PUBLIC_URL')),
+    // namespace/name[/sectionName] of each Gateway; a lone name is a Gateway in K8S_NAMESPACE.
+    GATEWAY_PARENT_REFS: z
+      .string()
+      .default('')
+      .transform((s, ctx) =>
+        splitList(s).flatMap((ref) => {
+          const parts = ref.split('/');
+          const [namespace, name = '', sectionName] = parts.length === 1 ? [undefined, parts[0]] : parts;
+          const valid =
+            parts.length <= 3 &&
+            (namespace === undefined || DNS_LABEL.test(namespace)) &&
+            DNS_SUBDOMAIN.test(name) &&
+            (sectionName === undefined || DNS_SUBDOMAIN.test(sectionName));
+          if (!valid) {
+            ctx.addIssue({ code: 'custom', message: `"${ref}" is not name, namespace/name or namespace/name/sectionName of a Gateway` });
+            return [];
+          }
+          return [{ namespace, name, ...(sectionName !== undefined ? { sectionName } : {}) }];
+        }),
+      ),
+    GATEWAY_PUBLIC_URL: optional(httpUrl('GATEWAY_PUBLIC_URL')),
   })
   .superRefine((c, ctx) => {
     const claims = [c.SKILLS_PVC_NAME, c.USERDATA_PVC_NAME].filter((v) => v !== undefined).length;
@@ -247,7 +268,15 @@ const schema = z
       if (!p.startsWith('/'))
         ctx.addIssue({ code: 'custom', path: ['EXTRA_MOUNTS_ALLOWED_PATHS'], message: `${p} must be an absolute container path` });
     }
-    if (c.SANDBOX_URL_MODE !== 'nodeport' && !c.PROXY_ENABLED) {
+    if (c.SANDBOX_URL_MODE === 'gateway' && (c.GATEWAY_PARENT_REFS.length === 0 || c.GATEWAY_PUBLIC_URL === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SANDBOX_URL_MODE'],
+        message:
+          'gateway mode needs GATEWAY_PARENT_REFS (namespace/name[/sectionName] of the Gateway) and GATEWAY_PUBLIC_URL (the address clients use)',
+      });
+    }
+    if (c.SANDBOX_URL_MODE !== 'nodeport' && c.SANDBOX_URL_MODE !== 'gateway' && !c.PROXY_ENABLED) {
       ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: `${c.SANDBOX_URL_MODE} mode needs PROXY_ENABLED=true` });
     }
     if (c.SANDBOX_URL_MODE === 'host' && c.PROXY_HOST_SUFFIX === undefined) {
@@ -354,6 +383,14 @@ const schema = z
       hostSuffix: e.PROXY_HOST_SUFFIX,
     },
     sandboxUrl: { mode: e.SANDBOX_URL_MODE, publicUrl: e.PUBLIC_URL?.replace(/\/+$/, '') },
+    /** Gateway mode: the Gateways each sandbox's HTTPRoute attaches to, and the address clients use. */
+    gateway:
+      e.SANDBOX_URL_MODE === 'gateway'
+        ? {
+            parentRefs: e.GATEWAY_PARENT_REFS.map((r) => ({ ...r, namespace: r.namespace ?? e.K8S_NAMESPACE })),
+            publicUrl: (e.GATEWAY_PUBLIC_URL ?? '').replace(/\/+$/, ''),
+          }
+        : undefined,
   }));
 
 export type Config = z.output<typeof schema>;
@@ -411,7 +448,7 @@ export class ConfigError extends Error {
 /** What the operator should know about a configuration that is valid but risky, one line each (logged at start-up). */
 export function configWarnings(config: Config, signingKeyMadeHere: boolean): string[] {
   const warnings: string[] = [];
-  if (config.proxy.enabled && signingKeyMadeHere && config.sandboxUrl.mode !== 'nodeport')
+  if (signingKeyMadeHere && config.sandboxUrl.mode !== 'nodeport')
     warnings.push(
       'PROXY_SIGNING_KEYS is not set: a key was made for this process, so sandbox URLs stop working when it restarts and differ between replicas',
     );

@@ -1,7 +1,7 @@
 // Entry point: configuration from the environment, then the service; SIGTERM/SIGINT stop it cleanly.
 
 import { ConfigError, loadConfig } from './config.ts';
-import { KubeconfigError } from './kube/errors.ts';
+import { StartupError } from './kube/errors.ts';
 import { createLogger } from './log.ts';
 import { start } from './service.ts';
 
@@ -20,7 +20,7 @@ let service;
 try {
   service = await start(config, log);
 } catch (err) {
-  if (err instanceof KubeconfigError) {
+  if (err instanceof StartupError) {
     process.stderr.write(`fatal: ${err.message}\n`);
     process.exit(2);
   }

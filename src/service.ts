@@ -22,7 +22,7 @@ import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics
 import { Housekeeping } from './provisioner/housekeeping.ts';
 import { SandboxWriter } from './provisioner/writer.ts';
 import { SandboxProxy } from './proxy/proxy.ts';
-import { kubeSources, nodeSources } from './watch/kube-source.ts';
+import { kubeSources, nodeSources, routeSources } from './watch/kube-source.ts';
 import { NodeImages } from './watch/nodes.ts';
 import { SandboxView } from './watch/sandbox-view.ts';
 
@@ -46,6 +46,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   const kube = options.kube ?? makeKube(config);
   const view = new SandboxView({
     ...kubeSources(kube, config.namespace),
+    ...(config.gateway ? { routes: { ...routeSources(kube, config.namespace), parentRefs: config.gateway.parentRefs } } : {}),
     log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
     probe: (timeoutMs) => kube.probe(timeoutMs),
     probeEveryMs: config.k8sProbeMs,
@@ -60,10 +61,10 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     () => view,
     () => nodes.summary(),
   );
-  const writer = new SandboxWriter({ config, kube, view, log, now });
+  const capabilities = new Capabilities(config.proxy.signingKeys);
+  const writer = new SandboxWriter({ config, kube, view, log, now, capabilities });
   const activity = new Activity({ config, writer, view, log, now });
   const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics, nodes });
-  const capabilities = new Capabilities(config.proxy.signingKeys);
   const trusted = trustedPeers(config.trustedProxies);
   const base = (req: Parameters<typeof requestBase>[0]): string | undefined => requestBase(req, trusted);
   const answers = new Answers(config, (record) => activity.expiresAt(record), capabilities);

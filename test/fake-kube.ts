@@ -28,7 +28,7 @@ export type FakeObject = {
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
 };
-type Resource = 'pods' | 'services' | 'events' | 'nodes';
+type Resource = 'pods' | 'services' | 'events' | 'nodes' | 'httproutes' | 'gateways';
 type Event = { type: 'ADDED' | 'MODIFIED' | 'DELETED'; resource: Resource; object: FakeObject; rv: number };
 type Watcher = {
   resource: Resource;
@@ -84,6 +84,8 @@ export class FakeKube implements Kube {
   beforeRequest: ((method: string, path: string) => void) | undefined;
   /** When true, the API server answers nothing (a freeze): requests and probes fail as timeouts would. */
   down = false;
+  /** Whether the Gateway API (HTTPRoute v1) is served. */
+  gatewayApi = false;
   #objects = new Map<string, FakeObject>();
   #history: Event[] = [];
   #watchers = new Set<Watcher>();
@@ -184,7 +186,8 @@ export class FakeKube implements Kube {
     onDone: (err: unknown) => void,
   ): Promise<{ abort: () => void }> {
     const url = new URL(path, 'http://fake');
-    const [, ns = '', resource = 'nodes'] = /^\/api\/v1\/namespaces\/([^/]+)\/(pods|services|events)$/.exec(url.pathname) ?? [];
+    const [, ns = '', resource = 'nodes'] =
+      /^\/apis?(?:\/gateway\.networking\.k8s\.io)?\/v1\/namespaces\/([^/]+)\/(pods|services|events|httproutes)$/.exec(url.pathname) ?? [];
     const watcher: Watcher = { resource: resource as Resource, ns, selector: url.searchParams.get('labelSelector'), onEvent, onDone };
     const from = Number(url.searchParams.get('resourceVersion') ?? '0');
     for (const e of this.#history) if (e.rv > from) this.#deliver(watcher, e);
@@ -252,7 +255,10 @@ export class FakeKube implements Kube {
       return body;
     }
     if (p === '/api/v1/nodes') return this.#list('nodes', '', url);
-    const nsMatch = /^\/api\/v1\/namespaces\/([^/]+)(?:\/(pods|services|events|serviceaccounts)(?:\/([^/]+))?)?$/.exec(p);
+    if (p === '/apis/gateway.networking.k8s.io/v1' && this.gatewayApi) return { resources: [{ name: 'httproutes' }, { name: 'gateways' }] };
+    const nsMatch =
+      (this.gatewayApi && /^\/apis\/gateway\.networking\.k8s\.io\/v1\/namespaces\/([^/]+)\/(httproutes|gateways)(?:\/([^/]+))?$/.exec(p)) ||
+      /^\/api\/v1\/namespaces\/([^/]+)(?:\/(pods|services|events|serviceaccounts)(?:\/([^/]+))?)?$/.exec(p);
     if (!nsMatch)
       throw new KubeApiError(method, p, 404, status(404, 'NotFound', `the server could not find the requested resource (${method} ${p})`));
     const [, ns = '', resource, name] = nsMatch;
@@ -313,8 +319,10 @@ export class FakeKube implements Kube {
     const gone = this.#store(r, ns, current, 'DELETED');
     // The garbage collector: dependents of a deleted pod go too.
     if (r === 'pods') {
-      for (const svc of this.list('services', ns)) {
-        if (svc.metadata.ownerReferences?.some((o) => o.uid === current.metadata.uid)) this.#store('services', ns, svc, 'DELETED');
+      for (const dependent of ['services', 'httproutes'] as const) {
+        for (const o of this.list(dependent, ns)) {
+          if (o.metadata.ownerReferences?.some((ref) => ref.uid === current.metadata.uid)) this.#store(dependent, ns, o, 'DELETED');
+        }
       }
     }
     return gone;

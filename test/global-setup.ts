@@ -6,6 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { down, up } from '../tools/cluster/cluster.ts';
+import { gateway } from '../tools/cluster/gateway.ts';
 
 let dir: string | undefined;
 
@@ -13,7 +14,9 @@ export async function globalSetup(): Promise<void> {
   dir = mkdtempSync(join(tmpdir(), 'sandbox-provisioner-test-'));
   const started = Date.now();
   try {
-    await up({ dir, log: (line) => process.stderr.write(`[cluster] ${line}\n`) });
+    const log = (line: string): boolean => process.stderr.write(`[cluster] ${line}\n`);
+    // The gateway (Traefik, built from its Go module once) too: gateway mode's tests route through it.
+    await gateway(await up({ dir, log }), log);
   } catch (err) {
     await down(dir);
     throw new Error(`the local control plane could not start, so the integration tests cannot run:\n${(err as Error).message}`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import WebSocket from 'ws';
 import { loadConfig } from '../src/config.ts';
 import { createLogger, silentLogger, type Logger } from '../src/log.ts';
 import { start, type Service, type StartOptions } from '../src/service.ts';
@@ -281,4 +282,18 @@ export async function readEvents(
     }
   }
   return seen;
+}
+
+/** Opens a WebSocket, sends one message and resolves with the echo. */
+export function echo(url: string, headers: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('open', () => ws.send('ping'));
+    ws.once('message', (data) => {
+      resolve(String(data));
+      ws.close();
+    });
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
 }

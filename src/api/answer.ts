@@ -99,7 +99,7 @@ export class Answers {
     this.#config = config;
     this.#expiresAt = expiresAt;
     this.#capabilities = capabilities;
-    this.perCaller = config.sandboxUrl.mode !== 'nodeport' && config.sandboxUrl.publicUrl === undefined;
+    this.perCaller = (config.sandboxUrl.mode === 'proxy' || config.sandboxUrl.mode === 'host') && config.sandboxUrl.publicUrl === undefined;
   }
 
   /** The capability of a sandbox (proxy and host modes). */
@@ -118,6 +118,7 @@ export class Answers {
     const base = c.sandboxUrl.publicUrl ?? requestBase;
     const token = this.#token(record);
     if (c.sandboxUrl.mode === 'proxy' && base && token) return `${base}${capabilityPath(record.sandboxId, token)}`;
+    if (c.gateway && token) return `${c.gateway.publicUrl}${capabilityPath(record.sandboxId, token)}`;
     if (c.sandboxUrl.mode === 'host' && base && c.proxy.hostSuffix) {
       const u = new URL(base);
       return `${u.protocol}//${record.sandboxId}${c.proxy.hostSuffix}${u.port ? `:${u.port}` : ''}`;

@@ -8,8 +8,10 @@ import {
   ANNOTATION_USER_ID,
   LABEL_SANDBOX_ID,
   podName,
+  routeName,
   SANDBOX_CONTAINER,
   serviceName,
+  type ParentRef,
   type SandboxStatus,
 } from './sandbox.ts';
 
@@ -110,6 +112,7 @@ export function deriveStatus(pod: PodFacts | undefined, service: ServiceFacts | 
 
 type Meta = {
   name?: string;
+  namespace?: string;
   uid?: string;
   resourceVersion?: string;
   labels?: Record<string, string>;
@@ -160,10 +163,75 @@ function containerReason(statuses: ContainerStatus[] | undefined): { reason?: st
 }
 
 /** The id a sandbox object belongs to, or undefined when its name does not match its label. */
-export function sandboxIdOf(meta: Meta | undefined, kind: 'pod' | 'service'): string | undefined {
+export function sandboxIdOf(meta: Meta | undefined, kind: 'pod' | 'service' | 'route'): string | undefined {
   const id = meta?.labels?.[LABEL_SANDBOX_ID];
   if (id === undefined || meta?.name === undefined) return undefined;
-  return meta.name === (kind === 'pod' ? podName(id) : serviceName(id)) ? id : undefined;
+  return meta.name === (kind === 'pod' ? podName(id) : kind === 'service' ? serviceName(id) : routeName(id)) ? id : undefined;
+}
+
+type RouteCondition = { type?: string; status?: string; reason?: string; message?: string };
+export type RawRoute = {
+  metadata?: Meta;
+  spec?: { rules?: { matches?: { path?: { value?: string } }[] }[] };
+  status?: { parents?: { parentRef?: { name?: string; namespace?: string; sectionName?: string }; conditions?: RouteCondition[] }[] };
+};
+
+/**
+ * A sandbox's HTTPRoute (gateway mode) as its parent Gateways answered it: accepted when every parent
+ * says Accepted and ResolvedRefs; refused with the gateway's reason and message when one says False;
+ * pending while a parent has not answered.
+ */
+export type RouteFacts = {
+  sandboxId: string;
+  uid: string;
+  resourceVersion: string;
+  ownerUid: string | undefined;
+  createdAt: number;
+  state: 'accepted' | 'refused' | 'pending';
+  reason: string | undefined;
+  message: string | undefined;
+};
+
+export function slimRoute(route: RawRoute, parents: readonly ParentRef[]): RouteFacts | undefined {
+  const meta = route.metadata;
+  const sandboxId = sandboxIdOf(meta, 'route');
+  if (sandboxId === undefined || meta === undefined) return undefined;
+  let state: RouteFacts['state'] = 'accepted';
+  let why: RouteCondition | undefined;
+  for (const parent of parents) {
+    const answer = route.status?.parents?.find(
+      (p) =>
+        p.parentRef?.name === parent.name &&
+        (p.parentRef.namespace ?? meta.namespace) === parent.namespace &&
+        (parent.sectionName === undefined || p.parentRef.sectionName === parent.sectionName),
+    );
+    const refused = answer?.conditions?.find((c) => (c.type === 'Accepted' || c.type === 'ResolvedRefs') && c.status === 'False');
+    if (refused) {
+      state = 'refused';
+      why = {
+        reason: refused.reason,
+        message:
+          refused.message ||
+          `Gateway ${parent.namespace}/${parent.name} refused the sandbox's HTTPRoute (${refused.type} ${refused.reason ?? ''})`.trim(),
+      };
+      break;
+    }
+    const ok = ['Accepted', 'ResolvedRefs'].every((t) => answer?.conditions?.some((c) => c.type === t && c.status === 'True'));
+    if (!ok && state === 'accepted') {
+      state = 'pending';
+      why = { reason: 'RoutePending', message: `waiting for Gateway ${parent.namespace}/${parent.name} to accept the sandbox's HTTPRoute` };
+    }
+  }
+  return {
+    sandboxId,
+    uid: meta.uid ?? '',
+    resourceVersion: meta.resourceVersion ?? '',
+    ownerUid: meta.ownerReferences?.find((o) => o.kind === 'Pod')?.uid,
+    createdAt: time(meta.creationTimestamp) ?? 0,
+    state,
+    reason: why?.reason,
+    message: why?.message,
+  };
 }
 
 export function slimPod(pod: RawPod): PodFacts | undefined {
@@ -307,6 +375,10 @@ export type SandboxRecord = {
   imageReadyAt: number | undefined;
   startedAt: number | undefined;
   readyAt: number | undefined;
+  /** Gateway mode: its HTTPRoute exists, the pod that owns it, and whether its gateway refused it. */
+  hasRoute: boolean;
+  routeOwnerUid: string | undefined;
+  routeRefused: boolean;
 };
 
 /**
@@ -319,8 +391,9 @@ export function joinRecord(
   pod: PodFacts | undefined,
   svc: ServiceFacts | undefined,
   images?: ImageFacts,
+  gateway?: { route: RouteFacts | undefined },
 ): SandboxRecord | undefined {
-  if (pod === undefined && svc === undefined) return undefined;
+  if (pod === undefined && svc === undefined && gateway?.route === undefined) return undefined;
   const image = images && pod && images.podUid === pod.uid ? images : undefined;
   let d = deriveStatus(pod, svc);
   if (
@@ -329,6 +402,8 @@ export function joinRecord(
     (d.reason === undefined || d.reason === 'ContainerCreating' || d.reason === 'PodInitializing')
   )
     d = { ...d, reason: 'PullingImage', message: image.pulling };
+  const route = gateway?.route;
+  if (gateway && pod && !pod.deleting) d = withRoute(d, route);
   return {
     sandboxId: id,
     threadId: pod?.threadId,
@@ -340,7 +415,7 @@ export function joinRecord(
     podIP: pod?.podIP,
     nodePort: svc?.nodePort,
     clusterIP: svc?.clusterIP,
-    createdAt: Math.min(pod?.createdAt ?? Infinity, svc?.createdAt ?? Infinity),
+    createdAt: Math.min(pod?.createdAt ?? Infinity, svc?.createdAt ?? Infinity, gateway?.route?.createdAt ?? Infinity),
     deleting: (pod?.deleting ?? false) || (svc?.deleting ?? false),
     lastTransitionAt: pod?.transitionAt,
     lastActivity: pod?.lastActivity,
@@ -355,7 +430,24 @@ export function joinRecord(
     imageReadyAt: image?.readyAt,
     startedAt: pod?.startedAt,
     readyAt: pod?.ready === 'True' ? pod.readyAt : undefined,
+    hasRoute: route !== undefined,
+    routeOwnerUid: route?.ownerUid,
+    routeRefused: route?.state === 'refused',
   };
+}
+
+/**
+ * Gateway mode: a sandbox is Running only when its pod is Ready and its route accepted. A route its
+ * gateway refused says why (the gateway's reason and message) whatever the pod does: it will not be
+ * reachable until someone changes the route or the gateway; never a silent 404.
+ */
+function withRoute(d: Derived, route: RouteFacts | undefined): Derived {
+  if (d.status === 'Succeeded' || d.status === 'Failed' || d.status === 'Unknown') return d;
+  if (route?.state === 'refused') return { status: 'Pending', reason: route.reason, message: route.message };
+  if (d.status !== 'Running') return d;
+  if (route === undefined) return { status: 'Pending', reason: 'RouteMissing', message: "the sandbox's HTTPRoute does not exist" };
+  if (route.state === 'pending') return { status: 'Pending', reason: route.reason, message: route.message };
+  return d;
 }
 
 export const sameRecord = (a: SandboxRecord | undefined, b: SandboxRecord | undefined): boolean =>
@@ -370,4 +462,5 @@ export const settled = (r: SandboxRecord | undefined): boolean =>
   r.status === 'Running' ||
   r.status === 'Succeeded' ||
   r.status === 'Failed' ||
+  r.routeRefused ||
   (r.reason !== undefined && STUCK_REASONS.has(r.reason));

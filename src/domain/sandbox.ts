@@ -48,6 +48,16 @@ export const namespacePath = (ns: string): string => `/api/v1/namespaces/${encod
 export const podsPath = (ns: string): string => `${namespacePath(ns)}/pods`;
 export const servicesPath = (ns: string): string => `${namespacePath(ns)}/services`;
 export const eventsPath = (ns: string): string => `${namespacePath(ns)}/events`;
+
+// ---- Gateway API (SANDBOX_URL_MODE=gateway): one HTTPRoute per sandbox ----
+
+export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
+export const GATEWAY_API = `/apis/${GATEWAY_GROUP}/v1`;
+export const routeName = (id: string): string => `sandbox-${id}`;
+export const routesPath = (ns: string): string => `${GATEWAY_API}/namespaces/${encodeURIComponent(ns)}/httproutes`;
+export const routePath = (ns: string, id: string): string => `${routesPath(ns)}/${routeName(id)}`;
+/** A Gateway a route attaches to: `namespace/name[/sectionName]` (GATEWAY_PARENT_REFS). */
+export type ParentRef = { namespace: string; name: string; sectionName?: string };
 export const podPath = (ns: string, id: string): string => `${podsPath(ns)}/${podName(id)}`;
 export const servicePath = (ns: string, id: string): string => `${servicesPath(ns)}/${serviceName(id)}`;
 

@@ -1,7 +1,10 @@
 // The errors of the Kubernetes transport, as this project's own types (client-node's are not used), and
 // the few questions every caller asks of them.
 
-export class KubeconfigError extends Error {}
+/** The cluster (or the kubeconfig) lacks what this configuration needs: the service cannot start. */
+export class StartupError extends Error {}
+
+export class KubeconfigError extends StartupError {}
 
 /** DeleteOptions for every delete here: dependents (a pod's service) are collected in the background. */
 export const DELETE_IN_BACKGROUND = { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Background' } as const;

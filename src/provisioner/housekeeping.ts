@@ -3,12 +3,14 @@
 // (the preflight), and reconcile half-made sandboxes. Each result is a readiness check for /readyz.
 
 import type { Config } from '../config.ts';
+import { GATEWAY_API } from '../domain/sandbox.ts';
 import type { Kube } from '../kube/client.ts';
+import { isForbidden, isNotFound, StartupError } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { NodeImages } from '../watch/nodes.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
-import { reviewPermissions } from './permissions.ts';
+import { needsFor, reviewPermissions } from './permissions.ts';
 import { preflight } from './preflight.ts';
 import { reconcile } from './reconciler.ts';
 import { NamespaceError, type SandboxWriter } from './writer.ts';
@@ -35,6 +37,7 @@ export class Housekeeping {
   #preflight: Check = { name: 'preflight', ok: true, detail: 'not run yet' };
   #permissions: Check = { name: 'permissions', ok: true, detail: 'not checked yet' };
   #first: Promise<void> | undefined;
+  #gateways: Check | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = new AbortController();
 
@@ -44,6 +47,7 @@ export class Housekeeping {
 
   /** Start-up: the namespace (waited for at most 10 s), then permissions; the first round and the period run in the background. */
   async start(): Promise<void> {
+    if (this.#deps.config.gateway) await this.#checkGatewayApi();
     await Promise.race([this.#ensureNamespace(), new Promise((r) => setTimeout(r, NAMESPACE_WAIT_MS).unref())]);
     await this.#checkPermissions();
   }
@@ -61,7 +65,45 @@ export class Housekeeping {
   }
 
   checks(): Check[] {
-    return [this.#preflight, this.#permissions, ...this.#images()];
+    return [this.#preflight, this.#permissions, ...this.#images(), ...(this.#gateways ? [this.#gateways] : [])];
+  }
+
+  /** Gateway mode needs the Gateway API's HTTPRoute (v1, standard channel): without it, no start. */
+  async #checkGatewayApi(): Promise<void> {
+    const res = await this.#deps.kube
+      .request('GET', GATEWAY_API)
+      .catch((err: unknown) => (isNotFound(err) ? undefined : Promise.reject(err)));
+    const kinds = (res?.body as { resources?: { name?: string }[] } | undefined)?.resources?.map((r) => r.name) ?? [];
+    if (!kinds.includes('httproutes')) {
+      throw new StartupError(
+        `SANDBOX_URL_MODE=gateway needs the Gateway API's HTTPRoute (${GATEWAY_API}, standard channel), which this cluster does not serve: install the CRDs (kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml) and a Gateway API implementation`,
+      );
+    }
+  }
+
+  /** The Gateways of GATEWAY_PARENT_REFS exist and are programmed (when this identity may read them). */
+  async #checkGateways(): Promise<void> {
+    const { config, kube } = this.#deps;
+    if (!config.gateway) return;
+    const problems: string[] = [];
+    for (const p of config.gateway.parentRefs) {
+      try {
+        const res = await kube.request('GET', `${GATEWAY_API}/namespaces/${p.namespace}/gateways/${p.name}`);
+        const conditions =
+          (res.body as { status?: { conditions?: { type?: string; status?: string; message?: string }[] } }).status?.conditions ?? [];
+        const programmed = conditions.find((c) => c.type === 'Programmed');
+        if (programmed?.status === 'False')
+          problems.push(`Gateway ${p.namespace}/${p.name} is not programmed: ${programmed.message ?? ''}`);
+      } catch (err) {
+        if (isForbidden(err)) return; // not allowed to look: route statuses still tell
+        problems.push(
+          isNotFound(err)
+            ? `Gateway ${p.namespace}/${p.name} (GATEWAY_PARENT_REFS) does not exist: no sandbox route will be accepted`
+            : String(err),
+        );
+      }
+    }
+    this.#gateways = { name: 'gateways', ok: problems.length === 0, ...(problems.length ? { detail: problems.join('; ') } : {}) };
   }
 
   /** Nodes without the sandbox image: the first sandbox on each waits for its pull (minutes for the AIO image). */
@@ -109,7 +151,7 @@ export class Housekeeping {
   /** What this identity may do: features whose verb is missing degrade, said once in the log and in /readyz. */
   async #checkPermissions(): Promise<void> {
     const { kube, writer, log, config } = this.#deps;
-    const permissions = await reviewPermissions(kube, config.namespace);
+    const permissions = await reviewPermissions(kube, config.namespace, needsFor(config.gateway !== undefined));
     writer.usePermissions(permissions);
     const detail = permissions.known
       ? permissions.describe()
@@ -122,6 +164,7 @@ export class Housekeeping {
     const { config, view, writer, log, metrics } = this.#deps;
     try {
       await this.#checkPermissions();
+      await this.#checkGateways();
       const refused = await preflight(writer, config);
       this.#preflight = { name: 'preflight', ok: refused === undefined, ...(refused ? { detail: refused } : {}) };
       if (refused) log.error({ namespace: config.namespace }, refused);

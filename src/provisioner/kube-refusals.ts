@@ -7,7 +7,7 @@
 import { HttpError, type ErrorCode } from '../http/errors.ts';
 import { KubeApiError, KubeUnavailableError } from '../kube/errors.ts';
 
-export type KubeTarget = 'pod' | 'service' | 'namespace' | 'sandbox';
+export type KubeTarget = 'pod' | 'service' | 'route' | 'namespace' | 'sandbox';
 
 const QUOTA_RETRY_SECONDS = 30;
 const UNAVAILABLE_RETRY_SECONDS = 5;

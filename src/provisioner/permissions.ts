@@ -4,57 +4,74 @@
 
 import type { Kube } from '../kube/client.ts';
 
-/** Each verb the provisioner uses, by feature. `essential`: without it the feature is an error, not degraded. */
-export const NEEDS: readonly { verb: string; resource: string; feature: string; essential: boolean }[] = [
-  { verb: 'list', resource: 'pods', feature: 'the sandbox view (list and watch)', essential: true },
-  { verb: 'watch', resource: 'pods', feature: 'the sandbox view (list and watch)', essential: true },
-  { verb: 'list', resource: 'services', feature: 'the sandbox view (list and watch)', essential: true },
-  { verb: 'watch', resource: 'services', feature: 'the sandbox view (list and watch)', essential: true },
-  { verb: 'create', resource: 'pods', feature: 'creates (and the admission preflight, a dry run)', essential: true },
-  { verb: 'create', resource: 'services', feature: 'creates (and the admission preflight, a dry run)', essential: true },
-  { verb: 'get', resource: 'pods', feature: 'creates racing another replica, expiry retries', essential: true },
-  { verb: 'get', resource: 'services', feature: 'creates racing another replica', essential: true },
-  { verb: 'delete', resource: 'pods', feature: 'deletes, expiry and the orphan reconciler', essential: true },
-  { verb: 'delete', resource: 'services', feature: 'deletes, expiry and the orphan reconciler', essential: true },
-  {
-    verb: 'patch',
-    resource: 'pods',
-    feature: 'activity and keepalive written to the pod (without it they are kept in memory: lost on restart, not shared by replicas)',
-    essential: false,
-  },
-  {
-    verb: 'patch',
-    resource: 'services',
-    feature: 'the service owned by its pod (without it the reconciler alone removes a service whose pod is gone)',
-    essential: false,
-  },
-  ...(['list', 'watch'] as const).map((verb) => ({
-    verb,
-    resource: 'events' as const,
-    feature: 'image pulls in answers (reason PullingImage with kubelet’s message, timings.image_ready_s)',
-    essential: false as const,
-  })),
-  ...(['list', 'watch'] as const).map((verb) => ({
-    verb,
-    resource: 'nodes' as const,
-    feature:
-      'how many nodes lack the sandbox image, in /readyz, metrics and the dashboard (a ClusterRole: deploy/components/image-prepull)',
-    essential: false as const,
-  })),
+/** A verb the provisioner uses, by feature. `essential`: without it the feature is an error, not degraded. */
+export type Need = { verb: string; resource: string; group: string; feature: string; essential: boolean };
+
+const core = (verbs: string[], resource: string, feature: string, essential: boolean): Need[] =>
+  verbs.map((verb) => ({ verb, resource, group: '', feature, essential }));
+
+/** Every deployment's needs. */
+const NEEDS: readonly Need[] = [
+  ...core(['list', 'watch'], 'pods', 'the sandbox view (list and watch)', true),
+  ...core(['list', 'watch'], 'services', 'the sandbox view (list and watch)', true),
+  ...core(['create'], 'pods', 'creates (and the admission preflight, a dry run)', true),
+  ...core(['create'], 'services', 'creates (and the admission preflight, a dry run)', true),
+  ...core(['get'], 'pods', 'creates racing another replica, expiry retries', true),
+  ...core(['get'], 'services', 'creates racing another replica', true),
+  ...core(['delete'], 'pods', 'deletes, expiry and the orphan reconciler', true),
+  ...core(['delete'], 'services', 'deletes, expiry and the orphan reconciler', true),
+  ...core(
+    ['patch'],
+    'pods',
+    'activity and keepalive written to the pod (without it they are kept in memory: lost on restart, not shared by replicas)',
+    false,
+  ),
+  ...core(
+    ['patch'],
+    'services',
+    'the service owned by its pod (without it the reconciler alone removes a service whose pod is gone)',
+    false,
+  ),
+  ...core(['list', 'watch'], 'events', 'image pulls in answers (reason PullingImage with kubelet’s message, timings.image_ready_s)', false),
+  ...core(
+    ['list', 'watch'],
+    'nodes',
+    'how many nodes lack the sandbox image, in /readyz, metrics and the dashboard (a ClusterRole: deploy/components/image-prepull)',
+    false,
+  ),
 ];
 
-export type Need = (typeof NEEDS)[number];
+/** SANDBOX_URL_MODE=gateway: the sandboxes' HTTPRoutes, and a look at the Gateways they attach to. */
+const GATEWAY_NEEDS: readonly Need[] = [
+  ...['create', 'delete', 'get', 'list', 'watch', 'patch'].map((verb) => ({
+    verb,
+    resource: 'httproutes',
+    group: 'gateway.networking.k8s.io',
+    feature: 'gateway mode (one HTTPRoute per sandbox: deploy/components/gateway)',
+    essential: true,
+  })),
+  {
+    verb: 'get',
+    resource: 'gateways',
+    group: 'gateway.networking.k8s.io',
+    feature: '/readyz saying when a Gateway of GATEWAY_PARENT_REFS does not exist (deploy/components/gateway)',
+    essential: false,
+  },
+];
+
+/** What this deployment uses: every deployment's needs, and the gateway's in gateway mode. */
+export const needsFor = (gateway: boolean): readonly Need[] => (gateway ? [...NEEDS, ...GATEWAY_NEEDS] : NEEDS);
 
 /** The Role rule (or, for cluster-scoped nodes, the ClusterRole rule) that grants a need. */
 const ruleFor = (n: Need): string =>
-  `add to the ${n.resource === 'nodes' ? 'ClusterRole' : 'Role'}: {apiGroups: [""], resources: ["${n.resource}"], verbs: ["${n.verb}"]}`;
+  `add to the ${n.resource === 'nodes' ? 'ClusterRole' : 'Role'}: {apiGroups: ["${n.group}"], resources: ["${n.resource}"], verbs: ["${n.verb}"]}`;
 
 type Rule = { verbs?: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[] };
 
-const covers = (rule: Rule, verb: string, resource: string): boolean =>
-  (rule.verbs ?? []).some((v) => v === verb || v === '*') &&
-  (rule.apiGroups ?? []).some((g) => g === '' || g === '*') &&
-  (rule.resources ?? []).some((r) => r === resource || r === '*') &&
+const covers = (rule: Rule, n: Need): boolean =>
+  (rule.verbs ?? []).some((v) => v === n.verb || v === '*') &&
+  (rule.apiGroups ?? []).some((g) => g === n.group || g === '*') &&
+  (rule.resources ?? []).some((r) => r === n.resource || r === '*') &&
   (rule.resourceNames ?? []).length === 0;
 
 export class Permissions {
@@ -62,9 +79,9 @@ export class Permissions {
   readonly missing: readonly Need[];
   readonly known: boolean;
 
-  constructor(rules: Rule[] | undefined) {
+  constructor(rules: Rule[] | undefined, needs: readonly Need[] = NEEDS) {
     this.known = rules !== undefined;
-    this.missing = rules === undefined ? [] : NEEDS.filter((n) => !rules.some((r) => covers(r, n.verb, n.resource)));
+    this.missing = rules === undefined ? [] : needs.filter((n) => !rules.some((r) => covers(r, n)));
   }
 
   can(verb: string, resource: string): boolean {
@@ -85,7 +102,7 @@ export class Permissions {
  * authorizer than RBAC) may leave out what is allowed, so each verb it lacks is then asked on its own
  * (SelfSubjectAccessReview). An unknown answer permits everything: requests are tried, as before.
  */
-export async function reviewPermissions(kube: Kube, namespace: string): Promise<Permissions> {
+export async function reviewPermissions(kube: Kube, namespace: string, needs: readonly Need[] = NEEDS): Promise<Permissions> {
   try {
     const res = await kube.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews', {
       body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace } },
@@ -93,7 +110,7 @@ export async function reviewPermissions(kube: Kube, namespace: string): Promise<
     const status = (res.body as { status?: { resourceRules?: Rule[]; incomplete?: boolean } }).status;
     const rules = [...(status?.resourceRules ?? [])];
     if (status?.incomplete) {
-      for (const need of new Permissions(rules).missing) {
+      for (const need of new Permissions(rules, needs).missing) {
         const review = await kube.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews', {
           body: {
             apiVersion: 'authorization.k8s.io/v1',
@@ -102,18 +119,18 @@ export async function reviewPermissions(kube: Kube, namespace: string): Promise<
               resourceAttributes: {
                 ...(need.resource === 'nodes' ? {} : { namespace }),
                 verb: need.verb,
-                group: '',
+                group: need.group,
                 resource: need.resource,
               },
             },
           },
         });
         if ((review.body as { status?: { allowed?: boolean } }).status?.allowed)
-          rules.push({ verbs: [need.verb], apiGroups: [''], resources: [need.resource] });
+          rules.push({ verbs: [need.verb], apiGroups: [need.group], resources: [need.resource] });
       }
     }
-    return new Permissions(rules);
+    return new Permissions(rules, needs);
   } catch {
-    return new Permissions(undefined);
+    return new Permissions(undefined, needs);
   }
 }

@@ -22,7 +22,10 @@ import {
   LABEL_MANAGED_BY,
   LABEL_SANDBOX_ID,
   MANAGED_BY,
+  capabilityPath,
+  GATEWAY_GROUP,
   podName,
+  routeName,
   SANDBOX_CONTAINER,
   serviceName,
 } from '../domain/sandbox.ts';
@@ -265,4 +268,33 @@ export function buildService(config: Config, id: string, owner?: { name: string;
 export function builtinMountPaths(config: Config): string[] {
   const skills = config.storage.skills.source === 'views' ? SKILLS_VIEWS.map((v) => v.mountPath) : [SKILLS_PATH];
   return [...skills, USER_DATA_PATH];
+}
+
+/**
+ * Gateway mode: the sandbox's HTTPRoute (Gateway API v1, standard channel). Requests under
+ * `/s/<id>.<capability>` are sent to the sandbox's Service with that prefix replaced by `/`, as the
+ * built-in proxy does in proxy mode; anything else is the gateway's 404. Owned by the pod, so it goes
+ * with it (and a sandbox made again gets a new path).
+ */
+export function buildRoute(config: Config, id: string, token: string, owner: { name: string; uid: string }) {
+  return {
+    apiVersion: `${GATEWAY_GROUP}/v1`,
+    kind: 'HTTPRoute',
+    metadata: {
+      name: routeName(id),
+      namespace: config.namespace,
+      labels: sandboxLabels(id),
+      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: owner.name, uid: owner.uid, blockOwnerDeletion: false }],
+    },
+    spec: {
+      parentRefs: (config.gateway?.parentRefs ?? []).map((p) => ({ group: GATEWAY_GROUP, kind: 'Gateway', ...p })),
+      rules: [
+        {
+          matches: [{ path: { type: 'PathPrefix', value: capabilityPath(id, token) } }],
+          filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }],
+          backendRefs: [{ name: serviceName(id), port: config.sandbox.port }],
+        },
+      ],
+    },
+  };
 }

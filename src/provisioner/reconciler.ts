@@ -6,10 +6,17 @@
 
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
+import type { SandboxRecord } from '../domain/record.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { SandboxWriter } from './writer.ts';
 
-export type ReconcileResult = { removedServices: string[]; removedPods: string[]; ownersSet: string[] };
+export type ReconcileResult = {
+  removedServices: string[];
+  removedPods: string[];
+  ownersSet: string[];
+  routesMended: string[];
+  removedRoutes: string[];
+};
 
 export async function reconcile(deps: {
   config: Config;
@@ -20,9 +27,10 @@ export async function reconcile(deps: {
 }): Promise<ReconcileResult> {
   const { config, view, writer, log } = deps;
   const now = deps.now?.() ?? Date.now();
-  const result: ReconcileResult = { removedServices: [], removedPods: [], ownersSet: [] };
+  const result: ReconcileResult = { removedServices: [], removedPods: [], ownersSet: [], routesMended: [], removedRoutes: [] };
   for (const r of view.list()) {
     if (r.deleting || writer.busy(r.sandboxId) || now - r.createdAt < config.reconcile.graceMs) continue;
+    if (config.gateway && (await mendRoute(r, writer, result))) continue;
     if (r.hasPod && r.hasService && r.podUid !== undefined && r.serviceOwnerUid !== r.podUid) {
       if (await writer.setOwner(r.sandboxId, r.podUid)) result.ownersSet.push(r.sandboxId);
       continue;
@@ -36,4 +44,24 @@ export async function reconcile(deps: {
     );
   }
   return result;
+}
+
+/**
+ * Gateway mode: a route whose pod is gone is removed (the garbage collector does it too, when the
+ * route was owned); a sandbox without its route, or with one made for an earlier pod, gets its own.
+ */
+async function mendRoute(
+  r: SandboxRecord,
+  writer: Pick<SandboxWriter, 'ensureRoute' | 'removeObject'>,
+  result: ReconcileResult,
+): Promise<boolean> {
+  if (!r.hasPod && r.hasRoute) {
+    if (await writer.removeObject(r.sandboxId, 'route')) result.removedRoutes.push(r.sandboxId);
+    return !r.hasService;
+  }
+  if (r.hasPod && r.hasService && r.podUid !== undefined && (!r.hasRoute || r.routeOwnerUid !== r.podUid)) {
+    if (await writer.ensureRoute(r.sandboxId, r.podUid)) result.routesMended.push(r.sandboxId);
+    return true;
+  }
+  return false;
 }

@@ -4,8 +4,29 @@
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
-import { joinRecord, slimPod, slimService, type RawPod, type RawService, type SandboxRecord } from '../domain/record.ts';
-import { namespacePath, podName, podPath, podsPath, serviceName, servicePath, servicesPath } from '../domain/sandbox.ts';
+import {
+  joinRecord,
+  slimPod,
+  slimRoute,
+  slimService,
+  type RawPod,
+  type RawRoute,
+  type RawService,
+  type SandboxRecord,
+} from '../domain/record.ts';
+import {
+  namespacePath,
+  podName,
+  podPath,
+  podsPath,
+  routeName,
+  routePath,
+  routesPath,
+  serviceName,
+  servicePath,
+  servicesPath,
+} from '../domain/sandbox.ts';
+import type { Capabilities } from '../http/capability.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
 import type { Kube } from '../kube/client.ts';
 import { DELETE_IN_BACKGROUND, isAlreadyExists, isConflict, isForbidden, isNotFound } from '../kube/errors.ts';
@@ -14,10 +35,19 @@ import type { SandboxView } from '../watch/sandbox-view.ts';
 import { Gate } from './gate.ts';
 import { fromKube, type KubeTarget } from './kube-refusals.ts';
 import { Permissions } from './permissions.ts';
-import { buildPod, buildService } from './pod-spec.ts';
+import { buildPod, buildRoute, buildService } from './pod-spec.ts';
 import type { SandboxRequest } from '../domain/request.ts';
 
-export type WriterDeps = { config: Config; kube: Kube; view: SandboxView; log: Logger; now?: () => number; gate?: Gate };
+export type WriterDeps = {
+  config: Config;
+  kube: Kube;
+  view: SandboxView;
+  log: Logger;
+  now?: () => number;
+  gate?: Gate;
+  /** Gateway mode: signs the capability each route's path carries. */
+  capabilities?: Capabilities;
+};
 
 /** The namespace could not be made ready; `final` when retrying cannot help (not allowed to create it). */
 export class NamespaceError extends Error {
@@ -42,6 +72,7 @@ export class SandboxWriter {
   #ns: string;
   #inflight = new Map<string, Promise<{ record: SandboxRecord; madePod: boolean }>>();
   #permissions = new Permissions(undefined);
+  #capabilities: Capabilities | undefined;
 
   constructor(deps: WriterDeps) {
     this.#config = deps.config;
@@ -52,6 +83,7 @@ export class SandboxWriter {
     const l = deps.config.limits;
     this.#gate = deps.gate ?? new Gate(l.maxConcurrentCreates, l.queueSize, l.queueTimeoutMs);
     this.#ns = deps.config.namespace;
+    this.#capabilities = deps.capabilities;
   }
 
   /** True while this process is creating that sandbox (the reconciler leaves it alone). */
@@ -111,10 +143,45 @@ export class SandboxWriter {
       await this.#view.waitFor(id, (r) => r === undefined || !r.deleting, deadline - Date.now());
       if (this.#view.get(id)?.deleting) throw deleting(id);
     }
-    // Pod and service are created at once (a create costs the slower of the two, not their sum). If one
-    // is refused, the other is removed if this call made it, and the answer names the refused one.
+    const { pod, madePod, service } = await this.#createPodAndService(req);
+    const podUid = pod.metadata?.uid;
+    const route = this.#config.gateway
+      ? await this.#createRoute(id, podUid, madePod ? [podPath(this.#ns, id), podName(id)] : undefined)
+      : undefined;
+    const podFacts = slimPod(pod);
+    let serviceFacts = slimService(service);
+    if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
+      // The API server allocates node ports in the create call; this is only a safety net.
+      const seen = await this.#view.waitFor(id, (r) => r?.nodePort !== undefined, deadline - Date.now());
+      if (seen?.nodePort === undefined)
+        throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
+      serviceFacts = serviceFacts && { ...serviceFacts, nodePort: seen.nodePort };
+    }
+    const record = joinRecord(
+      id,
+      podFacts,
+      serviceFacts,
+      undefined,
+      this.#config.gateway ? { route: route && slimRoute(route, this.#config.gateway.parentRefs) } : undefined,
+    );
+    if (record === undefined) throw new HttpError('internal_error', `Sandbox '${id}' objects could not be read back`);
+    this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
+    // Read-your-writes: answer once this replica's view holds every object (the watch lags the API by
+    // about a millisecond), so a status query or event stream right after the create finds the sandbox.
+    const holds = (r: SandboxRecord | undefined): boolean =>
+      r !== undefined && r.podUid === record.podUid && r.hasService && (!this.#config.gateway || r.hasRoute);
+    const seen = await this.#view.waitFor(id, holds, Math.min(2000, Math.max(0, deadline - Date.now())));
+    return { record: seen && holds(seen) ? seen : record, madePod };
+  }
+
+  /**
+   * Pod and service are created at once (a create costs the slower of the two, not their sum). If one
+   * is refused, the other is removed if this call made it, and the answer names the refused one.
+   */
+  async #createPodAndService(req: SandboxRequest): Promise<{ pod: RawPod & V1Pod; madePod: boolean; service: RawService }> {
+    const id = req.sandboxId;
     const [podResult, serviceResult] = await Promise.allSettled([
-      this.#createOrRead<RawPod>(podsPath(this.#ns), buildPod(this.#config, req, this.#now()), podName(id), 'pod'),
+      this.#createOrRead<RawPod & V1Pod>(podsPath(this.#ns), buildPod(this.#config, req, this.#now()), podName(id), 'pod'),
       this.#createOrRead<RawService>(servicesPath(this.#ns), buildService(this.#config, id), serviceName(id), 'service'),
     ]);
     if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {
@@ -126,28 +193,49 @@ export class SandboxWriter {
       throw answer;
     }
     const pod = podResult.value.object;
-    const madePod = podResult.value.made;
-    if ((pod as V1Pod).metadata?.deletionTimestamp) throw deleting(id);
+    if (pod.metadata?.deletionTimestamp) throw deleting(id);
     // The service is owned by its pod, so the garbage collector removes it with the pod. Set after both
     // exist (the pod's uid is known only then), off the answer's path; the reconciler covers a crash here.
-    if (serviceResult.value.made) void this.setOwner(id, (pod as V1Pod).metadata?.uid);
-    const podFacts = slimPod(pod);
-    let serviceFacts = slimService(serviceResult.value.object);
-    if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
-      // The API server allocates node ports in the create call; this is only a safety net.
-      const seen = await this.#view.waitFor(id, (r) => r?.nodePort !== undefined, deadline - Date.now());
-      if (seen?.nodePort === undefined)
-        throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
-      serviceFacts = serviceFacts && { ...serviceFacts, nodePort: seen.nodePort };
+    if (serviceResult.value.made) void this.setOwner(id, pod.metadata?.uid);
+    return { pod, madePod: podResult.value.made, service: serviceResult.value.object };
+  }
+
+  /**
+   * Gateway mode: the sandbox's HTTPRoute, on the path of its capability (bound to the pod's uid) and
+   * owned by the pod. A route left by an earlier pod of this id is brought to this pod. A refused route
+   * removes the pod (when this call made it; the service goes with it) and answers the refusal.
+   */
+  async #createRoute(id: string, podUid: string | undefined, madePod: [string, string] | undefined): Promise<RawRoute> {
+    const gateway = this.#config.gateway;
+    if (!gateway || !podUid || !this.#capabilities) throw new HttpError('internal_error', `Sandbox '${id}': no pod uid for its route`);
+    const body = buildRoute(this.#config, id, this.#capabilities.sign(id, podUid), { name: podName(id), uid: podUid });
+    try {
+      const { object, made } = await this.#createOrRead<RawRoute>(routesPath(this.#ns), body, routeName(id), 'route');
+      if (made || object.metadata?.ownerReferences?.[0]?.uid === podUid) return object;
+      const patched = await this.#kube.request('PATCH', routePath(this.#ns, id), {
+        body: { metadata: { ownerReferences: body.metadata.ownerReferences }, spec: body.spec },
+        contentType: MERGE_PATCH,
+      });
+      return patched.body as RawRoute;
+    } catch (err) {
+      const answer = fromKube(err, 'route', `create route ${routeName(id)}`);
+      if (madePod) {
+        await this.#rollback(madePod[0], madePod[1], answer.message);
+        await this.#rollback(servicePath(this.#ns, id), serviceName(id), answer.message);
+      }
+      throw answer;
     }
-    const record = joinRecord(id, podFacts, serviceFacts);
-    if (record === undefined) throw new HttpError('internal_error', `Sandbox '${id}' objects could not be read back`);
-    this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
-    // Read-your-writes: answer once this replica's view holds both objects (the watch lags the API by
-    // about a millisecond), so a status query or event stream right after the create finds the sandbox.
-    const holds = (r: SandboxRecord | undefined): boolean => r !== undefined && r.podUid === record.podUid && r.hasService;
-    const seen = await this.#view.waitFor(id, holds, Math.min(2000, Math.max(0, deadline - Date.now())));
-    return { record: seen && holds(seen) ? seen : record, madePod };
+  }
+
+  /** Gateway mode: the route of a sandbox whose pod and service exist (the reconciler mends a crash between them). */
+  async ensureRoute(id: string, podUid: string): Promise<boolean> {
+    try {
+      await this.#createRoute(id, podUid, undefined);
+      return true;
+    } catch (err) {
+      this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not create the sandbox route (the reconciler will retry)');
+      return false;
+    }
   }
 
   /** Creates an object, or reads the existing one on AlreadyExists (another request or replica made it). */
@@ -196,11 +284,9 @@ export class SandboxWriter {
   /** Deletes the service and the pod; true when something was deleted. A missing sandbox is not an error (the reference answers 200). */
   async delete(id: string): Promise<boolean> {
     const options = { body: DELETE_IN_BACKGROUND };
-    const targets = ['service', 'pod'] as const;
-    const results = await Promise.allSettled([
-      this.#kube.request('DELETE', servicePath(this.#ns, id), options),
-      this.#kube.request('DELETE', podPath(this.#ns, id), options),
-    ]);
+    const targets = ['service', 'pod', ...(this.#config.gateway ? (['route'] as const) : [])] as const;
+    const paths = { service: servicePath(this.#ns, id), pod: podPath(this.#ns, id), route: routePath(this.#ns, id) };
+    const results = await Promise.allSettled(targets.map((t) => this.#kube.request('DELETE', paths[t], options)));
     for (const [i, r] of results.entries()) {
       if (r.status === 'rejected' && !isNotFound(r.reason))
         throw fromKube(r.reason, targets[i] ?? 'sandbox', `delete ${targets[i]} of sandbox ${id}`);
@@ -243,11 +329,10 @@ export class SandboxWriter {
   }
 
   /** Deletes one object of a sandbox (an orphan the reconciler found, an expired pod's service); true when it was there. */
-  async removeObject(id: string, kind: 'pod' | 'service'): Promise<boolean> {
+  async removeObject(id: string, kind: 'pod' | 'service' | 'route'): Promise<boolean> {
+    const path = kind === 'pod' ? podPath(this.#ns, id) : kind === 'service' ? servicePath(this.#ns, id) : routePath(this.#ns, id);
     try {
-      await this.#kube.request('DELETE', kind === 'pod' ? podPath(this.#ns, id) : servicePath(this.#ns, id), {
-        body: DELETE_IN_BACKGROUND,
-      });
+      await this.#kube.request('DELETE', path, { body: DELETE_IN_BACKGROUND });
       return true;
     } catch (err) {
       if (!isNotFound(err))

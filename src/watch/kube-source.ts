@@ -2,8 +2,8 @@
 // both the list and the watch, lists are paged, watches ask for bookmarks and end server-side after a
 // jittered few minutes (so connections are recycled and load balancers never cut them silently).
 
-import type { RawEvent, RawPod, RawService } from '../domain/record.ts';
-import { eventsPath, podsPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
+import type { RawEvent, RawPod, RawRoute, RawService } from '../domain/record.ts';
+import { eventsPath, podsPath, routesPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
 import type { Kube } from '../kube/client.ts';
 import { KubeApiError } from '../kube/errors.ts';
 import type { RawNode } from './nodes.ts';
@@ -57,6 +57,12 @@ export function kubeSources(client: Kube, namespace: string, random: () => numbe
     listEvents: list<RawEvent>(client, eventsPath(namespace), podEvents),
     watchEvents: watch(client, eventsPath(namespace), podEvents, random),
   };
+}
+
+/** Gateway mode: the sandboxes' HTTPRoutes, by the sandbox labels. */
+export function routeSources(client: Kube, namespace: string, random: () => number = Math.random) {
+  const sandboxes = { labelSelector: SANDBOX_SELECTOR };
+  return { list: list<RawRoute>(client, routesPath(namespace), sandboxes), watch: watch(client, routesPath(namespace), sandboxes, random) };
 }
 
 /** The nodes sandboxes may run on: those with the labels of SANDBOX_NODE_SELECTOR. */

@@ -9,7 +9,10 @@ import {
   slimService,
   imageFacts,
   slimEvent,
+  slimRoute,
   type EventFacts,
+  type RawRoute,
+  type RouteFacts,
   type PodFacts,
   type RawEvent,
   type RawPod,
@@ -17,6 +20,7 @@ import {
   type SandboxRecord,
   type ServiceFacts,
 } from '../domain/record.ts';
+import type { ParentRef } from '../domain/sandbox.ts';
 import { ApiProbe } from './probe.ts';
 import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
 
@@ -41,6 +45,8 @@ export type SandboxViewOptions = {
   watchPods: WatchFn;
   listServices: ListFn<RawService>;
   watchServices: WatchFn;
+  /** Gateway mode: the sandboxes' HTTPRoutes, judged against these parent Gateways. */
+  routes?: { list: ListFn<RawRoute>; watch: WatchFn; parentRefs: readonly ParentRef[] };
   /** kubelet's events of pods (image pulls), watched when `start({ events: true })` says the identity may. */
   listEvents?: ListFn<RawEvent>;
   watchEvents?: WatchFn;
@@ -69,6 +75,8 @@ export class SandboxView {
   #podReflector: Reflector<RawPod, PodFacts>;
   #serviceReflector: Reflector<RawService, ServiceFacts>;
   #eventReflector: Reflector<RawEvent, EventFacts> | undefined;
+  #routes = new Map<string, RouteFacts>();
+  #routeReflector: Reflector<RawRoute, RouteFacts> | undefined;
   #eventsOn = false;
   /** Image events by sandbox id, then by event name. */
   #events = new Map<string, Map<string, EventFacts>>();
@@ -90,7 +98,19 @@ export class SandboxView {
     };
     this.#podReflector = this.#reflector('pods', options.listPods, options.watchPods, slimPod, this.#pods, common);
     this.#serviceReflector = this.#reflector('services', options.listServices, options.watchServices, slimService, this.#services, common);
-    this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced]).then(() => undefined);
+    const routes = options.routes;
+    if (routes)
+      this.#routeReflector = this.#reflector(
+        'httproutes',
+        routes.list,
+        routes.watch,
+        (raw) => slimRoute(raw, routes.parentRefs),
+        this.#routes,
+        common,
+      );
+    this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced, this.#routeReflector?.synced]).then(
+      () => undefined,
+    );
     if (options.listEvents && options.watchEvents)
       this.#eventReflector = this.#eventsReflector(options.listEvents, options.watchEvents, common);
     const reflectors = this.#reflectors.bind(this);
@@ -175,14 +195,25 @@ export class SandboxView {
 
   /** The reflectors running: pods, services, and kubelet's events when watched. */
   #reflectors(): Pick<Reflector<unknown, unknown>, 'name' | 'stats' | 'start' | 'retryNow' | 'interrupt' | 'stop'>[] {
-    return [this.#podReflector, this.#serviceReflector, ...(this.#eventsOn && this.#eventReflector ? [this.#eventReflector] : [])];
+    return [
+      this.#podReflector,
+      this.#serviceReflector,
+      ...(this.#routeReflector ? [this.#routeReflector] : []),
+      ...(this.#eventsOn && this.#eventReflector ? [this.#eventReflector] : []),
+    ];
   }
 
   #refresh(id: string): void {
     const previous = this.#records.get(id);
     const pod = this.#pods.get(id);
     const events = pod && this.#events.get(id);
-    const record = joinRecord(id, pod, this.#services.get(id), events ? imageFacts(pod.uid, events.values()) : undefined);
+    const record = joinRecord(
+      id,
+      pod,
+      this.#services.get(id),
+      events ? imageFacts(pod.uid, events.values()) : undefined,
+      this.#routeReflector ? { route: this.#routes.get(id) } : undefined,
+    );
     if (sameRecord(previous, record)) return;
     if (record === undefined) this.#records.delete(id);
     else this.#records.set(id, record);
@@ -277,7 +308,7 @@ export class SandboxView {
   health(): ViewHealth {
     const now = this.#now();
     const reflectors = this.#reflectors();
-    const synced = this.#podReflector.stats.synced && this.#serviceReflector.stats.synced;
+    const synced = this.#podReflector.stats.synced && this.#serviceReflector.stats.synced && (this.#routeReflector?.stats.synced ?? true);
     const problems: string[] = [];
     for (const r of reflectors) {
       if (!r.stats.synced) problems.push(`${r.name}: initial list not done${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);

@@ -5,13 +5,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import WebSocket from 'ws';
 import { KubeHttp } from '../../tools/cluster/kube-http.ts';
 import {
   admin,
   call,
   captureLogs,
   cluster,
+  echo,
   eventually,
   namespace,
   objectsIn,
@@ -24,20 +24,6 @@ const root = join(import.meta.dirname, '..', '..');
 const KEYS = { old: 'o'.repeat(32), current: 'c'.repeat(32) };
 const closed = { PROVISIONER_API_KEY: 'api-key', PROVISIONER_ALLOW_ANONYMOUS: 'false' };
 const key = { 'x-api-key': 'api-key' };
-
-/** Opens a WebSocket, sends one message and resolves with the echo. */
-function echo(url: string, headers: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
-    ws.once('open', () => ws.send('ping'));
-    ws.once('message', (data) => {
-      resolve(String(data));
-      ws.close();
-    });
-    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-    ws.once('error', reject);
-  });
-}
 
 test('DeerFlow’s client works unchanged through a capability URL (poll, exec, file, SSE, WebSocket); anything else is an unknown sandbox', async (t) => {
   const ns = await namespace(t, 'caps');

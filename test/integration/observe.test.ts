@@ -3,8 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { start } from '../../src/service.ts';
@@ -39,6 +40,61 @@ test('kubectl apply -k deploy/overlays/{dev,production} --dry-run=server passes'
       ])
         assert.match(run.stdout, new RegExp(kind.replace('.', '\\.')));
     }
+  }
+});
+
+test('each overlay with the optional components (gateway, image-prepull, namespace-creator) passes a server-side dry run, in another namespace', async (t) => {
+  const ns = await namespace(t, 'components');
+  const dir = mkdtempSync(join(tmpdir(), 'components-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  for (const overlay of ['dev', 'production']) {
+    // A user's overlay: the project's one, its opt-in components, and a namespace of the user's own.
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        `namespace: ${ns}`,
+        `resources: [${relative(dir, join(root, 'deploy', 'overlays', overlay))}]`,
+        'components:',
+        ...['gateway', 'image-prepull', 'namespace-creator'].map((c) => `  - ${relative(dir, join(root, 'deploy', 'components', c))}`),
+        '',
+      ].join('\n'),
+    );
+    const run = spawnSync(cluster().kubectl, ['--kubeconfig', cluster().kubeconfig, 'apply', '-k', dir, '--dry-run=server', '-o', 'json'], {
+      encoding: 'utf8',
+    });
+    assert.equal(run.status, 0, `${overlay}: ${run.stderr}`);
+    const items = (
+      JSON.parse(run.stdout) as {
+        items: {
+          kind: string;
+          metadata: { name: string; namespace?: string };
+          data?: Record<string, string>;
+          subjects?: { namespace?: string }[];
+        }[];
+      }
+    ).items;
+    const kinds = new Set(items.map((o) => `${o.kind}/${o.metadata.name}`));
+    for (const k of [
+      'Gateway/sandboxes',
+      'Role/sandbox-provisioner-gateway',
+      'DaemonSet/sandbox-image-prepull',
+      'ClusterRole/sandbox-provisioner-nodes',
+    ])
+      assert.ok(kinds.has(k), `${overlay}: ${k}`);
+    const config = items.find((o) => o.kind === 'ConfigMap')?.data ?? {};
+    assert.equal(config['SANDBOX_URL_MODE'], 'gateway');
+    // Nothing stays behind in deer-flow: every namespaced object and every binding's subject is in the user's namespace.
+    for (const o of items) {
+      if (o.metadata.namespace !== undefined) assert.equal(o.metadata.namespace, ns, `${overlay}: ${o.kind}/${o.metadata.name}`);
+      for (const s of o.subjects ?? []) assert.equal(s.namespace, ns, `${overlay}: ${o.kind}/${o.metadata.name} subject`);
+    }
+    // The sandbox image the DaemonSet pulls is the one the provisioner runs.
+    const daemonSet = items.find((o) => o.kind === 'DaemonSet') as unknown as {
+      spec: { template: { spec: { initContainers: { image: string }[] } } };
+    };
+    assert.equal(daemonSet.spec.template.spec.initContainers[0]?.image, config['SANDBOX_IMAGE']);
   }
 });
 

@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import { gateway } from './gateway.ts';
 import { POD_HOST_PORT } from './pod-host.ts';
 import { createPodNetwork, destroyPodNetwork, inPodNetwork, podNetworkAlive, type PodNetwork } from './pod-network.ts';
 
@@ -32,6 +33,8 @@ export type ClusterState = {
   ports: { etcd: number; etcdPeer: number; api: number; controllerManager: number; fakeNodeControl: number };
   /** The pods' network namespace and addresses (pod-network.ts). */
   podNetwork: PodNetwork;
+  /** Traefik and its Gateway, once gateway.ts started them. */
+  gateway?: { url: string; port: number; parentRef: string; pid: number };
   pids: Record<string, number>;
 };
 
@@ -184,6 +187,7 @@ const apiGet = (state: ClusterState, agent: Agent, path: string): Promise<{ stat
 
 export async function isHealthy(state: ClusterState): Promise<boolean> {
   if (!COMPONENTS.every((c) => state.pids[c.name] !== undefined && alive(state.pids[c.name] ?? 0))) return false;
+  if (state.gateway && !alive(state.gateway.pid)) return false;
   return nodeReady(state);
 }
 
@@ -354,6 +358,10 @@ export async function up(options: UpOptions = {}): Promise<ClusterState> {
       );
       log(`${c.name} ready (${Date.now() - started} ms)`);
     }
+    if (state.gateway && !alive(state.gateway.pid)) {
+      restarted.push('traefik');
+      await gateway(state, log);
+    }
     await waitUntil(
       'the cluster',
       60_000,
@@ -405,7 +413,7 @@ function apiserverArgs(state: ClusterState, dir: string, port = new URL(state.se
 export async function down(dir = defaultStateDir()): Promise<void> {
   const state = readState(dir);
   if (state) {
-    const order = ['fake-node', 'pod-host', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
+    const order = ['traefik', 'fake-node', 'pod-host', 'kube-controller-manager', 'kube-apiserver', 'etcd'];
     for (const name of order) {
       const pid = state.pids[name];
       if (pid === undefined || !alive(pid)) continue;
