@@ -48,13 +48,16 @@ export async function proxyBench(ctx: {
   provisionerPid: number | undefined;
   /** Processes that are not under test (upstream, control plane): pinned to the other core. */
   otherPids: number[];
-  nodePort: number;
+  /** The sandbox's own address (its pod in the pod network): "direct". */
+  upstream: string;
+  /** The same sandbox through Traefik (gateway mode's sandbox_url), and Traefik's process. */
+  gateway: { url: string; pid: number };
   sandboxId: string;
   /** `/s/<id>.<capability>`: the same sandbox by its capability URL. */
   capabilityPath: string;
   duration: number;
 }): Promise<Row[]> {
-  const upstream = `http://127.0.0.1:${ctx.nodePort}`;
+  const upstream = ctx.upstream;
   const stop: (() => void)[] = [];
   try {
     const chpPort = await freePort();
@@ -89,7 +92,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream sandbox { server 127.0.0.1:${ctx.nodePort}; keepalive 64; }
+  upstream sandbox { server ${new URL(upstream).host}; keepalive 64; }
   server {
     listen 127.0.0.1:${nginxPort};
     location / { proxy_pass http://sandbox; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
@@ -118,7 +121,7 @@ http {
     );
     stop.push(() => bare.child.kill('SIGKILL'));
 
-    for (const pid of [ctx.provisionerPid, chp.child.pid, bare.child.pid]) await pin(pid, PROXY_CPU);
+    for (const pid of [ctx.provisionerPid, chp.child.pid, bare.child.pid, ctx.gateway.pid]) await pin(pid, PROXY_CPU);
     for (const pid of [process.pid, ...ctx.otherPids]) await pin(pid, OTHER_CPU);
 
     const origins: Record<string, string> = {
@@ -127,6 +130,7 @@ http {
       capability: `${ctx.provisioner}${ctx.capabilityPath}`,
       bare: `http://127.0.0.1:${barePort}`,
       chp: `http://127.0.0.1:${chpPort}`,
+      traefik: ctx.gateway.url,
       ...(nginx ? { nginx } : {}),
     };
     const targets = Object.keys(origins);
@@ -148,7 +152,7 @@ http {
       Load,
     ];
 
-    const fixedTargets = targets.filter((t) => ['direct', 'ours', 'bare', 'nginx'].includes(t));
+    const fixedTargets = targets.filter((t) => ['direct', 'ours', 'bare', 'nginx', 'traefik'].includes(t));
     const fixed = await interleaved(fixedTargets, 3, (t) =>
       rateLoad(`${origins[t]}/v1/sandbox`, { rate: 1000, duration: Math.max(4, ctx.duration), connections: 10, cpu: OTHER_CPU }),
     );
@@ -175,6 +179,12 @@ http {
       row(s, 'saturation p50 / p99: direct', direct.p99, `ms p99 (p50 ${direct.p50} ms)`),
       row(s, 'saturation p50 / p99: this proxy', ours.p99, `ms p99 (p50 ${ours.p50} ms)`),
     ];
+    const traefik = saturation['traefik'];
+    if (traefik) {
+      // Gateway mode: the same sandbox through Traefik (Go, on the same one core), by its HTTPRoute.
+      rows.push(row(s, 'Traefik v3.7 (gateway mode) req/s', traefik.rps, `req/s (p50 ${traefik.p50} ms, p99 ${traefik.p99} ms)`));
+      rows.push(row(s, 'Traefik req/s vs this proxy', traefik.rps, 'req/s', { baseline: 'this proxy', ratio: traefik.rps / ours.rps }));
+    }
     const nginxLoad = saturation['nginx'];
     if (nginxLoad) {
       rows.push(row(s, 'nginx (1 worker) req/s', nginxLoad.rps, 'req/s'));
@@ -193,7 +203,7 @@ http {
       const pcts = (f: { p50: number; p90: number }) => `ms p99 (p50 ${f.p50.toFixed(3)}, p90 ${f.p90.toFixed(3)} ms)`;
       rows.push(row(s, 'at 1,000 req/s: direct', fd.p99, pcts(fd)));
       rows.push(row(s, 'at 1,000 req/s: this proxy', fo.p99, pcts(fo)));
-      for (const t of ['bare', 'nginx']) {
+      for (const t of ['bare', 'nginx', 'traefik']) {
         const f = fixed[t];
         if (f) rows.push(row(s, `at 1,000 req/s: ${t}`, f.p99, pcts(f)));
       }
@@ -212,15 +222,19 @@ http {
     if (ours.errors + ours.non2xx > 0) console.error(`proxy load had ${ours.errors} errors and ${ours.non2xx} non-2xx answers`);
 
     const size = 200 * 1024 * 1024;
-    const streams = { direct: upstream, ours: origins['ours'] ?? '', ...(nginx ? { nginx } : {}) };
-    await downloadMBps(`${upstream}/v1/file/download?size=${size / 4}`);
+    const streams = { direct: upstream, ours: origins['ours'] ?? '', traefik: ctx.gateway.url, ...(nginx ? { nginx } : {}) };
+    // Each target warmed once, then 7 interleaved rounds (a download takes about half a second).
+    for (const origin of Object.values(streams)) await downloadMBps(`${origin}/v1/file/download?size=${size / 4}`);
     const runs: Record<string, number[]> = {};
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 7; i++) {
       for (const [name, origin] of Object.entries(streams))
         (runs[name] ??= []).push(await downloadMBps(`${origin}/v1/file/download?size=${size}`));
     }
     const mbps = (name: string): number => percentile(runs[name] ?? [], 50);
     rows.push(row(s, '200 MiB download: direct', mbps('direct'), 'MiB/s'));
+    rows.push(
+      row(s, '200 MiB download: Traefik', mbps('traefik'), 'MiB/s', { baseline: 'this proxy', ratio: mbps('traefik') / mbps('ours') }),
+    );
     if (nginx) {
       rows.push(row(s, '200 MiB download: nginx', mbps('nginx'), 'MiB/s'));
       rows.push(

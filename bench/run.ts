@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { down, up } from '../tools/cluster/cluster.ts';
+import { gateway } from '../tools/cluster/gateway.ts';
 import { kubeFromState } from '../tools/cluster/kube-http.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -87,19 +88,35 @@ try {
     const signingKey = 'k'.repeat(32);
     const profiling = process.env['BENCH_PROFILE'] === '1';
     rmSync(profileDir, { recursive: true, force: true });
-    const { url, child } = await provisioner(ns, { LOG_LEVEL: 'error', PROXY_SIGNING_KEYS: signingKey }, profiling);
+    // One sandbox, in gateway mode: reached directly (its pod's address), through this service's proxy
+    // (plain path and capability URL), and through Traefik by its HTTPRoute.
+    const gw = await gateway(state, (l) => console.error(`[cluster] ${l}`));
+    const { url, child } = await provisioner(
+      ns,
+      {
+        LOG_LEVEL: 'error',
+        PROXY_SIGNING_KEYS: signingKey,
+        SANDBOX_URL_MODE: 'gateway',
+        GATEWAY_PARENT_REFS: gw.parentRef,
+        GATEWAY_PUBLIC_URL: gw.url,
+        SANDBOX_SERVICE_TYPE: 'ClusterIP',
+        PROXY_UPSTREAM: 'pod',
+      },
+      profiling,
+    );
     const created = (await (
       await fetch(`${url}/api/sandboxes?wait=30`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ sandbox_id: 'bench' }),
       })
-    ).json()) as { sandbox_url: string };
-    const nodePort = Number(new URL(created.sandbox_url).port);
-    // The same sandbox by its capability URL (what proxy mode hands out), signed as the service signs.
+    ).json()) as { sandbox_url: string; status: string };
+    if (created.status !== 'Running') throw new Error(`the bench sandbox is ${created.status}`);
     const pod = await kube.get(`/api/v1/namespaces/${ns}/pods/sandbox-bench`);
+    const podIP = (pod.status as { podIP?: string } | undefined)?.podIP;
+    // The same sandbox by its capability URL (what proxy mode hands out), signed as the service signs.
     const capabilityPath = capabilityPathOf('bench', new Capabilities([signingKey]).sign('bench', pod.metadata.uid ?? ''));
-    const otherPids = ['fake-node', 'kube-apiserver', 'etcd', 'kube-controller-manager']
+    const otherPids = ['fake-node', 'pod-host', 'kube-apiserver', 'etcd', 'kube-controller-manager']
       .map((p) => state.pids[p])
       .filter((p) => p !== undefined);
     rows.push(
@@ -107,7 +124,8 @@ try {
         provisioner: url,
         provisionerPid: child.pid,
         otherPids,
-        nodePort,
+        upstream: `http://${podIP}:8080`,
+        gateway: { url: created.sandbox_url, pid: gw.pid },
         sandboxId: 'bench',
         capabilityPath,
         duration,

@@ -1,7 +1,8 @@
-// Forwarding, once the proxy has decided where a request goes: HTTP through an undici Pool per sandbox
-// origin (keep-alive, bounded, with backpressure both ways), WebSocket upgrades through http-proxy-3,
-// which pipes the two sockets once the upgrade is done. Engines chosen by measurement (bench/proxy.ts,
-// bench/proxy-engine.ts).
+// Forwarding, once the proxy has decided where a request goes. Per sandbox origin, two keep-alive pools,
+// bounded, with backpressure both ways: requests without a body (polls, downloads, event streams) go
+// through http1.ts, whose reads land in reused buffers; requests with a body (exec, uploads) through
+// undici, which streams the upload. WebSocket upgrades go through http-proxy-3, which pipes the two
+// sockets once the upgrade is done. Engines chosen by measurement (bench/proxy.ts, bench/proxy-engine.ts).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent as HttpAgent } from 'node:http';
@@ -9,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { LRUCache } from 'lru-cache';
 import { Pool, type Dispatcher } from 'undici';
+import { Http1Pool } from './http1.ts';
 
 export type UpstreamOptions = {
   connectionsPerSandbox: number;
@@ -30,9 +32,12 @@ export type ForwardRequest = {
   onHeaders: (statusCode: number, headers: Record<string, string | string[] | undefined>) => void;
 };
 
+/** The two pools of one sandbox origin (the undici one made on its first request with a body). */
+type OriginPools = { bodiless: Http1Pool; withBody?: Pool };
+
 export class Upstreams {
   #options: UpstreamOptions;
-  #pools: LRUCache<string, Pool>;
+  #pools: LRUCache<string, OriginPools>;
   #ws = createProxyServer({ ws: true, xfwd: true });
   #wsAgent = new HttpAgent({ keepAlive: false });
   #open = new Set<Duplex>();
@@ -40,38 +45,102 @@ export class Upstreams {
   constructor(options: UpstreamOptions, onWebSocketError: (err: Error) => void) {
     this.#options = options;
     // One keep-alive pool per sandbox origin, bounded; evicted pools close their idle connections.
-    this.#pools = new LRUCache<string, Pool>({ max: 2048, dispose: (pool) => void pool.close().catch(() => pool.destroy()) });
+    this.#pools = new LRUCache<string, OriginPools>({ max: 2048, dispose: (pools) => void closePools(pools, true) });
     this.#ws.on('error', onWebSocketError);
   }
 
-  #pool(origin: string): Pool {
-    let pool = this.#pools.get(origin);
-    if (!pool) {
+  #origin(origin: string): OriginPools {
+    let pools = this.#pools.get(origin);
+    if (!pools) {
       const o = this.#options;
-      pool = new Pool(origin, {
-        connections: o.connectionsPerSandbox,
-        pipelining: 1,
-        keepAliveTimeout: 30_000,
-        connect: { timeout: o.connectTimeoutMs },
-        headersTimeout: o.readTimeoutMs,
-        bodyTimeout: o.idleTimeoutMs,
-      });
-      this.#pools.set(origin, pool);
+      pools = {
+        bodiless: new Http1Pool(origin, {
+          connections: o.connectionsPerSandbox,
+          connectTimeoutMs: o.connectTimeoutMs,
+          headersTimeoutMs: o.readTimeoutMs,
+          idleTimeoutMs: o.idleTimeoutMs,
+          keepAliveMs: KEEP_ALIVE_MS,
+        }),
+      };
+      this.#pools.set(origin, pools);
     }
-    return pool;
+    return pools;
+  }
+
+  #withBody(origin: string): Pool {
+    const pools = this.#origin(origin);
+    const o = this.#options;
+    pools.withBody ??= new Pool(origin, {
+      connections: o.connectionsPerSandbox,
+      pipelining: 1,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      connect: { timeout: o.connectTimeoutMs },
+      headersTimeout: o.readTimeoutMs,
+      bodyTimeout: o.idleTimeoutMs,
+    });
+    return pools.withBody;
   }
 
   /**
-   * Sends the request upstream and writes the answer into `res` as it arrives, with backpressure.
-   *
-   * undici's `dispatch` with a handler that writes to the response, rather than `pool.stream`: it saves
-   * the per-request AbortController (the handler's controller aborts), the intermediate Writable and a
-   * promise. Measured with bench/proxy-engine.ts under wrk, as the proxy process's CPU time per request
-   * (medians of 8 interleaved rounds): 166 us with dispatch, 200 us with pool.stream, 110 us for the
-   * bare forwarder. A client that goes away aborts the upstream request; an upload silent for the idle
-   * timeout is cut.
+   * Sends the request upstream and writes the answer into `res` as it arrives, with backpressure. A
+   * client that goes away aborts the upstream request; an upload silent for the idle timeout is cut.
    */
   forward(req: IncomingMessage, res: ServerResponse, f: ForwardRequest): Promise<Outcome> {
+    return f.hasBody ? this.#sendWithBody(req, res, f) : this.#sendBodiless(res, f);
+  }
+
+  /**
+   * Through http1.ts: its sink writes each body slice to the client and hands the read buffer back once
+   * the write is done. Measured on a 200 MiB download (bench/proxy.ts), about 1.3x undici's throughput.
+   */
+  #sendBodiless(res: ServerResponse, f: ForwardRequest): Promise<Outcome> {
+    const abort = new AbortController();
+    let closed = false;
+    let resume: (() => void) | undefined;
+    const onClose = (): void => {
+      if (res.writableFinished) return;
+      closed = true;
+      abort.abort();
+    };
+    const onDrain = (): void => {
+      const r = resume;
+      resume = undefined;
+      r?.();
+    };
+    res.once('close', onClose);
+    res.on('drain', onDrain);
+    const sink = {
+      head: (status: number, headers: Record<string, string | string[]>) => {
+        f.onHeaders(status, headers);
+        // A stream of unknown length (SSE, chunked) gets its headers at once, then each chunk as it is
+        // written: nothing is buffered. Sized bodies send headers with the first chunk (one write).
+        if (headers['content-length'] === undefined) res.flushHeaders();
+      },
+      body: (chunk: Buffer, written: () => void) => res.write(chunk, () => written()),
+      onDrain: (r: () => void) => void (resume = r),
+      end: () => void res.end(),
+    };
+    const request = { method: f.method, path: f.path, headers: f.headers };
+    return this.#origin(f.origin)
+      .bodiless.request(request, sink, abort.signal)
+      .then(
+        (): Outcome => 'ok',
+        (error: Error): Outcome => (closed ? 'client_closed' : { error }),
+      )
+      .finally(() => {
+        res.off('close', onClose);
+        res.off('drain', onDrain);
+      });
+  }
+
+  /**
+   * Through undici's `dispatch` with a handler that writes to the response, rather than `pool.stream`: it
+   * saves the per-request AbortController (the handler's controller aborts), the intermediate Writable
+   * and a promise. Measured with bench/proxy-engine.ts under wrk, as the proxy process's CPU time per
+   * request (medians of 8 interleaved rounds): 166 us with dispatch, 200 us with pool.stream, 110 us
+   * for the bare forwarder.
+   */
+  #sendWithBody(req: IncomingMessage, res: ServerResponse, f: ForwardRequest): Promise<Outcome> {
     return new Promise((resolve) => {
       let controller: Dispatcher.DispatchController | undefined;
       let ended: 'client_closed' | 'client_timeout' | undefined;
@@ -86,23 +155,21 @@ export class Upstreams {
       // On the request, not the socket: with a listener there, Node's own socket timeout handler leaves
       // the socket open, so the 408 can still be written.
       const onStall = (): void => stop('client_timeout');
-      const endStallWatch = (): void => {
-        req.socket?.setTimeout(0);
-        req.off('timeout', onStall);
-      };
       const done = (result: Outcome): void => {
         res.off('close', onClose);
         res.off('drain', onDrain);
-        endStallWatch();
+        req.socket?.setTimeout(0);
+        req.off('timeout', onStall);
         resolve(result);
       };
       res.once('close', onClose);
-      if (f.hasBody) {
-        req.setTimeout(this.#options.idleTimeoutMs, onStall);
-        req.once('end', endStallWatch);
-      }
-      this.#pool(f.origin).dispatch(
-        { path: f.path, method: f.method as 'GET', headers: f.headers, body: f.hasBody ? req : null },
+      req.setTimeout(this.#options.idleTimeoutMs, onStall);
+      req.once('end', () => {
+        req.socket?.setTimeout(0);
+        req.off('timeout', onStall);
+      });
+      this.#withBody(f.origin).dispatch(
+        { path: f.path, method: f.method as 'POST', headers: f.headers, body: req },
         {
           onRequestStart: (c) => {
             controller = c;
@@ -110,8 +177,6 @@ export class Upstreams {
           },
           onResponseStart: (_c, statusCode, headers) => {
             f.onHeaders(statusCode, headers);
-            // A stream of unknown length (SSE, chunked) gets its headers at once, then each chunk as it is
-            // written: nothing is buffered. Sized bodies send headers with the first chunk (one write).
             if (headers['content-length'] === undefined) res.flushHeaders();
           },
           onResponseData: (c, chunk) => {
@@ -145,6 +210,14 @@ export class Upstreams {
     this.#ws.close();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.all(pools.map((p) => p.destroy()));
+    await Promise.all(pools.map((p) => closePools(p, false)));
   }
+}
+
+const KEEP_ALIVE_MS = 30_000;
+
+/** Closes a sandbox's pools: gracefully (evicted: requests in flight finish) or at once (shutdown). */
+async function closePools(pools: OriginPools, graceful: boolean): Promise<void> {
+  pools.bodiless.close(graceful);
+  await (graceful ? pools.withBody?.close() : pools.withBody?.destroy())?.catch(() => pools.withBody?.destroy());
 }

@@ -6,7 +6,6 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errors as undiciErrors } from 'undici';
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { CAPABILITY_PREFIX, capabilityPath, PLAIN_PREFIX, serviceOrigin, TOKEN_PARAM } from '../domain/sandbox.ts';
@@ -290,18 +289,16 @@ export class SandboxProxy {
 
   #upstreamError(err: unknown, id: string): HttpError {
     const code = (err as { code?: string }).code ?? '';
-    const kind =
-      err instanceof undiciErrors.HeadersTimeoutError ||
-      err instanceof undiciErrors.BodyTimeoutError ||
-      err instanceof undiciErrors.ConnectTimeoutError
-        ? 'timeout'
-        : code === 'ECONNREFUSED'
-          ? 'refused'
-          : code === 'ECONNRESET' || err instanceof undiciErrors.SocketError
-            ? 'reset'
-            : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
-              ? 'dns'
-              : 'other';
+    // Codes as undici names them; forward.ts's own engine (http1.ts) uses the same.
+    const kind = /^UND_ERR_(HEADERS|BODY|CONNECT)_TIMEOUT$/.test(code)
+      ? 'timeout'
+      : code === 'ECONNREFUSED'
+        ? 'refused'
+        : code === 'ECONNRESET' || code === 'UND_ERR_SOCKET'
+          ? 'reset'
+          : code === 'ENOTFOUND' || code === 'EAI_AGAIN'
+            ? 'dns'
+            : 'other';
     this.#deps.stats?.onUpstreamError?.(kind);
     this.#deps.stats?.onRequest?.(kind === 'timeout' ? 'upstream_timeout' : 'upstream_error');
     const message = err instanceof Error ? err.message : String(err);
