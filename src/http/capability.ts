@@ -15,12 +15,15 @@ export class Capabilities {
    * of it setting up the key), a lookup and a constant-time compare about 1 µs. Measured in bench/.
    */
   #expected = new LRUCache<string, Buffer[]>({ max: 20_000 });
+  /** MACs that no token matches but by chance (one per key): what an unknown id is compared with. */
+  #nobody: Buffer[];
   /** True when no key was configured and one was made for this process (tokens die with it). */
   readonly ephemeral: boolean;
 
   constructor(keys: readonly string[]) {
     this.ephemeral = keys.length === 0;
     this.#keys = this.ephemeral ? [randomBytes(32)] : keys.map((k) => Buffer.from(k, 'utf8'));
+    this.#nobody = this.#keys.map(() => randomBytes(TOKEN_BYTES));
   }
 
   #mac(key: Buffer, id: string, podUid: string): Buffer {
@@ -28,21 +31,32 @@ export class Capabilities {
   }
 
   sign(id: string, podUid: string): string {
-    return this.#mac(this.#keys[0] ?? Buffer.alloc(0), id, podUid).toString('base64url');
+    return (this.#expectedOf(id, podUid)[0] ?? Buffer.alloc(0)).toString('base64url');
   }
 
-  /** Constant-time check of `token` against every key. */
-  verify(id: string, podUid: string, token: string): boolean {
-    const given = Buffer.from(token, 'base64url');
-    if (given.length !== TOKEN_BYTES || given.toString('base64url') !== token) return false;
+  #expectedOf(id: string, podUid: string): Buffer[] {
     const cacheKey = `${id}\n${podUid}`;
     let expected = this.#expected.get(cacheKey);
     if (expected === undefined) {
       expected = this.#keys.map((key) => this.#mac(key, id, podUid));
       this.#expected.set(cacheKey, expected);
     }
+    return expected;
+  }
+
+  /**
+   * Constant-time check of `token` against every key. `podUid` undefined: the sandbox does not exist,
+   * and the token is compared all the same, against a MAC nobody holds, so that an unknown id and a
+   * wrong capability for a real one take the same time (ids cannot be probed). The MACs of a real one
+   * are made when it is signed (its create or status answer), so its checks are lookups too.
+   */
+  verify(id: string, podUid: string | undefined, token: string): boolean {
+    const given = Buffer.from(token, 'base64url');
+    if (given.length !== TOKEN_BYTES || given.toString('base64url') !== token) return false;
+    const cached = this.#expected.get(`${id}\n${podUid ?? ''}`); // one lookup either way
+    const expected = podUid === undefined ? this.#nobody : (cached ?? this.#expectedOf(id, podUid));
     let ok = false;
     for (const mac of expected) ok = timingSafeEqual(mac, given) || ok;
-    return ok;
+    return ok && podUid !== undefined;
   }
 }

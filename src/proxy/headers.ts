@@ -4,10 +4,9 @@
 // sandbox's answer comes back (no hop-by-hop headers; a Location under the sandbox's prefix).
 
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { TOKEN_PARAM } from '../domain/sandbox.ts';
 import { isBearerKey } from '../http/auth.ts';
 import { forwarded } from '../http/forwarded.ts';
-import { withoutCookie } from './entry.ts';
+import { isTokenCookie, withoutCookies } from './entry.ts';
 
 export const HOP_BY_HOP = new Set([
   'connection',
@@ -53,8 +52,8 @@ function passes(req: IncomingMessage, policy: HeaderPolicy): (name: string, valu
   };
 }
 
-/** The Cookie header for the sandbox: the client's, without this proxy's capability cookie. */
-const sandboxCookie = (req: IncomingMessage): string | undefined => withoutCookie(req.headers.cookie, TOKEN_PARAM).header;
+/** The Cookie header for the sandbox: the client's, without this proxy's capability cookies. */
+const sandboxCookie = (req: IncomingMessage): string | undefined => withoutCookies(req.headers.cookie, isTokenCookie);
 
 /** The headers of a proxied HTTP request: the client's that pass, and X-Forwarded-For/-Proto/-Host/-Prefix. */
 export function requestHeaders(req: IncomingMessage, prefix: string, policy: HeaderPolicy): Record<string, string | string[]> {
@@ -97,6 +96,25 @@ export function rewriteLocation(location: string, prefix: string, origin: string
   return location;
 }
 
+/**
+ * A cookie the sandbox sets, as the client gets it: never one of this proxy's capability cookies; never
+ * for a parent domain (its Domain attribute is dropped, so it stays on this host: on a sandbox host,
+ * siblings are same-site, and a parent-domain cookie would reach every one of them); and, under a path
+ * prefix, its Path under that prefix, as Location is.
+ */
+export function sandboxSetCookie(value: string, prefix: string): string | undefined {
+  const [pair = '', ...attributes] = value.split(';');
+  if (isTokenCookie(pair.split('=', 1)[0]?.trim() ?? '')) return undefined;
+  const kept = attributes.flatMap((attribute) => {
+    const [name = '', ...rest] = attribute.split('=');
+    const key = name.trim().toLowerCase();
+    if (key === 'domain') return [];
+    if (key === 'path' && prefix) return [` Path=${prefix}${rest.join('=').trim().replace(/^\/?/, '/')}`];
+    return [attribute];
+  });
+  return [pair, ...kept].join(';');
+}
+
 /** The headers of the sandbox's answer that go back to the client. */
 export function responseHeaders(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
@@ -107,6 +125,11 @@ export function responseHeaders(
   for (const name in headers) {
     const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (name === 'set-cookie') {
+      const cookies = (Array.isArray(value) ? value : [value]).flatMap((c) => sandboxSetCookie(c, prefix) ?? []);
+      if (cookies.length) out[name] = cookies;
+      continue;
+    }
     out[name] = name === 'location' ? rewriteLocation(String(value), prefix, origin) : value;
   }
   return out;

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
-import { CAPABILITY_PREFIX, capabilityPath, PLAIN_PREFIX, serviceOrigin, TOKEN_PARAM } from '../domain/sandbox.ts';
+import { CAPABILITY_PREFIX, capabilityPath, PLAIN_PREFIX, serviceOrigin } from '../domain/sandbox.ts';
 import { hasApiKey } from '../http/auth.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, rawErrorResponse, sandboxNotFound } from '../http/errors.ts';
@@ -17,7 +17,7 @@ import { parseSandboxId } from '../http/input.ts';
 import type { Context, HostRoute, RequestTarget, RouteRow, UpgradeRow } from '../http/router.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
-import { capabilityLogPath, hostEntry, hostLabel, pathEntry, type Entry } from './entry.ts';
+import { capabilityLogPath, hostEntry, hostLabel, pathEntry, sameOriginLocation, tokenCookie, type Entry } from './entry.ts';
 import { AppCheck } from './app-check.ts';
 import { Upstreams, type Outcome } from './forward.ts';
 import { filterUpgradeHeaders, requestHeaders, responseHeaders, WAIT_HEADER, type HeaderPolicy } from './headers.ts';
@@ -48,6 +48,9 @@ type Closable = { once(event: 'close', listener: () => void): unknown; off(event
 
 /** Where a request goes: the sandbox, its upstream origin, and the prefix the client sees it under. */
 type Target = { id: string; origin: string; prefix: string; record: SandboxRecord };
+
+/** At most this many capabilities of one request are checked (a host request may carry several cookies). */
+const MAX_TOKENS = 4;
 
 /** How long after turning Ready a refused connection is retried: the node port's endpoint is programmed (kube-proxy) a moment after Ready. */
 const JUST_READY_MS = 5000;
@@ -133,11 +136,16 @@ export class SandboxProxy {
    * Whether this request may reach the sandbox: the API key; or, on the plain path with no key set, an
    * anonymous setup allowed on purpose; or a capability valid for the sandbox's current pod.
    */
-  #allowed(req: IncomingMessage, entry: Entry, id: string, record: SandboxRecord): boolean {
+  #allowed(req: IncomingMessage, entry: Entry, id: string, record: SandboxRecord | undefined): boolean {
     const { apiKey, allowAnonymous } = this.#config.auth;
     if (apiKey && hasApiKey(req, apiKey)) return true;
     if (entry.form === 'plain') return !apiKey && allowAnonymous;
-    return entry.token !== undefined && this.#deps.capabilities.verify(id, record.podUid ?? '', entry.token);
+    // Every candidate is checked, even for an unknown id (against a MAC nobody holds): the same work
+    // either way. A host request offers its own cookie and any planted beside it; any that verifies admits.
+    const podUid = record ? (record.podUid ?? '') : undefined;
+    let ok = false;
+    for (const token of entry.tokens.slice(0, MAX_TOKENS)) ok = this.#deps.capabilities.verify(id, podUid, token) || ok;
+    return ok;
   }
 
   /**
@@ -147,13 +155,13 @@ export class SandboxProxy {
   async #resolve(req: IncomingMessage, entry: Entry, client: Closable): Promise<Target> {
     const id = parseSandboxId(entry.rawId);
     const found = this.#view.get(id);
-    if (!found || !this.#allowed(req, entry, id, found)) throw sandboxNotFound(id);
+    if (!this.#allowed(req, entry, id, found) || !found) throw sandboxNotFound(id);
     const { record, direct } = found.ready ? { record: found, direct: undefined } : await this.#waitReady(req, id, client);
     const origin = direct ?? this.origin(record);
     if (!origin)
       throw new HttpError('sandbox_not_ready', `Sandbox '${id}' has no reachable address yet`, { headers: { 'retry-after': '2' } });
     const prefix =
-      entry.form === 'plain' ? `${PLAIN_PREFIX}${id}` : entry.form === 'capability' ? capabilityPath(id, entry.token ?? '') : '';
+      entry.form === 'plain' ? `${PLAIN_PREFIX}${id}` : entry.form === 'capability' ? capabilityPath(id, entry.tokens[0] ?? '') : '';
     return { id, origin, prefix, record };
   }
 
@@ -215,7 +223,7 @@ export class SandboxProxy {
   async #web(req: IncomingMessage, res: ServerResponse, entry: Entry | undefined): Promise<void> {
     if (!entry) throw new HttpError('not_found', 'Not Found');
     const { id, origin, prefix, record } = await this.#resolve(req, entry, res);
-    if (entry.tokenInQuery) return this.#setCookie(req, res, entry);
+    if (entry.tokenInQuery) return this.#setCookie(req, res, entry, id);
     const method = req.method ?? 'GET';
     const hasBody =
       method !== 'GET' &&
@@ -276,11 +284,11 @@ export class SandboxProxy {
    * only (HttpOnly, SameSite=Lax, Secure over HTTPS) and send the browser to the same URL without it,
    * so the token leaves the address bar and never reaches the sandbox.
    */
-  #setCookie(req: IncomingMessage, res: ServerResponse, entry: Entry): void {
+  #setCookie(req: IncomingMessage, res: ServerResponse, entry: Entry, id: string): void {
     const secure = forwarded(req, this.#deps.trusted).proto === 'https' ? '; Secure' : '';
     res.writeHead(302, {
-      location: entry.rest,
-      'set-cookie': `${TOKEN_PARAM}=${entry.token ?? ''}; Path=/; HttpOnly; SameSite=Lax${secure}`,
+      location: sameOriginLocation(entry.rest),
+      'set-cookie': `${tokenCookie(id)}=${entry.tokens[0] ?? ''}; Path=/; HttpOnly; SameSite=Lax${secure}`,
       'cache-control': 'no-store',
       'content-length': 0,
     });

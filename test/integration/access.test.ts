@@ -116,8 +116,8 @@ test('host routing: <id><PROXY_HOST_SUFFIX> with the capability as a one-time qu
   const first = await raw(p.url, 'GET', `/vnc/index.html?sandbox_token=${token}&view=1`, host);
   assert.equal(first.status, 302);
   assert.equal(first.headers['location'], '/vnc/index.html?view=1');
-  assert.deepEqual(first.headers['set-cookie'], [`sandbox_token=${token}; Path=/; HttpOnly; SameSite=Lax`]);
-  const cookie = { ...host, cookie: `theme=dark; sandbox_token=${token}` };
+  assert.deepEqual(first.headers['set-cookie'], [`sandbox_token_vnc=${token}; Path=/; HttpOnly; SameSite=Lax`]);
+  const cookie = { ...host, cookie: `theme=dark; sandbox_token_vnc=${token}` };
   const page = await raw(p.url, 'GET', '/vnc/index.html?view=1', cookie);
   assert.equal(page.status, 200);
   // The page's root-relative script and WebSocket load from the sandbox's own origin.
@@ -133,7 +133,7 @@ test('host routing: <id><PROXY_HOST_SUFFIX> with the capability as a one-time qu
   assert.equal(seen.headers['cookie'], 'theme=dark');
   // Without the cookie, or with another sandbox's token: unknown sandbox.
   assert.equal((await raw(p.url, 'GET', '/vnc/index.html', host)).status, 404);
-  assert.equal((await raw(p.url, 'GET', '/vnc/index.html', { ...host, cookie: `sandbox_token=${'x'.repeat(32)}` })).status, 404);
+  assert.equal((await raw(p.url, 'GET', '/vnc/index.html', { ...host, cookie: `sandbox_token_vnc=${'x'.repeat(32)}` })).status, 404);
   await assert.rejects(echo(`ws://127.0.0.1:${port}/websockify`, host), /upgrade refused: 404/);
 
   // Through the path prefix the same page's root-relative URLs miss: the reason host routing exists.

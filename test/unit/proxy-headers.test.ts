@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
-import { filterUpgradeHeaders, requestHeaders, responseHeaders, rewriteLocation } from '../../src/proxy/headers.ts';
+import { filterUpgradeHeaders, requestHeaders, responseHeaders, rewriteLocation, sandboxSetCookie } from '../../src/proxy/headers.ts';
 import { trustedPeers } from '../../src/http/forwarded.ts';
 
 const request = (headers: Record<string, string>, remoteAddress = '10.96.0.9') =>
@@ -94,4 +94,15 @@ test('a Location into the sandbox stays under its prefix; others pass as they ar
     origin,
   );
   assert.deepEqual(back, { location: '/p/next', 'x-app': '1' });
+});
+
+test('cookies the sandbox sets: never a capability cookie, never for a parent domain, under the path prefix', () => {
+  const host = (c: string) => responseHeaders({ 'set-cookie': [c] }, '', 'http://10.0.0.1:8080')['set-cookie'];
+  assert.deepEqual(host('s=1; Domain=.sb.example.com; Path=/; HttpOnly'), ['s=1; Path=/; HttpOnly']);
+  assert.deepEqual(host('s=1; domain=sb.example.com'), ['s=1']);
+  assert.equal(host('sandbox_token_other=planted; Domain=.sb.example.com'), undefined);
+  assert.equal(host('sandbox_token=planted'), undefined);
+  const path = responseHeaders({ 'set-cookie': ['a=1; Path=/lab', 'b=2', 'c=3; Path=/'] }, '/s/abc.T', 'http://10.0.0.1:8080');
+  assert.deepEqual(path['set-cookie'], ['a=1; Path=/s/abc.T/lab', 'b=2', 'c=3; Path=/s/abc.T/']);
+  assert.equal(sandboxSetCookie('x=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT', ''), 'x=1; Expires=Wed, 21 Oct 2037 07:28:00 GMT');
 });

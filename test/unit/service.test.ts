@@ -4,45 +4,10 @@
 // the real one; this runs in seconds and reaches the code paths a unit test should.
 
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import WebSocket from 'ws';
-import { loadConfig } from '../../src/config.ts';
-import { silentLogger } from '../../src/log.ts';
-import { start, type Service } from '../../src/service.ts';
-import { startStandin } from '../../tools/cluster/sandbox-standin.ts';
-import { FakeKube } from '../fake-kube.ts';
+import { NS, setup } from '../service-harness.ts';
 import { call, raw, readEvents } from '../helpers.ts';
-
-const NS = 'unit';
-
-async function setup(
-  t: { after: (fn: () => Promise<void> | void) => void },
-  env: Record<string, string> = {},
-): Promise<{ kube: FakeKube; service: Service; upstream: Server }> {
-  const upstream = await startStandin({ namespace: NS, pod: 'standin', sandboxId: 'standin' }, 0);
-  t.after(() => {
-    upstream.closeAllConnections();
-    upstream.close();
-  });
-  const kube = new FakeKube([NS]);
-  const config = loadConfig({
-    K8S_NAMESPACE: NS,
-    HOST: '127.0.0.1',
-    PORT: '0',
-    SKILLS_HOST_PATH: '/skills',
-    THREADS_HOST_PATH: '/threads',
-    PROXY_UPSTREAM: 'pod',
-    SANDBOX_CONTAINER_PORT: String((upstream.address() as AddressInfo).port),
-    PROVISIONER_ALLOW_ANONYMOUS: 'true',
-    ...env,
-  });
-  const service = await start(config, silentLogger(), { kube });
-  t.after(() => service.stop(0));
-  await service.view.synced;
-  return { kube, service, upstream };
-}
 
 test('the reference flow over the fake API: create, status, list, proxy, delete', async (t) => {
   const { kube, service } = await setup(t);
