@@ -182,6 +182,7 @@ const schema = z
     MAX_CONCURRENT_CREATES: positiveInt(16, 1000),
     CREATE_QUEUE_SIZE: count(64),
     CREATE_QUEUE_TIMEOUT_SECONDS: positiveInt(10, 600),
+    SHUTDOWN_DELAY_SECONDS: seconds(0),
     SHUTDOWN_GRACE_SECONDS: seconds(25),
     RECONCILE_INTERVAL_SECONDS: positiveInt(300, 86_400),
     RECONCILE_GRACE_SECONDS: seconds(60),
@@ -345,6 +346,7 @@ const schema = z
       sweepMs: e.SANDBOX_SWEEP_SECONDS * 1000,
       activityWriteMs: e.ACTIVITY_WRITE_INTERVAL_SECONDS * 1000,
       shutdownGraceMs: e.SHUTDOWN_GRACE_SECONDS * 1000,
+      shutdownDelayMs: e.SHUTDOWN_DELAY_SECONDS * 1000,
     },
     limits: {
       maxSandboxes: e.MAX_SANDBOXES,

@@ -30,7 +30,11 @@ const running = service;
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
-    if (stopping) return;
+    // A second signal (Ctrl-C again) does not wait for the drain.
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting without waiting for the drain');
+      process.exit(1);
+    }
     stopping = true;
     log.info({ signal }, 'shutting down');
     void running.stop().then(() => process.exit(0));

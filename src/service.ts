@@ -9,6 +9,7 @@ import { configWarnings, type Config } from './config.ts';
 import { Feed } from './dashboard/feed.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import { requireApiKey } from './http/auth.ts';
+import { EventStreams } from './http/event-stream.ts';
 import { Capabilities } from './http/capability.ts';
 import { requestBase, trustedPeers } from './http/forwarded.ts';
 import type { RouteRow } from './http/router.ts';
@@ -34,11 +35,18 @@ export type Service = {
   housekeeping: () => Promise<void>;
   /** Runs one expiry sweep now. */
   sweep: () => Promise<SweepResult>;
-  /** Graceful stop: stop accepting, let requests finish within the grace period, then close the rest. */
-  stop: (graceMs?: number) => Promise<void>;
+  /**
+   * Graceful stop: waits answer and event streams end at once; after `delayMs` (SHUTDOWN_DELAY_SECONDS)
+   * stop accepting, let requests finish within the grace period, then close the rest.
+   */
+  stop: (graceMs?: number, delayMs?: number) => Promise<void>;
 };
 
 export type StartOptions = { now?: () => number; kube?: Kube };
+
+/** Bytes queued for one event-stream client past which it is closed (the page reconnects with a snapshot). */
+const STREAM_MAX_QUEUED_BYTES = 256 * 1024;
+const STREAM_HEARTBEAT_MS = 15_000;
 
 /** Every part, built and handed what it needs; nothing started yet. */
 function assemble(config: Config, log: Logger, options: StartOptions) {
@@ -47,7 +55,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   const view = new SandboxView({
     ...kubeSources(kube, config.namespace),
     ...(config.gateway ? { routes: { ...routeSources(kube, config.namespace), parentRefs: config.gateway.parentRefs } } : {}),
-    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    log,
     probe: (timeoutMs) => kube.probe(timeoutMs),
     probeEveryMs: config.k8sProbeMs,
   });
@@ -55,27 +63,37 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     ...nodeSources(kube, config.sandbox.nodeSelector),
     image: config.sandbox.image,
     tolerations: config.sandbox.tolerations,
-    log: { info: (m) => log.info(m), warn: (m) => log.warn(m), error: (m) => log.error(m) },
+    log,
   });
   const metrics = createMetrics(
     () => view,
     () => nodes.summary(),
   );
   const capabilities = new Capabilities(config.proxy.signingKeys);
+  const streams = new EventStreams({
+    maxQueuedBytes: STREAM_MAX_QUEUED_BYTES,
+    heartbeatMs: STREAM_HEARTBEAT_MS,
+    onClosed: (reason) => {
+      metrics.eventStreamsClosed.inc({ reason });
+      if (reason === 'slow_reader')
+        log.info({ reason, queued_bytes_over: STREAM_MAX_QUEUED_BYTES }, 'event stream closed: the client stopped reading');
+    },
+  });
   const writer = new SandboxWriter({ config, kube, view, log, now, capabilities });
   const activity = new Activity({ config, writer, view, log, now });
   const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics, nodes });
   const trusted = trustedPeers(config.trustedProxies);
   const base = (req: Parameters<typeof requestBase>[0]): string | undefined => requestBase(req, trusted);
   const answers = new Answers(config, (record) => activity.expiresAt(record), capabilities);
-  const feed = new Feed({ view, answers, lastActivity: (record) => activity.lastActivity(record), nodes: () => nodes.summary() });
+  metrics.observeStreams(() => ({ open: streams.size, queuedBytes: streams.queuedBytes() }));
+  const feed = new Feed({ view, answers, streams, lastActivity: (record) => activity.lastActivity(record), nodes: () => nodes.summary() });
   const proxy = config.proxy.enabled
     ? new SandboxProxy({ config, view, log, capabilities, trusted, onActivity: (id) => activity.touch(id), stats: proxyStats(metrics) })
     : undefined;
   const state = { shuttingDown: false };
   const routes: RouteRow[] = [
     ...apiRoutes({
-      ...{ config, view, writer, activity, answers, base, metrics },
+      ...{ config, view, writer, activity, answers, base, metrics, streams },
       creates: new CreateTimings(view, metrics),
       readiness: () => [
         ...housekeeping.checks(),
@@ -96,11 +114,11 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     maxConnections: config.maxConnections,
     observe: requestObserver(metrics),
   });
-  return { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state };
+  return { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state, streams };
 }
 
 export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
-  const { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state } = assemble(
+  const { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state, streams } = assemble(
     config,
     log,
     options,
@@ -115,10 +133,17 @@ export async function start(config: Config, log: Logger, options: StartOptions =
   for (const warning of configWarnings(config, capabilities.ephemeral)) log.warn(warning);
 
   let stopping: Promise<void> | undefined;
-  const shutdown = async (graceMs: number): Promise<void> => {
+  const shutdown = async (graceMs: number, delayMs: number): Promise<void> => {
     state.shuttingDown = true;
     housekeeping.stop();
     sweeps.stop();
+    // What would hold the drain ends first: waits answer with the current state, event streams end
+    // with the reason (pages reconnect, to another replica once endpoints move).
+    view.endWaits();
+    streams.endAll('end', { reason: 'shutting_down' });
+    // SHUTDOWN_DELAY_SECONDS: keep serving (with /readyz 503) while the endpoints controller and the
+    // load balancers stop sending new connections here, so none is refused at the door.
+    if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
     await closeGracefully(server, graceMs);
     await proxy?.close();
     server.closeAllConnections();
@@ -132,6 +157,7 @@ export async function start(config: Config, log: Logger, options: StartOptions =
     metrics,
     housekeeping: () => housekeeping.runNow(),
     sweep: sweeps.runNow,
-    stop: (graceMs = config.lifecycle.shutdownGraceMs) => (stopping ??= shutdown(graceMs)),
+    stop: (graceMs = config.lifecycle.shutdownGraceMs, delayMs = config.lifecycle.shutdownDelayMs) =>
+      (stopping ??= shutdown(graceMs, delayMs)),
   };
 }

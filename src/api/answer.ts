@@ -39,8 +39,15 @@ export type SandboxAnswer = z.infer<typeof sandboxSchema>;
 
 export const sandboxListSchema = z.object({ sandboxes: z.array(sandboxSchema), count: z.number().int() }).meta({ id: 'SandboxList' });
 export const deletedSchema = z.object({ ok: z.literal(true), sandbox_id: z.string() }).meta({ id: 'Deleted' });
+const issueSchema = z.object({ loc: z.array(z.string()), msg: z.string(), type: z.string() });
 export const errorSchema = z
-  .object({ detail: z.string(), code: z.enum(Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]]) })
+  .object({
+    detail: z
+      .union([z.string(), z.array(issueSchema)])
+      .describe('What went wrong; for validation_failed, as FastAPI answers, the list of problems ({loc, msg, type})'),
+    code: z.enum(Object.keys(ERRORS) as [ErrorCode, ...ErrorCode[]]),
+    message: z.string().optional().describe('validation_failed: the problems in one sentence'),
+  })
   .loose()
   .meta({ id: 'Error' });
 export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });

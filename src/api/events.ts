@@ -1,16 +1,16 @@
 // GET /api/sandboxes/{id}/events: Server-Sent Events of one sandbox's status transitions, fed by the
 // watch (no API server cost): `event: status` with the sandbox answer on connect and on each change of
-// status or reason, `event: deleted` when it is gone (then the stream ends), and a comment every 15 s.
+// status or reason, `event: deleted` when it is gone (then the stream ends), `event: end` when the
+// service shuts down, and a comment every 15 s. Bounded per client (src/http/event-stream.ts).
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sandboxNotFound } from '../http/errors.ts';
+import type { EventStreams } from '../http/event-stream.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { Answers } from './answer.ts';
 
-const HEARTBEAT_MS = 15_000;
-
 export function streamSandboxEvents(
-  { view, answers }: { view: SandboxView; answers: Answers },
+  { view, answers, streams }: { view: SandboxView; answers: Answers; streams: EventStreams },
   id: string,
   req: IncomingMessage,
   res: ServerResponse,
@@ -18,30 +18,16 @@ export function streamSandboxEvents(
 ): void {
   const first = view.get(id);
   if (!first) throw sandboxNotFound(id);
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
-  let seq = 0;
-  const send = (event: string, data: unknown): void => {
-    seq += 1;
-    res.write(`id: ${seq}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-  };
+  const stream = streams.open(req, res);
+  if (!stream) return;
   let last = `${first.status}/${first.reason ?? ''}`;
-  send('status', answers.answer(first, base));
-  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
-  const end = (): void => {
-    clearInterval(heartbeat);
-    unsubscribe();
-    if (!res.writableEnded) res.end();
-  };
+  stream.send('status', answers.answer(first, base));
   const unsubscribe = view.subscribe((change) => {
-    if (change.record === undefined) {
-      send('deleted', { sandbox_id: id });
-      return end();
-    }
+    if (change.record === undefined) return stream.end('deleted', { sandbox_id: id });
     const key = `${change.record.status}/${change.record.reason ?? ''}`;
     if (key === last) return;
     last = key;
-    send('status', answers.answer(change.record, base));
+    stream.send('status', answers.answer(change.record, base));
   }, id);
-  res.once('close', end);
-  req.socket.setTimeout(0);
+  stream.onClose(unsubscribe);
 }

@@ -7,7 +7,7 @@ import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
-import { HttpError, sandboxNotFound } from '../http/errors.ts';
+import { HttpError, queryProblem, sandboxNotFound } from '../http/errors.ts';
 import { parseSandboxId, readJson, validate } from '../http/input.ts';
 import { abortOnClose, sendJson, sendJsonBytes, sendJsonText } from '../http/reply.ts';
 import type { Context, RequestTarget, RouteRow } from '../http/router.ts';
@@ -19,6 +19,7 @@ import type { SandboxWriter } from '../provisioner/writer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { Answers } from './answer.ts';
 import { streamSandboxEvents } from './events.ts';
+import type { EventStreams } from '../http/event-stream.ts';
 import { openApiDocument } from './openapi.ts';
 import { createRequestSchema, keepaliveRequestSchema, threadIdSchema, toSandboxRequest } from './request.ts';
 
@@ -36,6 +37,8 @@ export type ApiDeps = {
   readiness: () => Check[];
   metrics: Metrics;
   creates: CreateTimings;
+  /** Every event stream of the service (bounded per client, ended at shutdown). */
+  streams: EventStreams;
 };
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
@@ -44,8 +47,7 @@ function waitMs(url: RequestTarget, maxSeconds: number): number {
   const raw = url.searchParams.get('wait');
   if (raw === null || raw === '') return 0;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 0)
-    throw new HttpError('validation_failed', `wait must be a number of seconds between 0 and ${maxSeconds}`);
+  if (!Number.isFinite(n) || n < 0) throw queryProblem('wait', `must be a number of seconds between 0 and ${maxSeconds}`, 'number_parsing');
   return Math.min(n, maxSeconds) * 1000;
 }
 
@@ -91,7 +93,7 @@ class Api {
   }
 
   openapi({ res }: Context): void {
-    sendJsonText(res, 200, (this.#openapi ??= JSON.stringify(openApiDocument())));
+    sendJsonText(res, 200, (this.#openapi ??= JSON.stringify(openApiDocument(this.#deps.config.maxWaitSeconds))));
   }
 
   capabilities({ res }: Context): void {
@@ -108,7 +110,7 @@ class Api {
 
   list({ req, res, url }: Context): void {
     const { view, answers, base } = this.#deps;
-    const q = validate(listQuerySchema, Object.fromEntries(url.searchParams));
+    const q = validate(listQuerySchema, Object.fromEntries(url.searchParams), 'query');
     const items = view.list(
       (r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
     );

@@ -8,6 +8,7 @@ import { LRUCache } from 'lru-cache';
 import type { SandboxRecord } from '../domain/record.ts';
 import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
 import type { Answers, SandboxAnswer } from '../api/answer.ts';
+import type { EventStream, EventStreams } from '../http/event-stream.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 
 export type Transition = { at: string; status: SandboxStatus; reason?: string };
@@ -26,10 +27,9 @@ const SAMPLE_EVERY_MS = 30_000;
 /** An hour of samples. */
 const SAMPLES = 120;
 const DURATIONS = 500;
-const HEARTBEAT_MS = 15_000;
 
-/** A connected stream: where it reached the service (sandbox URLs may depend on it), and its writer. */
-type Client = { base: string | undefined; write: (event: string, data: unknown) => void };
+/** A connected stream, and where it reached the service (sandbox URLs may depend on it). */
+type Client = { base: string | undefined; stream: EventStream };
 
 export type FeedDeps = {
   view: SandboxView;
@@ -37,6 +37,7 @@ export type FeedDeps = {
   lastActivity: (record: SandboxRecord) => number;
   /** Nodes sandboxes may run on, and those lacking the sandbox image (when nodes are watched). */
   nodes?: () => { eligible: number; lacking: string[] } | undefined;
+  streams: EventStreams;
   now?: () => number;
 };
 
@@ -114,27 +115,22 @@ export class Feed {
   }
 
   #send(event: string, data: (base: string | undefined) => unknown): void {
-    for (const client of this.#clients) client.write(event, data(client.base));
+    for (const client of this.#clients) client.stream.send(event, data(client.base));
   }
 
   /** GET /api/events: `snapshot` (every sandbox, the samples and durations), then `change`, `removed` and `sample`. */
   stream(req: IncomingMessage, res: ServerResponse, base: string | undefined): void {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' });
-    const write = (event: string, data: unknown): void => void res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-    write('snapshot', {
+    const stream = this.#deps.streams.open(req, res);
+    if (!stream) return;
+    stream.send('snapshot', {
       sandboxes: this.#deps.view.list().map((r) => this.row(r, base)),
       samples: this.#samples,
       durations: this.#durations,
       sample_every_s: SAMPLE_EVERY_MS / 1000,
       nodes: this.#deps.nodes?.() ?? null,
     });
-    const client: Client = { base, write };
+    const client: Client = { base, stream };
     this.#clients.add(client);
-    const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), HEARTBEAT_MS);
-    res.once('close', () => {
-      clearInterval(heartbeat);
-      this.#clients.delete(client);
-    });
-    req.socket.setTimeout(0);
+    stream.onClose(() => this.#clients.delete(client));
   }
 }

@@ -20,6 +20,9 @@ export function hasApiKey(req: IncomingMessage, key: string): boolean {
   return matchesKey(Array.isArray(header) ? header[0] : header, key);
 }
 
+/** What a 401 asks for (RFC 9110 11.6.1): the key as a bearer token (or, equally, X-API-Key). */
+const CHALLENGE = { 'www-authenticate': 'Bearer realm="sandbox-provisioner"' };
+
 /**
  * Throws 401 unless the request carries the API key. With no key configured, every request is refused
  * (fail closed, as DeerFlow's provisioner does) unless anonymous access was allowed on purpose.
@@ -30,7 +33,8 @@ export function requireApiKey(req: IncomingMessage, auth: { apiKey: string; allo
     throw new HttpError(
       'unauthorized',
       'PROVISIONER_API_KEY is not set, so the API is closed: set it (clients send it as X-API-Key), or set PROVISIONER_ALLOW_ANONYMOUS=true on purpose',
+      { headers: CHALLENGE },
     );
   }
-  if (!hasApiKey(req, auth.apiKey)) throw new HttpError('unauthorized', 'Invalid or missing API key');
+  if (!hasApiKey(req, auth.apiKey)) throw new HttpError('unauthorized', 'Invalid or missing API key', { headers: CHALLENGE });
 }

@@ -22,10 +22,11 @@ export const ERRORS = {
     doc: 'The request body did not arrive in time (`REQUEST_BODY_TIMEOUT_SECONDS` for the API, `PROXY_IDLE_TIMEOUT_SECONDS` of silence for a proxied upload).',
   },
   payload_too_large: { status: 413, doc: 'The body is larger than `MAX_BODY_BYTES`.' },
+  headers_too_large: { status: 431, doc: 'The request headers are larger than Node.js accepts (16 KiB by default).' },
   unsupported_media_type: { status: 415, doc: 'The body is not `application/json`.' },
   validation_failed: {
     status: 422,
-    doc: 'A field is missing, has the wrong type or does not match its pattern (a FastAPI-style `errors` list is included).',
+    doc: 'A field of the body or query is missing, has the wrong type or does not match its pattern. As FastAPI answers: `detail` is a list of `{loc, msg, type}`; `message` sums it up.',
   },
   invalid_object: { status: 422, doc: 'The Kubernetes API server rejected the pod or service as invalid (for example a bad host path).' },
   pod_security_violation: {
@@ -46,6 +47,10 @@ export const ERRORS = {
   upstream_unreachable: { status: 502, doc: 'Proxy: the sandbox refused or reset the connection.' },
   cluster_unavailable: { status: 503, doc: 'The Kubernetes API server is unreachable or timing out (`Retry-After` is set).' },
   not_ready: { status: 503, doc: '`/readyz`: the sandbox view has not synced or its watch is down.' },
+  namespace_missing: {
+    status: 503,
+    doc: 'The sandbox namespace was deleted and this provisioner may not create it; `/readyz` says so too (`Retry-After` is set).',
+  },
   server_busy: { status: 503, doc: 'The provisioner holds `MAX_CONNECTIONS` connections already (`Retry-After` is set).' },
   sandbox_not_ready: { status: 503, doc: 'Proxy: the sandbox exists but is not Ready yet (`Retry-After` is set).' },
   upstream_timeout: { status: 504, doc: 'Proxy: the sandbox did not answer in time.' },
@@ -57,16 +62,21 @@ export type ErrorCode = keyof typeof ERRORS;
 /** The longest `detail` of an answer, in characters. */
 export const MAX_DETAIL = 2000;
 
+/** One problem of a 422, as FastAPI reports it: where (`["body", "sandbox_id"]`, `["query", "wait"]`), what, and its kind. */
+export type Issue = { loc: string[]; msg: string; type: string };
+
 export class HttpError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly headers: Record<string, string>;
   readonly extra: Record<string, unknown>;
+  /** A 422's problems: then `detail` is this list (FastAPI's shape) and `message` the sentence. */
+  readonly issues: Issue[] | undefined;
 
   constructor(
     code: ErrorCode,
     detail: string,
-    options: { headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown } = {},
+    options: { headers?: Record<string, string>; extra?: Record<string, unknown>; cause?: unknown; issues?: Issue[] } = {},
   ) {
     // A detail may quote the request (a path, a header): clipped, so no input makes an answer large.
     super(
@@ -78,11 +88,18 @@ export class HttpError extends Error {
     this.status = ERRORS[code].status;
     this.headers = options.headers ?? {};
     this.extra = options.extra ?? {};
+    this.issues = options.issues;
   }
 
   body(): Record<string, unknown> {
+    if (this.issues) return { detail: this.issues, code: this.code, message: this.message, ...this.extra };
     return { detail: this.message, code: this.code, ...this.extra };
   }
+}
+
+/** A 422 for one query parameter. */
+export function queryProblem(name: string, msg: string, type = 'invalid'): HttpError {
+  return new HttpError('validation_failed', `${name}: ${msg}`, { issues: [{ loc: ['query', name], msg, type }] });
 }
 
 /** The one "no such sandbox" answer (API, events, keepalive and proxy alike). */

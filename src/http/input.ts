@@ -67,17 +67,17 @@ function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Pr
 export const MAX_ISSUES = 10;
 const clip = (s: string, max: number): string => (s.length > max ? `${s.slice(0, max)}…` : s);
 
-/** Validates with zod; a failure is a 422 naming each field, as FastAPI does. */
-export function validate<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
+/** Validates with zod; a failure is a 422 naming each field of the body (or query), as FastAPI does. */
+export function validate<T extends z.ZodType>(schema: T, value: unknown, where: 'body' | 'query' = 'body'): z.infer<T> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const all = parsed.error.issues;
   const issues = all
     .slice(0, MAX_ISSUES)
-    .map((i) => ({ loc: ['body', ...i.path.map((p) => clip(String(p), 64))], msg: clip(i.message, 200), type: i.code }));
+    .map((i) => ({ loc: [where, ...i.path.map((p) => clip(String(p), 64))], msg: clip(i.message, 200), type: i.code }));
   const more = all.length - issues.length;
-  const detail = issues.map((i) => `${i.loc.slice(1).join('.') || 'body'}: ${i.msg}`).join('; ') + (more > 0 ? `; and ${more} more` : '');
-  throw new HttpError('validation_failed', detail, { extra: { errors: issues, ...(more > 0 ? { more_errors: more } : {}) } });
+  const detail = issues.map((i) => `${i.loc.slice(1).join('.') || where}: ${i.msg}`).join('; ') + (more > 0 ? `; and ${more} more` : '');
+  throw new HttpError('validation_failed', detail, { issues, ...(more > 0 ? { extra: { more_errors: more } } : {}) });
 }
 
 /** Validates a sandbox id taken from a URL path (after percent-decoding, so `%2e%2e` is refused too). */

@@ -103,9 +103,19 @@ export function router(rows: RouteRow[]): (pathname: string) => Match | undefine
   };
 }
 
+/** The methods a row answers, as an Allow header lists them (HEAD wherever GET is, and OPTIONS). */
+export function allowed(row: RouteRow): string {
+  const methods = Object.keys(row.methods);
+  return [...methods, ...(row.methods['GET'] && !row.methods['HEAD'] ? ['HEAD'] : []), 'OPTIONS'].join(', ');
+}
+
 export function handlerFor(row: RouteRow, method: string): Handler {
   const handler = row.methods[method] ?? (method === 'HEAD' ? row.methods['GET'] : undefined) ?? row.methods['*'];
   if (handler) return handler;
-  const allowed = Object.keys(row.methods);
-  throw new HttpError('method_not_allowed', `Method ${method} not allowed on ${row.name}`, { headers: { allow: allowed.join(', ') } });
+  if (method === 'OPTIONS')
+    return ({ res }) => {
+      res.writeHead(204, { allow: allowed(row) });
+      res.end();
+    };
+  throw new HttpError('method_not_allowed', `Method ${method} not allowed on ${row.name}`, { headers: { allow: allowed(row) } });
 }

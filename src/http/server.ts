@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../log.ts';
+import { requestContext, type Logger } from '../log.ts';
 import { HttpError, rawErrorResponse } from './errors.ts';
 import { sendError } from './reply.ts';
 import { handlerFor, requestUrl, router, type HostRoute, type RouteRow, type UpgradeRow } from './router.ts';
@@ -29,6 +29,12 @@ export type ServerOptions = {
 /** Request ids: this process's random prefix and a counter (a UUID per request cost more than the id is worth). */
 const idPrefix = `${randomBytes(6).toString('base64url')}-`;
 let idCounter = 0;
+
+/** The client's X-Request-Id when it sent a usable one, else one of ours. */
+function requestIdOf(req: IncomingMessage): string {
+  const header = req.headers['x-request-id'];
+  return typeof header === 'string' && header.length <= 128 ? header : idPrefix + (idCounter++).toString(36);
+}
 
 /**
  * A response that carries its exchange's own facts (request id, start, route), so the per-request work
@@ -55,26 +61,34 @@ export function createHttpServer(options: ServerOptions): Server {
     (req, res) => {
       if (refused.has(req.socket)) return;
       res.started = performance.now();
-      const header = req.headers['x-request-id'];
-      res.requestId = typeof header === 'string' && header.length <= 128 ? header : idPrefix + (idCounter++).toString(36);
+      res.requestId = requestIdOf(req);
       res.setHeader('x-request-id', res.requestId);
       res.on('close', onClose);
-      dispatch(req, res);
+      requestContext.run({ reqId: res.requestId }, dispatch, req, res);
     },
   );
   limitConnections(server, options.maxConnections ?? Infinity, refused);
   server.on('upgrade', (req, socket, head) => {
     if (refused.has(socket)) return;
+    requestContext.run({ reqId: requestIdOf(req) }, upgrade, req, socket, head);
+  });
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = requestUrl(req);
     const byHost = req.headers.host === undefined ? undefined : options.hosts?.match(req.headers.host);
     if (url && byHost !== undefined) return options.hosts?.upgrade(req, socket, head, url, byHost);
     const row = url && options.upgrades?.find((u) => url.pathname.startsWith(u.prefix));
     if (url && row) return row.handle(req, socket, head, url);
     socket.end(rawErrorResponse(new HttpError('not_found', `Not Found: no upgrade at ${url?.pathname ?? 'this path'}`)));
-  });
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end(rawErrorResponse(new HttpError('invalid_request', 'Bad Request')));
-    else socket.destroy(err);
+  };
+  server.on('clientError', (err: Error & { code?: string }, socket) => {
+    if (!socket.writable) return void socket.destroy(err);
+    socket.end(
+      rawErrorResponse(
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? new HttpError('headers_too_large', 'Request header fields too large')
+          : new HttpError('invalid_request', 'Bad Request'),
+      ),
+    );
   });
   return server;
 }
@@ -85,10 +99,10 @@ function dispatcher(options: ServerOptions): Dispatch {
   const { authenticate: auth, hosts, log } = options;
   const fail = (res: Exchange, err: unknown): void => {
     if (err instanceof HttpError) {
-      if (err.status >= 500) log.warn({ req_id: res.requestId, code: err.code }, err.message);
+      if (err.status >= 500) log.warn({ code: err.code }, err.message);
       return sendError(res, err);
     }
-    log.error({ req_id: res.requestId, err }, 'unhandled error');
+    log.error({ err, stack: err instanceof Error ? err.stack : undefined }, 'unhandled error');
     sendError(res, new HttpError('internal_error', 'Internal error; see the provisioner log', { extra: { request_id: res.requestId } }));
   };
   return (req, res) => {

@@ -59,7 +59,7 @@ export class Activity {
     this.#writer.annotate(id, { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() }).catch((err: unknown) => {
       this.#written.delete(id);
       if (!(err instanceof HttpError && err.code === 'sandbox_not_found'))
-        this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not record sandbox activity');
+        this.#log.warn({ sandbox_id: id, err }, 'could not record sandbox activity');
     });
   }
 

@@ -77,7 +77,7 @@ export async function sweep(deps: SweepDeps): Promise<SweepResult> {
       }
     } catch (err) {
       result.errors.push(`${record.sandboxId}: ${(err as Error).message}`);
-      log.warn({ sandbox_id: record.sandboxId, err: String(err) }, 'expiry failed; will retry next sweep');
+      log.warn({ sandbox_id: record.sandboxId, err }, 'expiry failed; will retry next sweep');
     }
   }
   return result;

@@ -43,8 +43,11 @@ export type NodesSource = () => { eligible: number; lacking: string[] } | undefi
 
 export function createMetrics(source?: () => MetricsSource | undefined, nodes?: NodesSource) {
   const registry = serviceRegistry();
+  let streams: (() => { open: number; queuedBytes: number }) | undefined;
   return {
     registry,
+    /** Where the event-stream gauges read from (the service's EventStreams). */
+    observeStreams: (read: () => { open: number; queuedBytes: number }): void => void (streams = read),
     sandboxes: new Gauge({
       name: 'sandbox_provisioner_sandboxes',
       help: 'Sandboxes in the view, by status',
@@ -110,6 +113,34 @@ export function createMetrics(source?: () => MetricsSource | undefined, nodes?: 
       name: 'sandbox_provisioner_proxy_upstream_errors_total',
       help: 'Upstream errors by kind (refused, reset, dns, timeout, websocket, other)',
       labelNames: ['kind'] as const,
+      registers: [registry],
+    }),
+    eventStreams: new Gauge({
+      name: 'sandbox_provisioner_event_streams',
+      help: 'Open event streams (the dashboard feed and per-sandbox events)',
+      registers: [registry],
+      collect() {
+        if (streams) this.set(streams().open);
+      },
+    }),
+    eventStreamsQueued: new Gauge({
+      name: 'sandbox_provisioner_event_streams_queued_bytes',
+      help: 'Bytes waiting for event-stream clients; each client is closed past its bound (256 KiB beyond its first event)',
+      registers: [registry],
+      collect() {
+        if (streams) this.set(streams().queuedBytes);
+      },
+    }),
+    eventStreamsClosed: new Counter({
+      name: 'sandbox_provisioner_event_streams_closed_total',
+      help: 'Event streams closed by the service, by reason (slow_reader: over its queued-bytes bound; shutdown)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    websocketSessions: new Counter({
+      name: 'sandbox_provisioner_proxy_websocket_sessions_total',
+      help: 'Proxied WebSocket sessions, by event (opened, closed)',
+      labelNames: ['event'] as const,
       registers: [registry],
     }),
     watchRestarts: mirroredCounter(
@@ -212,7 +243,9 @@ export function proxyStats(metrics: Metrics) {
   const upstream = children((kind) => metrics.proxyUpstreamErrors.labels({ kind }));
   const bytesIn = metrics.proxyBytes.labels({ direction: 'in' });
   const bytesOut = metrics.proxyBytes.labels({ direction: 'out' });
+  const ws = children((event) => metrics.websocketSessions.labels({ event }));
   return {
+    onWebSocket: (event: string): void => ws(event).inc(),
     onRequest: (o: string): void => outcome(o).inc(),
     onBytes: (direction: 'in' | 'out', bytes: number): void => (direction === 'in' ? bytesIn : bytesOut).inc(bytes),
     onUpstreamError: (kind: string): void => upstream(kind).inc(),

@@ -65,7 +65,9 @@ export class Housekeeping {
   }
 
   checks(): Check[] {
-    return [this.#preflight, this.#permissions, ...this.#images(), ...(this.#gateways ? [this.#gateways] : [])];
+    const problem = this.#deps.writer.namespaceProblem;
+    const namespace: Check[] = problem ? [{ name: 'namespace', ok: false, detail: problem }] : [];
+    return [...namespace, this.#preflight, this.#permissions, ...this.#images(), ...(this.#gateways ? [this.#gateways] : [])];
   }
 
   /** Gateway mode needs the Gateway API's HTTPRoute (v1, standard channel): without it, no start. */
@@ -163,6 +165,8 @@ export class Housekeeping {
   async #round(): Promise<void> {
     const { config, view, writer, log, metrics } = this.#deps;
     try {
+      // The namespace may have been deleted since: made again when allowed, else said in /readyz.
+      await writer.ensureNamespace().catch((err: unknown) => log.error({ namespace: config.namespace, err }, 'namespace check failed'));
       await this.#checkPermissions();
       await this.#checkGateways();
       const refused = await preflight(writer, config);
@@ -173,7 +177,7 @@ export class Housekeeping {
       metrics.orphansRemoved.inc({ object: 'pod' }, removed.removedPods.length);
       metrics.orphansRemoved.inc({ object: 'service' }, removed.removedServices.length);
     } catch (err) {
-      log.warn({ err: String(err) }, 'housekeeping failed; will retry');
+      log.warn({ err }, 'housekeeping failed; will retry');
     }
   }
 }

@@ -76,6 +76,14 @@ const ROWS: Row[] = [
     detail: (r) => `The Kubernetes API server rejected the provisioner's credentials (401) while trying to ${r.action}: ${r.message}`,
   },
   { when: (r) => r.status === 409, code: 'conflict' },
+  // A create in a namespace that is gone (deleted under a running service): the writer makes it again
+  // when it may, else answers this.
+  {
+    when: (r) => r.status === 404 && r.err.body.details?.kind === 'namespaces',
+    code: 'namespace_missing',
+    detail: (r) => `The sandbox namespace ${r.err.body.details?.name ?? ''} does not exist (deleted?): ${r.message}`,
+    retryAfter: QUOTA_RETRY_SECONDS,
+  },
   {
     when: (r) => r.status === 429,
     code: 'too_many_requests',

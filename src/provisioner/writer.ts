@@ -72,6 +72,9 @@ export class SandboxWriter {
   #ns: string;
   #inflight = new Map<string, Promise<{ record: SandboxRecord; madePod: boolean }>>();
   #permissions = new Permissions(undefined);
+  #saidNamespaceUnreadable = false;
+  /** What is wrong with the sandbox namespace since the last check (undefined: nothing known). */
+  namespaceProblem: string | undefined;
   #capabilities: Capabilities | undefined;
 
   constructor(deps: WriterDeps) {
@@ -143,7 +146,11 @@ export class SandboxWriter {
       await this.#view.waitFor(id, (r) => r === undefined || !r.deleting, deadline - Date.now());
       if (this.#view.get(id)?.deleting) throw deleting(id);
     }
-    const { pod, madePod, service } = await this.#createPodAndService(req);
+    const { pod, madePod, service } = await this.#createPodAndService(req).catch(async (err: unknown) => {
+      if (!(err instanceof HttpError) || err.code !== 'namespace_missing') throw err;
+      await this.#namespaceBack(err);
+      return this.#createPodAndService(req);
+    });
     const podUid = pod.metadata?.uid;
     const route = this.#config.gateway
       ? await this.#createRoute(id, podUid, madePod ? [podPath(this.#ns, id), podName(id)] : undefined)
@@ -233,7 +240,7 @@ export class SandboxWriter {
       await this.#createRoute(id, podUid, undefined);
       return true;
     } catch (err) {
-      this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not create the sandbox route (the reconciler will retry)');
+      this.#log.warn({ sandbox_id: id, err }, 'could not create the sandbox route (the reconciler will retry)');
       return false;
     }
   }
@@ -259,7 +266,7 @@ export class SandboxWriter {
     } catch (err) {
       if (!isNotFound(err))
         this.#log.error(
-          { object: name, err: String(err) },
+          { object: name, err },
           `could not remove ${name} after the other half of its sandbox was refused; the reconciler will`,
         );
     }
@@ -274,7 +281,7 @@ export class SandboxWriter {
       return true;
     } catch (err) {
       if (!isNotFound(err))
-        this.#log.warn({ sandbox_id: id, err: String(err) }, 'could not set the service owner reference (the reconciler will retry)');
+        this.#log.warn({ sandbox_id: id, err }, 'could not set the service owner reference (the reconciler will retry)');
       return false;
     }
   }
@@ -337,7 +344,7 @@ export class SandboxWriter {
     } catch (err) {
       if (!isNotFound(err))
         this.#log.warn(
-          { sandbox_id: id, object: kind, err: String(err) },
+          { sandbox_id: id, object: kind, err },
           `could not delete the ${kind} of sandbox ${id}; the reconciler or the garbage collector will`,
         );
       return false;
@@ -376,15 +383,44 @@ export class SandboxWriter {
     }
   }
 
+  /**
+   * A create found the namespace gone (deleted under the running service): made again when this
+   * identity may (then the create is retried once), else a 503 `namespace_missing` that says why.
+   */
+  async #namespaceBack(refusal: HttpError): Promise<void> {
+    this.#log.error({ namespace: this.#ns }, `the sandbox namespace ${this.#ns} is gone: ${refusal.message}`);
+    try {
+      await this.ensureNamespace();
+    } catch (err) {
+      throw new HttpError('namespace_missing', err instanceof Error ? err.message : String(err), {
+        headers: refusal.headers,
+        extra: { namespace: this.#ns },
+        cause: err,
+      });
+    }
+  }
+
   /** Makes sure the namespace exists (creating it when allowed), then that its default service account does. */
   async ensureNamespace(): Promise<void> {
+    try {
+      await this.#ensureNamespace();
+      this.namespaceProblem = undefined;
+    } catch (err) {
+      this.namespaceProblem = err instanceof Error ? err.message : String(err);
+      throw err;
+    }
+  }
+
+  async #ensureNamespace(): Promise<void> {
     const ns = this.#ns;
     try {
       await this.#kube.request('GET', namespacePath(ns));
       return;
     } catch (err) {
       if (isForbidden(err)) {
-        this.#log.info({ namespace: ns }, 'cannot read namespaces (namespaced RBAC); assuming the namespace exists');
+        if (!this.#saidNamespaceUnreadable)
+          this.#log.info({ namespace: ns }, 'cannot read namespaces (namespaced RBAC); assuming the namespace exists');
+        this.#saidNamespaceUnreadable = true;
         return;
       }
       if (!isNotFound(err)) throw err;

@@ -41,12 +41,19 @@ export class Upstreams {
   #ws = createProxyServer({ ws: true, xfwd: true });
   #wsAgent = new HttpAgent({ keepAlive: false });
   #open = new Set<Duplex>();
+  #opening = new WeakMap<Duplex, () => void>();
+  #inflight = new Set<Promise<Outcome>>();
 
   constructor(options: UpstreamOptions, onWebSocketError: (err: Error) => void) {
     this.#options = options;
     // One keep-alive pool per sandbox origin, bounded; evicted pools close their idle connections.
     this.#pools = new LRUCache<string, OriginPools>({ max: 2048, dispose: (pools) => void closePools(pools, true) });
     this.#ws.on('error', onWebSocketError);
+    this.#ws.on('proxyReqWs', (proxyReq, _req, socket) => {
+      const onOpen = this.#opening.get(socket);
+      this.#opening.delete(socket);
+      if (onOpen) proxyReq.once('upgrade', onOpen);
+    });
   }
 
   #origin(origin: string): OriginPools {
@@ -86,7 +93,10 @@ export class Upstreams {
    * client that goes away aborts the upstream request; an upload silent for the idle timeout is cut.
    */
   forward(req: IncomingMessage, res: ServerResponse, f: ForwardRequest): Promise<Outcome> {
-    return f.hasBody ? this.#sendWithBody(req, res, f) : this.#sendBodiless(res, f);
+    const sent = f.hasBody ? this.#sendWithBody(req, res, f) : this.#sendBodiless(res, f);
+    this.#inflight.add(sent);
+    void sent.finally(() => this.#inflight.delete(sent));
+    return sent;
   }
 
   /**
@@ -195,22 +205,34 @@ export class Upstreams {
     });
   }
 
-  /** Pipes an upgrade (headers already filtered) to `origin`; `onError` when the upstream cannot be reached. */
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, origin: string, onError: (err: Error) => void): void {
+  /**
+   * Pipes an upgrade (headers already filtered) to `origin`: `onOpen` once the sandbox switched
+   * protocols (the session runs until the client socket closes), `onError` when it cannot be reached.
+   */
+  upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    origin: string,
+    on: { onOpen: () => void; onError: (err: Error) => void },
+  ): void {
     this.#open.add(socket);
+    this.#opening.set(socket, on.onOpen);
     socket.once('close', () => this.#open.delete(socket));
+    const onError = on.onError;
     this.#ws.ws(req, socket, head, { target: origin, agent: this.#wsAgent, proxyTimeout: this.#options.connectTimeoutMs }, (err) =>
       onError(err as Error),
     );
   }
 
-  /** Closes every proxied WebSocket and upstream pool (shutdown). */
+  /** Closes every proxied WebSocket and upstream pool (shutdown); resolves once the requests they cut have settled. */
   async close(): Promise<void> {
     for (const socket of this.#open) socket.destroy();
     this.#ws.close();
     const pools = [...this.#pools.values()];
     this.#pools.clear();
     await Promise.all(pools.map((p) => closePools(p, false)));
+    await Promise.allSettled([...this.#inflight]);
   }
 }
 

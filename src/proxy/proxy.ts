@@ -26,6 +26,7 @@ export type ProxyStats = {
   onRequest?: (outcome: string) => void;
   onBytes?: (direction: 'in' | 'out', bytes: number) => void;
   onUpstreamError?: (kind: string) => void;
+  onWebSocket?: (event: 'opened' | 'closed') => void;
 };
 
 export type ProxyDeps = {
@@ -63,6 +64,7 @@ export class SandboxProxy {
   #policy: HeaderPolicy;
   #upstreams: Upstreams;
   #appCheck: AppCheck | undefined;
+  #closing = false;
 
   constructor(deps: ProxyDeps) {
     this.#deps = deps;
@@ -70,7 +72,7 @@ export class SandboxProxy {
     this.#view = deps.view;
     this.#log = deps.log;
     this.#policy = { trusted: deps.trusted, apiKey: deps.config.auth.apiKey };
-    this.#upstreams = new Upstreams(deps.config.proxy, (err) => this.#log.debug({ err: String(err) }, 'websocket proxy error'));
+    this.#upstreams = new Upstreams(deps.config.proxy, (err) => this.#log.debug({ err }, 'websocket proxy error'));
     const { sandbox, proxy } = deps.config;
     if (proxy.earlyReady) this.#appCheck = new AppCheck({ path: sandbox.probePath, port: sandbox.port });
   }
@@ -127,8 +129,9 @@ export class SandboxProxy {
     };
   }
 
-  /** Closes every proxied WebSocket and upstream pool (shutdown). */
+  /** Closes every proxied WebSocket and upstream pool (shutdown): what is cut then is ours, not the sandbox's. */
   close(): Promise<void> {
+    this.#closing = true;
     return this.#upstreams.close();
   }
 
@@ -273,6 +276,12 @@ export class SandboxProxy {
       this.#deps.stats?.onRequest?.(outcome); // the upstream request was cancelled with it
       return false;
     }
+    if (outcome !== 'ok' && this.#closing) {
+      // Cut by this service's own shutdown (the grace period ended): not the sandbox's fault.
+      this.#deps.stats?.onRequest?.('shutdown');
+      this.#log.info({ sandbox_id: id }, 'proxied request cut: the grace period of the shutdown ended');
+      return false;
+    }
     if (outcome !== 'ok') throw this.#upstreamError(outcome.error, id);
     this.#deps.onActivity?.(id);
     this.#deps.stats?.onRequest?.('ok');
@@ -316,6 +325,27 @@ export class SandboxProxy {
     return new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${code || message}`);
   }
 
+  /**
+   * A WebSocket session the sandbox accepted: counted when it opens and closes, and logged at its close
+   * like an HTTP request (its path without any capability, duration and bytes each way).
+   */
+  #session(id: string, path: string, socket: Duplex): void {
+    const stats = this.#deps.stats;
+    stats?.onWebSocket?.('opened');
+    const started = performance.now();
+    const net = socket as Duplex & { bytesRead?: number; bytesWritten?: number };
+    socket.once('close', () => {
+      const bytesIn = net.bytesRead ?? 0;
+      const bytesOut = net.bytesWritten ?? 0;
+      stats?.onWebSocket?.('closed');
+      stats?.onBytes?.('in', bytesIn);
+      stats?.onBytes?.('out', bytesOut);
+      this.#deps.onActivity?.(id);
+      const ms = Math.round(performance.now() - started);
+      this.#log.info({ sandbox_id: id, path: path.split('?')[0], ms, bytes_in: bytesIn, bytes_out: bytesOut }, 'websocket session closed');
+    });
+  }
+
   /** WebSocket upgrades (the shell at /v1/shell/ws, VNC, CDP), by any entry. */
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: Entry | undefined): void {
     if (!entry) return void socket.end(rawErrorResponse(new HttpError('not_found', 'Not Found')));
@@ -323,12 +353,15 @@ export class SandboxProxy {
       ({ id, origin, prefix }) => {
         req.url = entry.rest;
         filterUpgradeHeaders(req, prefix, this.#policy);
-        this.#upstreams.upgrade(req, socket, head, origin, (err) => {
-          this.#deps.stats?.onUpstreamError?.('websocket');
-          this.#log.info({ sandbox_id: id, err: String(err) }, 'websocket upstream error');
-          const why = (err as { code?: string }).code ?? String(err);
-          if (socket.writable)
-            socket.end(rawErrorResponse(new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${why}`)));
+        this.#upstreams.upgrade(req, socket, head, origin, {
+          onOpen: () => this.#session(id, entry.rest, socket),
+          onError: (err) => {
+            this.#deps.stats?.onUpstreamError?.('websocket');
+            this.#log.info({ sandbox_id: id, err }, 'websocket upstream error');
+            const why = (err as { code?: string }).code ?? String(err);
+            if (socket.writable)
+              socket.end(rawErrorResponse(new HttpError('upstream_unreachable', `Sandbox '${id}' could not be reached: ${why}`)));
+          },
         });
         this.#deps.onActivity?.(id);
       },

@@ -51,7 +51,10 @@ export class ApiProbe {
       try {
         await probe(everyMs);
         if (this.failures > 0) {
-          log.info(`the API server answers again after ${this.failures} failed probes; watches resume now`);
+          log.info(
+            { failed_probes: this.failures },
+            `the API server answers again after ${this.failures} failed probes; watches resume now`,
+          );
           this.#o.onRecovered();
         }
         this.failures = 0;
@@ -60,7 +63,10 @@ export class ApiProbe {
         this.failures += 1;
         this.error = err instanceof Error ? err.message : String(err);
         if (this.failures === PROBE_FAILURES_TO_RESTART) {
-          log.warn(`the API server has not answered ${PROBE_FAILURES_TO_RESTART} probes (${this.error}); restarting the watches`);
+          log.warn(
+            { failed_probes: PROBE_FAILURES_TO_RESTART, err },
+            `the API server has not answered ${PROBE_FAILURES_TO_RESTART} probes (${this.error}); restarting the watches`,
+          );
           this.#o.onStuck();
         }
       }

@@ -30,7 +30,9 @@ export type ReflectorHandler<T> = {
   delete(key: string, old: T): void;
 };
 
-export type ReflectorLog = { info(msg: string): void; warn(msg: string): void; error(msg: string): void };
+/** Where the watch logs: pino's shape (fields, then the message), so its data lands in fields. */
+type LogFn = (fields: Record<string, unknown>, msg: string) => void;
+export type ReflectorLog = { info: LogFn; warn: LogFn; error: LogFn };
 
 export type ReflectorOptions<Raw, T> = {
   name: string;
@@ -149,7 +151,7 @@ export class Reflector<Raw, T> {
         this.stats.connected = false;
         if (err instanceof Gone) {
           // The resourceVersion we hold was compacted away: relist now (a short pause avoids a hot loop).
-          this.#o.log.info(`${this.name}: watch expired (410 Gone), relisting`);
+          this.#o.log.info({ watch: this.name, relists: this.stats.relists + 1 }, `${this.name}: watch expired (410 Gone), relisting`);
           mustList = true;
           this.stats.relists += 1;
           await this.#o.delay(Math.min(this.#o.backoff.initialMs, 100), signal);
@@ -162,7 +164,10 @@ export class Reflector<Raw, T> {
         mustList = !this.stats.synced;
         const cap = Math.min(this.#o.backoff.maxMs, this.#o.backoff.initialMs * 2 ** (failures - 1));
         const wait = Math.round(cap / 2 + (this.#o.random() * cap) / 2);
-        this.#o.log.warn(`${this.name}: ${this.stats.lastError}; retrying in ${wait} ms (attempt ${failures})`);
+        this.#o.log.warn(
+          { watch: this.name, err, retry_ms: wait, attempt: failures },
+          `${this.name}: ${this.stats.lastError}; retrying in ${wait} ms (attempt ${failures})`,
+        );
         // retryNow() cuts the wait short (the API server answers again).
         this.#wake = new AbortController();
         await this.#o.delay(wait, AbortSignal.any([signal, this.#wake.signal]));
@@ -267,7 +272,7 @@ export class Reflector<Raw, T> {
       fn();
     } catch (err) {
       this.stats.handlerErrors += 1;
-      this.#o.log.error(`${this.name}: handler threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.#o.log.error({ watch: this.name, err, stack: err instanceof Error ? err.stack : undefined }, `${this.name}: handler threw`);
     }
   }
 }

@@ -84,6 +84,9 @@ export class SandboxView {
   #staleAfterMs: number;
   #log: ReflectorLog;
   #probe: ApiProbe | undefined;
+  /** Pending waits (their `done`), and whether waits were ended (shutdown). */
+  #waiters = new Set<() => void>();
+  #waitsEnded = false;
   readonly synced: Promise<void>;
 
   constructor(options: SandboxViewOptions) {
@@ -226,7 +229,7 @@ export class SandboxView {
     try {
       listener(change);
     } catch (err) {
-      this.#log.error(`view listener threw: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.#log.error({ err, stack: err instanceof Error ? err.stack : undefined }, 'view listener threw');
     }
   }
 
@@ -235,6 +238,16 @@ export class SandboxView {
     this.#eventsOn = options.events === true && this.#eventReflector !== undefined;
     for (const r of this.#reflectors()) r.start();
     this.#probe?.start();
+  }
+
+  /**
+   * Ends every wait now, and any later one at once, each with its sandbox's current record: what a wait
+   * answers when its time is up. At the start of a shutdown, so that waiting clients get an answer and
+   * can go on (or retry on another replica) instead of a reset.
+   */
+  endWaits(): void {
+    this.#waitsEnded = true;
+    for (const done of [...this.#waiters]) done();
   }
 
   async stop(): Promise<void> {
@@ -280,7 +293,8 @@ export class SandboxView {
 
   /**
    * Resolves with the record as soon as `predicate` holds for it (checked now, then on each change of
-   * that sandbox), or with the current record when `timeoutMs` passes or `signal` aborts. No polling.
+   * that sandbox), or with the current record when `timeoutMs` passes, `signal` aborts or waits are
+   * ended (shutdown). No polling.
    */
   waitFor(
     id: string,
@@ -289,14 +303,16 @@ export class SandboxView {
     signal?: AbortSignal,
   ): Promise<SandboxRecord | undefined> {
     const current = this.get(id);
-    if (predicate(current) || timeoutMs <= 0 || signal?.aborted) return Promise.resolve(current);
+    if (predicate(current) || timeoutMs <= 0 || signal?.aborted || this.#waitsEnded) return Promise.resolve(current);
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
         unsubscribe();
         signal?.removeEventListener('abort', done);
+        this.#waiters.delete(done);
         resolve(this.get(id));
       };
+      this.#waiters.add(done);
       const timer = setTimeout(done, timeoutMs);
       const unsubscribe = this.subscribe((change) => {
         if (predicate(change.record)) done();

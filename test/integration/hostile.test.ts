@@ -82,7 +82,7 @@ test('a 63 KB body of 21,000 bad extra mounts gets a small answer at once (it go
     assert.ok(JSON.stringify(r.body).length < 4096, `${name}: ${JSON.stringify(r.body).length} bytes`);
   }
   const many = await call(p.url, 'POST', '/api/sandboxes', manyIssues);
-  assert.equal((many.body['errors'] as unknown[]).length, 10, 'at most 10 issues are listed');
+  assert.equal((many.body['detail'] as unknown[]).length, 10, 'at most 10 issues are listed');
   assert.ok(Number(many.body['more_errors']) > 0, 'and the rest are counted');
   const longPath = await call(p.url, 'GET', `/x/${'a'.repeat(15_000)}`);
   assert.equal(longPath.status, 404);

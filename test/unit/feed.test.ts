@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { test } from 'node:test';
 import { Feed } from '../../src/dashboard/feed.ts';
+import { EventStreams } from '../../src/http/event-stream.ts';
 import type { SandboxRecord } from '../../src/domain/record.ts';
 import type { Answers } from '../../src/api/answer.ts';
 import type { SandboxView } from '../../src/watch/sandbox-view.ts';
@@ -13,7 +14,7 @@ function streamInto(feed: Feed): { events: { event: string; data: unknown }[]; c
   const res = Object.assign(new EventEmitter(), {
     writeHead: () => res,
     write: (chunk: string) => {
-      const m = /^event: (\w+)\ndata: (.*)\n\n$/s.exec(chunk);
+      const m = /^(?:id: \d+\n)?event: (\w+)\ndata: (.*)\n\n$/s.exec(chunk);
       if (m) events.push({ event: m[1] ?? '', data: JSON.parse(m[2] ?? 'null') });
       return true;
     },
@@ -31,7 +32,8 @@ test('every 30 s the event stream carries a sample: counts by status and each sa
   const records = [record('a', 'Running'), record('b', 'Pending'), record('c', 'Running')];
   const view = { subscribe: () => () => undefined, list: () => records } as unknown as SandboxView;
   const answers = { answer: (r: SandboxRecord) => ({ sandbox_id: r.sandboxId }) } as unknown as Answers;
-  const feed = new Feed({ view, answers, lastActivity: (r) => now - (r.sandboxId === 'b' ? 5000 : 1000), now: () => now });
+  const streams = new EventStreams({ maxQueuedBytes: 1 << 20, heartbeatMs: 15_000 });
+  const feed = new Feed({ view, answers, streams, lastActivity: (r) => now - (r.sandboxId === 'b' ? 5000 : 1000), now: () => now });
   const stream = streamInto(feed);
   t.after(() => {
     stream.close();

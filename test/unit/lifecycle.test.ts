@@ -16,7 +16,14 @@ import { SandboxView } from '../../src/watch/sandbox-view.ts';
 import { FakeKube } from '../fake-kube.ts';
 
 const H = 3_600_000;
-const lifecycle = (ttlMs: number, idleMs: number) => ({ ttlMs, idleMs, sweepMs: 60_000, activityWriteMs: 60_000, shutdownGraceMs: 0 });
+const lifecycle = (ttlMs: number, idleMs: number) => ({
+  ttlMs,
+  idleMs,
+  sweepMs: 60_000,
+  activityWriteMs: 60_000,
+  shutdownGraceMs: 0,
+  shutdownDelayMs: 0,
+});
 
 test('expiry: its own expiry first, else the TTL from creation, else idleness; 0 turns each off', () => {
   const s = { createdAt: 0, expiresAt: undefined, lastActivity: 0 };

@@ -184,7 +184,7 @@ test('a handler that throws is isolated and counted; later events still flow', a
     update: () => {},
     delete: () => {},
   };
-  const r = make(api, handler, [], { log: { info() {}, warn() {}, error: (m) => errors.push(m) } });
+  const r = make(api, handler, [], { log: { info() {}, warn() {}, error: (fields) => errors.push(JSON.stringify(fields)) } });
   r.start();
   await r.synced;
   assert.deepEqual(seen, ['fine']);

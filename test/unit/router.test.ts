@@ -42,12 +42,19 @@ test('requestUrl keeps the raw path: no dot-segment resolution, no decoding', ()
   assert.equal(requestUrl({ url: 'http://absolute/form' } as IncomingMessage), undefined, 'only origin-form targets');
 });
 
-test('an unknown method is a 405 naming the allowed ones; HEAD falls back to GET; * answers anything', () => {
+test('an unknown method is a 405 naming the allowed ones; HEAD falls back to GET; OPTIONS lists them; * answers anything', () => {
   const [, pattern, , , prefix] = rows as [RouteRow, RouteRow, RouteRow, RouteRow, RouteRow];
   assert.equal(handlerFor(pattern, 'HEAD'), pattern.methods['GET']);
   assert.equal(handlerFor(prefix, 'PATCH'), prefix.methods['*']);
   assert.throws(
     () => handlerFor(pattern, 'PUT'),
-    (err: unknown) => err instanceof HttpError && err.status === 405 && err.headers['allow'] === 'GET, DELETE',
+    (err: unknown) => err instanceof HttpError && err.status === 405 && err.headers['allow'] === 'GET, DELETE, HEAD, OPTIONS',
   );
+  const answered: { status?: number; headers?: Record<string, string> } = {};
+  const res = {
+    writeHead: (status: number, headers: Record<string, string>) => Object.assign(answered, { status, headers }),
+    end: () => undefined,
+  };
+  void handlerFor(pattern, 'OPTIONS')({ res } as unknown as Parameters<ReturnType<typeof handlerFor>>[0]);
+  assert.deepEqual(answered, { status: 204, headers: { allow: 'GET, DELETE, HEAD, OPTIONS' } });
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { NS, setup } from '../service-harness.ts';
-import { call, raw, readEvents } from '../helpers.ts';
+import { call, captureLogs, eventually, raw, readEvents } from '../helpers.ts';
 
 test('the reference flow over the fake API: create, status, list, proxy, delete', async (t) => {
   const { kube, service } = await setup(t);
@@ -167,4 +167,53 @@ test('housekeeping: an orphaned service is removed, a missing owner reference is
     kube.get('services', NS, 'sandbox-owned-svc')?.metadata.ownerReferences?.[0]?.uid,
     kube.get('pods', NS, 'sandbox-owned')?.metadata.uid,
   );
+});
+
+test('HTTP details: 401 with a challenge, HEAD and OPTIONS, 431, /ui and ETags; request ids on the lines a request causes', async (t) => {
+  const logs = captureLogs();
+  const { service } = await setup(t, { PROVISIONER_API_KEY: 'k', PROVISIONER_ALLOW_ANONYMOUS: 'false' }, { log: logs.log });
+  const url = service.url;
+  const denied = await raw(url, 'GET', '/api/sandboxes');
+  assert.deepEqual([denied.status, denied.headers['www-authenticate']], [401, 'Bearer realm="sandbox-provisioner"']);
+  const options = await raw(url, 'OPTIONS', '/api/sandboxes/abc', { 'x-api-key': 'k' });
+  assert.deepEqual([options.status, options.headers['allow']], [204, 'GET, DELETE, HEAD, OPTIONS']);
+  const head = await raw(url, 'HEAD', '/api/sandboxes', { 'x-api-key': 'k' });
+  assert.deepEqual([head.status, head.body], [200, '']);
+  const notAllowed = await raw(url, 'PUT', '/api/sandboxes', { 'x-api-key': 'k' });
+  assert.deepEqual([notAllowed.status, notAllowed.headers['allow']], [405, 'GET, POST, HEAD, OPTIONS']);
+  const big = await raw(url, 'GET', '/health', { 'x-big': 'a'.repeat(20_000) }).catch((err: Error) => ({ status: 0, err }));
+  assert.equal(big.status, 431);
+  const ui = await raw(url, 'GET', '/ui');
+  assert.deepEqual([ui.status, ui.headers['location']], [302, '/ui/']);
+  const page = await raw(url, 'GET', '/ui/app.js');
+  const etag = String(page.headers['etag']);
+  assert.match(etag, /^"[\w-]{22}"$/);
+  assert.equal((await raw(url, 'GET', '/ui/app.js', { 'if-none-match': etag })).status, 304);
+
+  await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'rid' }, { 'x-api-key': 'k', 'x-request-id': 'trace-42' });
+  const created = logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'sandbox created');
+  assert.equal(created?.['req_id'], 'trace-42', 'the line a request causes carries its id');
+});
+
+test('WebSocket sessions through the proxy are counted and logged at their close, without the capability', async (t) => {
+  const logs = captureLogs();
+  const { kube, service } = await setup(t, { SANDBOX_URL_MODE: 'proxy', PROXY_SIGNING_KEYS: 's'.repeat(32) }, { log: logs.log });
+  const created = await call(service.url, 'POST', '/api/sandboxes', { sandbox_id: 'ws' });
+  kube.ready(NS, 'sandbox-ws');
+  await service.view.waitFor('ws', (r) => r?.ready === true, 2000);
+  const ws = new WebSocket(`${String(created.body['sandbox_url']).replace('http', 'ws')}/v1/shell/ws`);
+  await new Promise((ok, fail) => ws.once('open', ok).once('error', fail));
+  ws.send('ping');
+  await new Promise((ok) => ws.once('message', ok));
+  ws.close();
+  const closed = await eventually('the session is logged', () =>
+    logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'websocket session closed'),
+  );
+  assert.equal(closed['sandbox_id'], 'ws');
+  assert.equal(closed['path'], '/v1/shell/ws');
+  assert.ok(Number(closed['bytes_in']) > 0 && Number(closed['bytes_out']) > 0);
+  assert.equal(JSON.stringify(logs.lines).includes(String(created.body['sandbox_token'])), false, 'no capability in the log');
+  const metrics = await (await fetch(`${service.url}/metrics`)).text();
+  assert.match(metrics, /sandbox_provisioner_proxy_websocket_sessions_total\{event="opened"\} 1/);
+  assert.match(metrics, /sandbox_provisioner_proxy_websocket_sessions_total\{event="closed"\} 1/);
 });

@@ -303,6 +303,10 @@ function handle(event, data) {
     case 'removed':
       state.rows.delete(data.sandbox_id);
       return schedule(true);
+    case 'end':
+      // The service ended the stream (shutting down): the reconnect below finds another replica or waits.
+      state.ended = data.reason;
+      return;
     case 'sample':
       state.samples.push(data.sample);
       renderNodes(data.nodes);
@@ -360,7 +364,8 @@ async function connect() {
     // reconnect below
   }
   if (abort.signal.aborted) return;
-  setConnection('disconnected, retrying…', 'down');
+  setConnection(state.ended ? `${state.ended}, reconnecting…` : 'disconnected, retrying…', 'down');
+  state.ended = undefined;
   setTimeout(connect, 2000);
 }
 
