@@ -47,6 +47,27 @@ const PROBE_PROFILES = {
 };
 
 const QUANTITY = /^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/;
+const SUFFIX: Record<string, number> = {
+  m: 1e-3,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** A Kubernetes quantity (already checked against QUANTITY) in bytes. */
+export function quantityBytes(q: string): number {
+  const m = QUANTITY.exec(q);
+  return m ? Number(m[1]) * (m[3] ? (SUFFIX[m[3]] ?? 1) : 1) : NaN;
+}
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
@@ -282,6 +303,16 @@ const schema = z
     }
     if (c.SANDBOX_URL_MODE === 'host' && c.PROXY_HOST_SUFFIX === undefined) {
       ctx.addIssue({ code: 'custom', path: ['SANDBOX_URL_MODE'], message: 'host mode needs PROXY_HOST_SUFFIX' });
+    }
+    // /dev/shm is a memory-backed emptyDir: what is written there counts against the container's memory
+    // limit, so a shm as large as the limit leaves nothing for the sandbox's processes.
+    const shm = c.SANDBOX_SHM_SIZE === undefined ? 0 : quantityBytes(c.SANDBOX_SHM_SIZE);
+    if (shm > 0 && shm >= quantityBytes(c.SANDBOX_MEMORY_LIMIT)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SANDBOX_SHM_SIZE'],
+        message: `SANDBOX_SHM_SIZE=${c.SANDBOX_SHM_SIZE} is not below SANDBOX_MEMORY_LIMIT=${c.SANDBOX_MEMORY_LIMIT}: shared memory counts against the memory limit; raise the limit above it (the AIO image's docs use 2Gi of shm, so a limit of 4Gi or more)`,
+      });
     }
   })
   .transform((e) => ({

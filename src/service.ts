@@ -81,7 +81,8 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   });
   const writer = new SandboxWriter({ config, kube, view, log, now, capabilities });
   const activity = new Activity({ config, writer, view, log, now });
-  const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics, nodes });
+  const signing = { fingerprint: capabilities.fingerprint, ephemeral: capabilities.ephemeral };
+  const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics, nodes, signing });
   const trusted = trustedPeers(config.trustedProxies);
   const base = (req: Parameters<typeof requestBase>[0]): string | undefined => requestBase(req, trusted);
   const answers = new Answers(config, (record) => activity.expiresAt(record), capabilities);

@@ -3,6 +3,7 @@
 
 import {
   ANNOTATION_EXPIRES_AT,
+  ANNOTATION_SIGNER,
   ANNOTATION_LAST_ACTIVITY,
   ANNOTATION_THREAD_ID,
   ANNOTATION_USER_ID,
@@ -32,6 +33,8 @@ export type PodFacts = {
   transitionAt: number | undefined;
   lastActivity: number | undefined;
   expiresAt: number | undefined;
+  /** The fingerprint of the signing key of the provisioner that made it (ANNOTATION_SIGNER). */
+  signer: string | undefined;
   /** Startup: when the pod was scheduled, its sandbox container started, and it turned Ready (API server clock, whole seconds). */
   scheduledAt: number | undefined;
   startedAt: number | undefined;
@@ -268,6 +271,7 @@ export function slimPod(pod: RawPod): PodFacts | undefined {
     transitionAt: transitions.length ? Math.max(...transitions) : undefined,
     lastActivity: activity === undefined ? undefined : time(activity),
     expiresAt: expires === undefined ? undefined : time(expires),
+    signer: meta.annotations?.[ANNOTATION_SIGNER],
     scheduledAt: since(scheduled),
     startedAt: time(sandbox?.state?.running?.startedAt),
     readyAt: since(readyCondition),
@@ -363,6 +367,7 @@ export type SandboxRecord = {
   lastTransitionAt: number | undefined;
   lastActivity: number | undefined;
   expiresAt: number | undefined;
+  signer: string | undefined;
   hasPod: boolean;
   hasService: boolean;
   podUid: string | undefined;
@@ -420,6 +425,7 @@ export function joinRecord(
     lastTransitionAt: pod?.transitionAt,
     lastActivity: pod?.lastActivity,
     expiresAt: pod?.expiresAt,
+    signer: pod?.signer,
     hasPod: pod !== undefined,
     hasService: svc !== undefined,
     podUid: pod?.uid,

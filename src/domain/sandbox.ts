@@ -14,6 +14,8 @@ export const ANNOTATION_THREAD_ID = 'sandbox.deer-flow/thread-id';
 export const ANNOTATION_USER_ID = 'sandbox.deer-flow/user-id';
 export const ANNOTATION_LAST_ACTIVITY = 'sandbox.deer-flow/last-activity';
 export const ANNOTATION_EXPIRES_AT = 'sandbox.deer-flow/expires-at';
+/** The fingerprint of the key that signs the sandbox's capability (not the key): replicas must agree. */
+export const ANNOTATION_SIGNER = 'sandbox.deer-flow/signer';
 /** What both the list and the watch select: every sandbox object, including ones made by the reference. */
 export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
 

@@ -30,6 +30,17 @@ export class Capabilities {
     return createHmac('sha256', key).update(`${id}\n${podUid}`).digest().subarray(0, TOKEN_BYTES);
   }
 
+  /**
+   * A fingerprint of the signing key (not the key: an HMAC of a fixed text under it), written on each
+   * sandbox, so replicas that sign with different keys find out (their URLs are 404 on each other).
+   */
+  get fingerprint(): string {
+    return createHmac('sha256', this.#keys[0] ?? Buffer.alloc(0))
+      .update('sandbox-provisioner signing key fingerprint')
+      .digest('base64url')
+      .slice(0, 16);
+  }
+
   sign(id: string, podUid: string): string {
     return (this.#expectedOf(id, podUid)[0] ?? Buffer.alloc(0)).toString('base64url');
   }

@@ -27,7 +27,18 @@ export type HousekeepingDeps = {
   metrics: Pick<Metrics, 'orphansRemoved'>;
   /** Nodes and the sandbox image, watched when the identity may (list and watch on nodes). */
   nodes?: NodeImages;
+  /** This replica's signing key: its fingerprint, and whether it was generated for this process. */
+  signing?: { fingerprint: string; ephemeral: boolean };
 };
+
+function signersProblem(n: number, ephemeral: boolean): string {
+  return (
+    `${n} sandbox${n === 1 ? ' was' : 'es were'} signed with another key than this replica's: their capability URLs (sandbox_url in proxy, host and gateway modes) are 404 here. ` +
+    (ephemeral
+      ? 'PROXY_SIGNING_KEYS is not set, so each replica (and each restart) made its own key: set it, the same on every replica (a Secret).'
+      : 'Replicas sign with different PROXY_SIGNING_KEYS: give every replica the same list (a Secret).')
+  );
+}
 
 /** How long start-up waits for the namespace before serving anyway (the view reports what is missing). */
 const NAMESPACE_WAIT_MS = 10_000;
@@ -67,7 +78,26 @@ export class Housekeeping {
   checks(): Check[] {
     const problem = this.#deps.writer.namespaceProblem;
     const namespace: Check[] = problem ? [{ name: 'namespace', ok: false, detail: problem }] : [];
-    return [...namespace, this.#preflight, this.#permissions, ...this.#images(), ...(this.#gateways ? [this.#gateways] : [])];
+    return [
+      ...namespace,
+      this.#preflight,
+      this.#permissions,
+      ...this.#signers(),
+      ...this.#images(),
+      ...(this.#gateways ? [this.#gateways] : []),
+    ];
+  }
+
+  /**
+   * Sandboxes signed with another key than this replica's (another replica, or this one before a
+   * restart, when keys are generated per process): their capability URLs are 404 here.
+   */
+  #signers(): Check[] {
+    const { view, signing } = this.#deps;
+    if (!signing) return [];
+    const foreign = view.count((r) => r.signer !== undefined && r.signer !== signing.fingerprint);
+    if (foreign === 0) return [];
+    return [{ name: 'signing-keys', ok: false, detail: signersProblem(foreign, signing.ephemeral) }];
   }
 
   /** Gateway mode needs the Gateway API's HTTPRoute (v1, standard channel): without it, no start. */
@@ -127,7 +157,15 @@ export class Housekeeping {
 
   /** Starts what the identity may watch beyond sandboxes: kubelet's events, the nodes' images. */
   startWatches(view: SandboxView): void {
-    const { writer, nodes } = this.#deps;
+    const { writer, nodes, signing, log } = this.#deps;
+    // Said once per foreign key, at error level: capability URLs fail half of the time behind a Service.
+    const said = new Set<string>();
+    view.subscribe(({ record }) => {
+      const signer = record?.signer;
+      if (!signing || signer === undefined || signer === signing.fingerprint || said.has(signer)) return;
+      said.add(signer);
+      log.error({ signer, own: signing.fingerprint, sandbox_id: record?.sandboxId }, signersProblem(1, signing.ephemeral));
+    });
     view.start({ events: writer.can('list', 'events') && writer.can('watch', 'events') });
     if (writer.can('list', 'nodes') && writer.can('watch', 'nodes')) nodes?.start();
   }

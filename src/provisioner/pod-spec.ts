@@ -7,6 +7,7 @@ import type { V1Container, V1Pod, V1SecurityContext, V1Service, V1Toleration, V1
 import type { Config } from '../config.ts';
 import {
   ANNOTATION_EXPIRES_AT,
+  ANNOTATION_SIGNER,
   CLAIM_STATE_DIR,
   LARK_BROKER_URL,
   LARK_CREDENTIALS,
@@ -166,7 +167,7 @@ function larkContainers(
   return { init: [init], sidecars: [sidecar] };
 }
 
-export function buildPod(config: Config, req: SandboxRequest, now: number = Date.now()): V1Pod {
+export function buildPod(config: Config, req: SandboxRequest, now: number = Date.now(), signer?: string): V1Pod {
   const c = config.sandbox;
   const probe = (p: { initialDelaySeconds: number; periodSeconds: number }) => ({
     httpGet: { path: c.probePath, port: c.port },
@@ -194,6 +195,7 @@ export function buildPod(config: Config, req: SandboxRequest, now: number = Date
         [ANNOTATION_THREAD_ID]: req.threadId,
         [ANNOTATION_USER_ID]: req.userId,
         ...(req.ttlSeconds ? { [ANNOTATION_EXPIRES_AT]: new Date(now + req.ttlSeconds * 1000).toISOString() } : {}),
+        ...(signer ? { [ANNOTATION_SIGNER]: signer } : {}),
       },
     },
     spec: {

@@ -188,7 +188,12 @@ export class SandboxWriter {
   async #createPodAndService(req: SandboxRequest): Promise<{ pod: RawPod & V1Pod; madePod: boolean; service: RawService }> {
     const id = req.sandboxId;
     const [podResult, serviceResult] = await Promise.allSettled([
-      this.#createOrRead<RawPod & V1Pod>(podsPath(this.#ns), buildPod(this.#config, req, this.#now()), podName(id), 'pod'),
+      this.#createOrRead<RawPod & V1Pod>(
+        podsPath(this.#ns),
+        buildPod(this.#config, req, this.#now(), this.#capabilities?.fingerprint),
+        podName(id),
+        'pod',
+      ),
       this.#createOrRead<RawService>(servicesPath(this.#ns), buildService(this.#config, id), serviceName(id), 'service'),
     ]);
     if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {

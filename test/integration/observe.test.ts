@@ -28,7 +28,7 @@ test('kubectl apply -k deploy/overlays/{dev,production} --dry-run=server passes'
       'role.rbac.authorization.k8s.io/sandbox-provisioner',
       'deployment.apps/sandbox-provisioner',
       'service/provisioner',
-      'configmap/sandbox-provisioner',
+      'configmap/sandbox-provisioner-[a-z0-9]{10}',
     ]) {
       assert.match(run.stdout, new RegExp(`${kind.replace('.', '\\.')} .*\\(server dry run\\)`), `${overlay}: ${kind}`);
     }
@@ -95,6 +95,26 @@ test('each overlay with the optional components (gateway, image-prepull, namespa
       spec: { template: { spec: { initContainers: { image: string }[] } } };
     };
     assert.equal(daemonSet.spec.template.spec.initContainers[0]?.image, config['SANDBOX_IMAGE']);
+    // The ConfigMap's name carries a hash of its content, so a change rolls the pods; the guard's binding
+    // follows it, so the guard and the pods read the same values.
+    const configMap = items.find((o) => o.kind === 'ConfigMap')?.metadata.name ?? '';
+    assert.match(configMap, /^sandbox-provisioner-[a-z0-9]{10}$/);
+    const binding = items.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as unknown as { spec: { paramRef: { name: string } } };
+    assert.equal(binding.spec.paramRef.name, configMap);
+    const deployment = items.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: {
+        template: {
+          spec: { containers: { envFrom: { configMapRef: { name: string } }[]; env: { name: string; valueFrom?: unknown }[] }[] };
+        };
+      };
+    };
+    const container = deployment.spec.template.spec.containers[0];
+    assert.equal(container?.envFrom[0]?.configMapRef.name, configMap);
+    // The sandbox namespace is the pods' own (downward API), and no address names deer-flow.
+    assert.deepEqual(container?.env.find((e) => e.name === 'K8S_NAMESPACE')?.valueFrom, {
+      fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' },
+    });
+    assert.doesNotMatch(JSON.stringify(items), /deer-flow\.svc|"namespace":"deer-flow"/, overlay);
   }
 });
 
@@ -112,6 +132,12 @@ test('the Dockerfile names files that exist, runs src/main.ts as uid 1000 on Nod
   assert.match(deployment, /runAsUser: 1000/);
   assert.match(deployment, /mountPath: \/tmp\}[\s\S]*emptyDir/, 'the only writable path is an emptyDir');
   assert.match(dockerfile, /--omit=dev/);
+  // The build context is what the image copies, nothing more (node_modules alone is hundreds of MB).
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8')
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'));
+  assert.deepEqual(ignore, ['*', ...['package.json', 'package-lock.json', 'src/'].map((f) => `!${f}`)]);
+  assert.deepEqual([...new Set(copies.map((c) => c.replace(/^src$/, 'src/')))].sort(), ['package-lock.json', 'package.json', 'src/']);
   assert.match(dockerfile, /^HEALTHCHECK .*\n?.*\/health/m);
 });
 

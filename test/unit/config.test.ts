@@ -56,6 +56,10 @@ test('NODE_HOST, K8S_API_SERVER, numbers, quantities and booleans are checked', 
   assert.match(problems({ STORAGE_MODE: 'hostPath', USERDATA_PVC_NAME: 'home' })[0] ?? '', /^STORAGE_MODE: hostPath mode takes no/);
   assert.match(problems({ SANDBOX_SECURITY_PROFILE: 'paranoid' })[0] ?? '', /^SANDBOX_SECURITY_PROFILE:/);
   assert.match(problems({ SANDBOX_SHM_SIZE: 'lots' })[0] ?? '', /^SANDBOX_SHM_SIZE: .*quantity/);
+  // Shared memory counts against the memory limit: 2Gi of it under a 1Gi limit is refused with the rule.
+  assert.match(problems({ SANDBOX_SHM_SIZE: '2Gi' })[0] ?? '', /^SANDBOX_SHM_SIZE: .*counts against the memory limit/);
+  assert.match(problems({ SANDBOX_SHM_SIZE: '1024Mi', SANDBOX_MEMORY_LIMIT: '1Gi' })[0] ?? '', /is not below SANDBOX_MEMORY_LIMIT=1Gi/);
+  assert.deepEqual(problems({ SANDBOX_SHM_SIZE: '2Gi', SANDBOX_MEMORY_LIMIT: '4Gi' }), []);
   assert.match(problems({ SKILLS_PVC_SUBPATH_TEMPLATE: '../x' })[0] ?? '', /^SKILLS_PVC_SUBPATH_TEMPLATE:/);
   assert.match(problems({ USERDATA_PATH_TEMPLATE: '../{thread_id}' })[0] ?? '', /^USERDATA_PATH_TEMPLATE:/);
 });

@@ -26,3 +26,18 @@ test('every metric named in the Grafana dashboard is one the service exports', a
   const titles = board.panels.map((p) => p.title).join('\n');
   for (const topic of [/status/i, /create/i, /Running/, /latency/i, /proxy/i, /upstream errors/i, /watch/i]) assert.match(titles, topic);
 });
+
+test('gauges every replica reports alike (each sees the whole namespace) are not added up across replicas', () => {
+  const board = JSON.parse(readFileSync(new URL('../../deploy/examples/grafana-dashboard.json', import.meta.url), 'utf8')) as {
+    panels: { targets: { expr: string }[] }[];
+  };
+  const exprs = board.panels.flatMap((p) => p.targets.map((t) => t.expr));
+  // Two replicas each report every sandbox: sum would show twice as many.
+  for (const gauge of [
+    'sandbox_provisioner_sandboxes',
+    'sandbox_provisioner_nodes_eligible',
+    'sandbox_provisioner_nodes_without_sandbox_image',
+  ])
+    for (const expr of exprs.filter((e) => e.includes(`${gauge}{`))) assert.doesNotMatch(expr, /^\s*sum\b/, expr);
+  assert.ok(exprs.some((e) => e.startsWith('max by (status) (sandbox_provisioner_sandboxes{')));
+});

@@ -211,6 +211,7 @@ test('security profiles: `reference` (default) is what the AIO image needs, `har
     SANDBOX_NODE_SELECTOR: 'pool=sandboxes,zone=a',
     SANDBOX_TOLERATIONS: '[{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
     SANDBOX_SHM_SIZE: '2Gi',
+    SANDBOX_MEMORY_LIMIT: '4Gi',
   });
   const p = buildPod(tuned, request(tuned));
   assert.deepEqual(p.spec?.containers[0]?.securityContext, {

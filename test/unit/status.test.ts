@@ -28,6 +28,7 @@ const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   transitionAt: undefined,
   lastActivity: undefined,
   expiresAt: undefined,
+  signer: undefined,
   scheduledAt: undefined,
   startedAt: undefined,
   readyAt: undefined,

@@ -200,6 +200,7 @@ export class FakeNode {
       startApp: (pod, ip, port, healthy) =>
         this.#podHost('PUT', ip, { ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, healthy }),
       stopApp: (ip) => this.#podHost('DELETE', ip),
+      readObject: (path) => this.#kube.find<{ data?: Record<string, string> }>(path),
     };
   }
 

@@ -34,7 +34,10 @@ export type ContainerSpec = {
   livenessProbe?: HttpProbe;
   startupProbe?: HttpProbe;
   securityContext?: { allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
+  env?: { name: string; valueFrom?: { secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef } }[];
+  envFrom?: { secretRef?: { name: string; optional?: boolean }; configMapRef?: { name: string; optional?: boolean } }[];
 };
+type KeyRef = { name: string; key: string; optional?: boolean };
 export type PodSpec = { nodeName?: string; containers?: ContainerSpec[]; initContainers?: ContainerSpec[] };
 export type PodRef = { namespace: string; name: string; uid: string; sandboxId: string };
 
@@ -56,7 +59,12 @@ export type Node = {
   event: (pod: PodRef, container: string | undefined, type: 'Normal' | 'Warning', reason: string, message: string) => void;
   startApp: (pod: PodRef, ip: string, port: number, healthy: boolean) => Promise<void>;
   stopApp: (ip: string) => Promise<void>;
+  /** A Secret or ConfigMap of the API (its data), or undefined when there is none. */
+  readObject: (path: string) => Promise<{ data?: Record<string, string> } | undefined>;
 };
+
+/** How often kubelet's pod worker tries a pod again whose container config cannot be made (a missing Secret). */
+const CONFIG_RETRY_MS = 2000;
 
 /** What the AIO sandbox image does under a securityContext it cannot live with; undefined when it can start. */
 export function aioImageRefusal(spec: PodSpec): string | undefined {
@@ -149,6 +157,7 @@ export class PodRun {
     for (const init of this.#inits) if (!(await this.#runInit(init))) return;
     this.#condition('Initialized', 'True', Date.now());
     for (const c of this.#containers) if (!(await this.#image(c))) return;
+    for (const c of this.#containers) if (!(await this.#config(c))) return;
     await this.#sleep(this.#node.settings().startMs);
     if (this.#stopped) return;
     if (this.#behavior === 'crash') return this.#fail();
@@ -244,6 +253,50 @@ export class PodRun {
     const message = got.pulled ? pulledMessage(image, got.pullMs, got.totalMs, got.sizeBytes) : presentMessage(image);
     this.#node.event(this.ref, c.spec.name, 'Normal', 'Pulled', message);
     return true;
+  }
+
+  /**
+   * The container's environment, as kubelet builds it before creating the container: every Secret and
+   * ConfigMap it names (not `optional`) must exist, with the keys it names. Until they do, the container
+   * waits in CreateContainerConfigError with kubelet's message (and a Failed event), tried again every
+   * few seconds; false when the pod stopped meanwhile.
+   */
+  async #config(c: Container): Promise<boolean> {
+    let told = '';
+    for (;;) {
+      const missing = await this.#missingConfig(c.spec);
+      if (this.#stopped) return false;
+      if (missing === undefined) return true;
+      if (missing !== told) {
+        told = missing;
+        this.#node.event(this.ref, c.spec.name, 'Warning', 'Failed', `Error: ${missing}`);
+        c.state = { waiting: { reason: 'CreateContainerConfigError', message: missing } };
+        await this.#sync();
+      }
+      await this.#sleep(CONFIG_RETRY_MS);
+    }
+  }
+
+  /** kubelet's words for the first reference of the container's environment that cannot be resolved. */
+  async #missingConfig(spec: ContainerSpec): Promise<string | undefined> {
+    const ns = this.ref.namespace;
+    const refs: { kind: 'Secret' | 'ConfigMap'; name: string; key?: string }[] = [];
+    for (const e of spec.envFrom ?? []) {
+      if (e.secretRef && !e.secretRef.optional) refs.push({ kind: 'Secret', name: e.secretRef.name });
+      if (e.configMapRef && !e.configMapRef.optional) refs.push({ kind: 'ConfigMap', name: e.configMapRef.name });
+    }
+    for (const e of spec.env ?? []) {
+      const s = e.valueFrom?.secretKeyRef;
+      const m = e.valueFrom?.configMapKeyRef;
+      if (s && !s.optional) refs.push({ kind: 'Secret', name: s.name, key: s.key });
+      if (m && !m.optional) refs.push({ kind: 'ConfigMap', name: m.name, key: m.key });
+    }
+    for (const r of refs) {
+      const object = await this.#node.readObject(`/api/v1/namespaces/${ns}/${r.kind === 'Secret' ? 'secrets' : 'configmaps'}/${r.name}`);
+      if (!object) return `${r.kind === 'Secret' ? 'secret' : 'configmap'} "${r.name}" not found`;
+      if (r.key !== undefined && object.data?.[r.key] === undefined) return `couldn't find key ${r.key} in ${r.kind} ${ns}/${r.name}`;
+    }
+    return undefined;
   }
 
   async #runInit(c: Container): Promise<boolean> {
