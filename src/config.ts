@@ -122,162 +122,164 @@ const httpUrl = (what: string) =>
     { message: `${what} must be an http(s) URL such as https://host.docker.internal:6443` },
   );
 
-const schema = z
-  .object({
-    PORT: z.coerce.number().int().min(0).max(65535).default(8002),
-    HOST: z.string().default('0.0.0.0'),
-    LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
+/** Every setting, as the environment gives it (the Helm chart's values schema is generated from this). */
+export const envFields = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8002),
+  HOST: z.string().default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
 
-    K8S_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a DNS-1123 label').default('deer-flow'),
-    KUBECONFIG_PATH: z.string().default('/root/.kube/config'),
-    K8S_API_SERVER: optional(httpUrl('K8S_API_SERVER')),
-    K8S_API_SERVER_INSECURE: bool(false),
-    K8S_REQUEST_TIMEOUT_SECONDS: positiveInt(30, 600),
-    K8S_PROBE_SECONDS: positiveInt(5, 600),
-    CREATE_NAMESPACE: bool(true),
+  K8S_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a DNS-1123 label').default('deer-flow'),
+  KUBECONFIG_PATH: z.string().default('/root/.kube/config'),
+  K8S_API_SERVER: optional(httpUrl('K8S_API_SERVER')),
+  K8S_API_SERVER_INSECURE: bool(false),
+  K8S_REQUEST_TIMEOUT_SECONDS: positiveInt(30, 600),
+  K8S_PROBE_SECONDS: positiveInt(5, 600),
+  CREATE_NAMESPACE: bool(true),
 
-    SANDBOX_IMAGE: z.string().min(1).default(DEFAULT_IMAGE),
-    SANDBOX_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
-    SANDBOX_CONTAINER_PORT: z.coerce.number().int().min(1).max(65535).default(8080),
-    SANDBOX_CPU_REQUEST: quantity.default('100m'),
-    SANDBOX_MEMORY_REQUEST: quantity.default('256Mi'),
-    SANDBOX_EPHEMERAL_STORAGE_REQUEST: quantity.default('500Mi'),
-    SANDBOX_CPU_LIMIT: quantity.default('1000m'),
-    SANDBOX_MEMORY_LIMIT: quantity.default('1Gi'),
-    SANDBOX_EPHEMERAL_STORAGE_LIMIT: quantity.default('500Mi'),
-    SANDBOX_PROBE_PATH: z.string().startsWith('/').default('/v1/sandbox'),
-    SANDBOX_PROBE_PROFILE: z.enum(['startup', 'reference']).default('startup'),
-    // Unset: the profile's value (PROBE_PROFILES).
-    SANDBOX_READINESS_INITIAL_DELAY_SECONDS: optional(anySeconds),
-    SANDBOX_READINESS_PERIOD_SECONDS: optional(z.coerce.number().int().min(1).max(3600)),
-    SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS: optional(anySeconds),
-    SANDBOX_LIVENESS_PERIOD_SECONDS: optional(z.coerce.number().int().min(1).max(3600)),
-    SANDBOX_STARTUP_PERIOD_SECONDS: positiveInt(1, 3600),
-    SANDBOX_STARTUP_MAX_SECONDS: positiveInt(300, 86_400),
-    SANDBOX_PROBE_TIMEOUT_SECONDS: positiveInt(3, 3600),
-    SANDBOX_PROBE_FAILURE_THRESHOLD: positiveInt(3, 100),
-    SANDBOX_SERVICE_TYPE: z.enum(['NodePort', 'ClusterIP']).default('NodePort'),
-    SANDBOX_SECURITY_PROFILE: z.enum(['reference', 'hardened']).default('reference'),
-    // Unset: the profile's value. Set (even empty, for the capability lists): overrides the profile.
-    SANDBOX_ALLOW_PRIVILEGE_ESCALATION: optional(z.stringbool()),
-    SANDBOX_DROP_CAPABILITIES: optionalList,
-    SANDBOX_ADD_CAPABILITIES: optionalList,
-    SANDBOX_SECCOMP_PROFILE: optional(z.enum(['RuntimeDefault', 'Unconfined', 'none'])),
-    SANDBOX_RUN_AS_NON_ROOT: bool(false),
-    SANDBOX_SHM_SIZE: optional(quantity),
-    SANDBOX_RUNTIME_CLASS: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a RuntimeClass name')),
-    SANDBOX_NODE_SELECTOR: z
-      .string()
-      .default('')
-      .transform((s, ctx) => {
-        const out: Record<string, string> = {};
-        for (const pair of splitList(s)) {
-          const [k, v, ...rest] = pair.split('=');
-          if (!k || v === undefined || rest.length) ctx.addIssue({ code: 'custom', message: `"${pair}" is not key=value` });
-          else out[k] = v;
+  SANDBOX_IMAGE: z.string().min(1).default(DEFAULT_IMAGE),
+  SANDBOX_IMAGE_PULL_POLICY: z.enum(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'),
+  SANDBOX_CONTAINER_PORT: z.coerce.number().int().min(1).max(65535).default(8080),
+  SANDBOX_CPU_REQUEST: quantity.default('100m'),
+  SANDBOX_MEMORY_REQUEST: quantity.default('256Mi'),
+  SANDBOX_EPHEMERAL_STORAGE_REQUEST: quantity.default('500Mi'),
+  SANDBOX_CPU_LIMIT: quantity.default('1000m'),
+  SANDBOX_MEMORY_LIMIT: quantity.default('1Gi'),
+  SANDBOX_EPHEMERAL_STORAGE_LIMIT: quantity.default('500Mi'),
+  SANDBOX_PROBE_PATH: z.string().startsWith('/').default('/v1/sandbox'),
+  SANDBOX_PROBE_PROFILE: z.enum(['startup', 'reference']).default('startup'),
+  // Unset: the profile's value (PROBE_PROFILES).
+  SANDBOX_READINESS_INITIAL_DELAY_SECONDS: optional(anySeconds),
+  SANDBOX_READINESS_PERIOD_SECONDS: optional(z.coerce.number().int().min(1).max(3600)),
+  SANDBOX_LIVENESS_INITIAL_DELAY_SECONDS: optional(anySeconds),
+  SANDBOX_LIVENESS_PERIOD_SECONDS: optional(z.coerce.number().int().min(1).max(3600)),
+  SANDBOX_STARTUP_PERIOD_SECONDS: positiveInt(1, 3600),
+  SANDBOX_STARTUP_MAX_SECONDS: positiveInt(300, 86_400),
+  SANDBOX_PROBE_TIMEOUT_SECONDS: positiveInt(3, 3600),
+  SANDBOX_PROBE_FAILURE_THRESHOLD: positiveInt(3, 100),
+  SANDBOX_SERVICE_TYPE: z.enum(['NodePort', 'ClusterIP']).default('NodePort'),
+  SANDBOX_SECURITY_PROFILE: z.enum(['reference', 'hardened']).default('reference'),
+  // Unset: the profile's value. Set (even empty, for the capability lists): overrides the profile.
+  SANDBOX_ALLOW_PRIVILEGE_ESCALATION: optional(z.stringbool()),
+  SANDBOX_DROP_CAPABILITIES: optionalList,
+  SANDBOX_ADD_CAPABILITIES: optionalList,
+  SANDBOX_SECCOMP_PROFILE: optional(z.enum(['RuntimeDefault', 'Unconfined', 'none'])),
+  SANDBOX_RUN_AS_NON_ROOT: bool(false),
+  SANDBOX_SHM_SIZE: optional(quantity),
+  SANDBOX_RUNTIME_CLASS: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a RuntimeClass name')),
+  SANDBOX_NODE_SELECTOR: z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+      const out: Record<string, string> = {};
+      for (const pair of splitList(s)) {
+        const [k, v, ...rest] = pair.split('=');
+        if (!k || v === undefined || rest.length) ctx.addIssue({ code: 'custom', message: `"${pair}" is not key=value` });
+        else out[k] = v;
+      }
+      return out;
+    }),
+  SANDBOX_TOLERATIONS: z
+    .string()
+    .default('[]')
+    .transform((s, ctx) => {
+      try {
+        const v = JSON.parse(s) as unknown;
+        if (Array.isArray(v) && v.every((t) => typeof t === 'object' && t !== null)) return v as Record<string, unknown>[];
+      } catch {
+        // reported below
+      }
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be a JSON array of tolerations, e.g. [{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
+      });
+      return [];
+    }),
+  SANDBOX_TTL_SECONDS: seconds(0),
+  SANDBOX_IDLE_SECONDS: seconds(0),
+  SANDBOX_SWEEP_SECONDS: positiveInt(60, 86_400),
+  ACTIVITY_WRITE_INTERVAL_SECONDS: seconds(60),
+  MAX_SANDBOXES: count(0),
+  MAX_SANDBOXES_PER_THREAD: count(0),
+  MAX_CONCURRENT_CREATES: positiveInt(16, 1000),
+  CREATE_QUEUE_SIZE: count(64),
+  CREATE_QUEUE_TIMEOUT_SECONDS: positiveInt(10, 600),
+  SHUTDOWN_DELAY_SECONDS: seconds(0),
+  SHUTDOWN_GRACE_SECONDS: seconds(25),
+  RECONCILE_INTERVAL_SECONDS: positiveInt(300, 86_400),
+  RECONCILE_GRACE_SECONDS: seconds(60),
+
+  STORAGE_MODE: z.enum(['hostPath', 'pvc']).optional(),
+  DEER_FLOW_HOST_BASE_DIR: optional(absolutePath('DEER_FLOW_HOST_BASE_DIR')),
+  SKILLS_HOST_PATH: optional(absolutePath('SKILLS_HOST_PATH')),
+  THREADS_HOST_PATH: absolutePath('THREADS_HOST_PATH').default('/.deer-flow/threads'),
+  SKILLS_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
+  USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
+  SKILLS_PVC_SUBPATH_TEMPLATE: optional(relativeTemplate(false)),
+  USERDATA_PATH_TEMPLATE: optional(relativeTemplate(true)),
+  MOUNT_CONTRACT_VERSION: optional(z.coerce.number().int().min(0).max(2)),
+
+  EXTRA_MOUNTS_BASE_DIR: optional(absolutePath('EXTRA_MOUNTS_BASE_DIR')),
+  EXTRA_MOUNTS_ALLOWED_PATHS: list(DEFAULT_EXTRA_MOUNT_PATHS),
+  LARK_CLI_INIT_IMAGE: z.string().default(''),
+  LARK_CLI_BROKER_IMAGE: z.string().default(''),
+  DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS: z.string().default(''),
+
+  NODE_HOST: hostname.default('host.docker.internal'),
+  PROVISIONER_API_KEY: z.string().default(''),
+  PROVISIONER_ALLOW_ANONYMOUS: bool(false),
+  TRUSTED_PROXIES: list([]).refine(
+    (l) => l.every(isAddressOrCidr),
+    'must be comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1',
+  ),
+  MAX_BODY_BYTES: positiveInt(64 * 1024, 16 * 1024 * 1024),
+  REQUEST_BODY_TIMEOUT_SECONDS: positiveInt(15, 600),
+  MAX_CONNECTIONS: positiveInt(4096, 1_000_000),
+  CREATE_TIMEOUT_SECONDS: positiveInt(30, 600),
+  MAX_WAIT_SECONDS: positiveInt(300, 3600),
+
+  PROXY_ENABLED: bool(true),
+  PROXY_UPSTREAM: z.enum(['nodeport', 'service', 'pod']).default('nodeport'),
+  PROXY_UPSTREAM_HOST: optional(hostname),
+  PROXY_CONNECT_TIMEOUT_SECONDS: positiveInt(5, 600),
+  PROXY_READ_TIMEOUT_SECONDS: positiveInt(900, 86_400),
+  PROXY_IDLE_TIMEOUT_SECONDS: positiveInt(900, 86_400),
+  PROXY_WAIT_READY_SECONDS: seconds(4),
+  PROXY_EARLY_READY: bool(true),
+  PROXY_MAX_WAIT_READY_SECONDS: positiveInt(120, 3600),
+  PROXY_CONNECTIONS_PER_SANDBOX: positiveInt(64, 10_000),
+  PROXY_SIGNING_KEYS: list([]).refine(
+    (keys) => keys.every((k) => k.length >= 32),
+    'each key must have at least 32 characters (e.g. openssl rand -hex 32)',
+  ),
+  PROXY_HOST_SUFFIX: optional(
+    z.string().regex(/^(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, 'must be a DNS suffix with a leading dot, such as .sandboxes.example.com'),
+  ),
+  SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy', 'host', 'gateway']).default('nodeport'),
+  PUBLIC_URL: optional(httpUrl('PUBLIC_URL')),
+  // namespace/name[/sectionName] of each Gateway; a lone name is a Gateway in K8S_NAMESPACE.
+  GATEWAY_PARENT_REFS: z
+    .string()
+    .default('')
+    .transform((s, ctx) =>
+      splitList(s).flatMap((ref) => {
+        const parts = ref.split('/');
+        const [namespace, name = '', sectionName] = parts.length === 1 ? [undefined, parts[0]] : parts;
+        const valid =
+          parts.length <= 3 &&
+          (namespace === undefined || DNS_LABEL.test(namespace)) &&
+          DNS_SUBDOMAIN.test(name) &&
+          (sectionName === undefined || DNS_SUBDOMAIN.test(sectionName));
+        if (!valid) {
+          ctx.addIssue({ code: 'custom', message: `"${ref}" is not name, namespace/name or namespace/name/sectionName of a Gateway` });
+          return [];
         }
-        return out;
+        return [{ namespace, name, ...(sectionName !== undefined ? { sectionName } : {}) }];
       }),
-    SANDBOX_TOLERATIONS: z
-      .string()
-      .default('[]')
-      .transform((s, ctx) => {
-        try {
-          const v = JSON.parse(s) as unknown;
-          if (Array.isArray(v) && v.every((t) => typeof t === 'object' && t !== null)) return v as Record<string, unknown>[];
-        } catch {
-          // reported below
-        }
-        ctx.addIssue({
-          code: 'custom',
-          message: 'must be a JSON array of tolerations, e.g. [{"key":"sandbox","operator":"Exists","effect":"NoSchedule"}]',
-        });
-        return [];
-      }),
-    SANDBOX_TTL_SECONDS: seconds(0),
-    SANDBOX_IDLE_SECONDS: seconds(0),
-    SANDBOX_SWEEP_SECONDS: positiveInt(60, 86_400),
-    ACTIVITY_WRITE_INTERVAL_SECONDS: seconds(60),
-    MAX_SANDBOXES: count(0),
-    MAX_SANDBOXES_PER_THREAD: count(0),
-    MAX_CONCURRENT_CREATES: positiveInt(16, 1000),
-    CREATE_QUEUE_SIZE: count(64),
-    CREATE_QUEUE_TIMEOUT_SECONDS: positiveInt(10, 600),
-    SHUTDOWN_DELAY_SECONDS: seconds(0),
-    SHUTDOWN_GRACE_SECONDS: seconds(25),
-    RECONCILE_INTERVAL_SECONDS: positiveInt(300, 86_400),
-    RECONCILE_GRACE_SECONDS: seconds(60),
-
-    STORAGE_MODE: z.enum(['hostPath', 'pvc']).optional(),
-    DEER_FLOW_HOST_BASE_DIR: optional(absolutePath('DEER_FLOW_HOST_BASE_DIR')),
-    SKILLS_HOST_PATH: optional(absolutePath('SKILLS_HOST_PATH')),
-    THREADS_HOST_PATH: absolutePath('THREADS_HOST_PATH').default('/.deer-flow/threads'),
-    SKILLS_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
-    USERDATA_PVC_NAME: optional(z.string().regex(DNS_SUBDOMAIN, 'must be a PersistentVolumeClaim name')),
-    SKILLS_PVC_SUBPATH_TEMPLATE: optional(relativeTemplate(false)),
-    USERDATA_PATH_TEMPLATE: optional(relativeTemplate(true)),
-    MOUNT_CONTRACT_VERSION: optional(z.coerce.number().int().min(0).max(2)),
-
-    EXTRA_MOUNTS_BASE_DIR: optional(absolutePath('EXTRA_MOUNTS_BASE_DIR')),
-    EXTRA_MOUNTS_ALLOWED_PATHS: list(DEFAULT_EXTRA_MOUNT_PATHS),
-    LARK_CLI_INIT_IMAGE: z.string().default(''),
-    LARK_CLI_BROKER_IMAGE: z.string().default(''),
-    DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS: z.string().default(''),
-
-    NODE_HOST: hostname.default('host.docker.internal'),
-    PROVISIONER_API_KEY: z.string().default(''),
-    PROVISIONER_ALLOW_ANONYMOUS: bool(false),
-    TRUSTED_PROXIES: list([]).refine(
-      (l) => l.every(isAddressOrCidr),
-      'must be comma-separated IP addresses or CIDRs, e.g. 10.0.0.0/8,127.0.0.1',
     ),
-    MAX_BODY_BYTES: positiveInt(64 * 1024, 16 * 1024 * 1024),
-    REQUEST_BODY_TIMEOUT_SECONDS: positiveInt(15, 600),
-    MAX_CONNECTIONS: positiveInt(4096, 1_000_000),
-    CREATE_TIMEOUT_SECONDS: positiveInt(30, 600),
-    MAX_WAIT_SECONDS: positiveInt(300, 3600),
+  GATEWAY_PUBLIC_URL: optional(httpUrl('GATEWAY_PUBLIC_URL')),
+});
 
-    PROXY_ENABLED: bool(true),
-    PROXY_UPSTREAM: z.enum(['nodeport', 'service', 'pod']).default('nodeport'),
-    PROXY_UPSTREAM_HOST: optional(hostname),
-    PROXY_CONNECT_TIMEOUT_SECONDS: positiveInt(5, 600),
-    PROXY_READ_TIMEOUT_SECONDS: positiveInt(900, 86_400),
-    PROXY_IDLE_TIMEOUT_SECONDS: positiveInt(900, 86_400),
-    PROXY_WAIT_READY_SECONDS: seconds(4),
-    PROXY_EARLY_READY: bool(true),
-    PROXY_MAX_WAIT_READY_SECONDS: positiveInt(120, 3600),
-    PROXY_CONNECTIONS_PER_SANDBOX: positiveInt(64, 10_000),
-    PROXY_SIGNING_KEYS: list([]).refine(
-      (keys) => keys.every((k) => k.length >= 32),
-      'each key must have at least 32 characters (e.g. openssl rand -hex 32)',
-    ),
-    PROXY_HOST_SUFFIX: optional(
-      z.string().regex(/^(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$/, 'must be a DNS suffix with a leading dot, such as .sandboxes.example.com'),
-    ),
-    SANDBOX_URL_MODE: z.enum(['nodeport', 'proxy', 'host', 'gateway']).default('nodeport'),
-    PUBLIC_URL: optional(httpUrl('PUBLIC_URL')),
-    // namespace/name[/sectionName] of each Gateway; a lone name is a Gateway in K8S_NAMESPACE.
-    GATEWAY_PARENT_REFS: z
-      .string()
-      .default('')
-      .transform((s, ctx) =>
-        splitList(s).flatMap((ref) => {
-          const parts = ref.split('/');
-          const [namespace, name = '', sectionName] = parts.length === 1 ? [undefined, parts[0]] : parts;
-          const valid =
-            parts.length <= 3 &&
-            (namespace === undefined || DNS_LABEL.test(namespace)) &&
-            DNS_SUBDOMAIN.test(name) &&
-            (sectionName === undefined || DNS_SUBDOMAIN.test(sectionName));
-          if (!valid) {
-            ctx.addIssue({ code: 'custom', message: `"${ref}" is not name, namespace/name or namespace/name/sectionName of a Gateway` });
-            return [];
-          }
-          return [{ namespace, name, ...(sectionName !== undefined ? { sectionName } : {}) }];
-        }),
-      ),
-    GATEWAY_PUBLIC_URL: optional(httpUrl('GATEWAY_PUBLIC_URL')),
-  })
+const schema = envFields
   .superRefine((c, ctx) => {
     const claims = [c.SKILLS_PVC_NAME, c.USERDATA_PVC_NAME].filter((v) => v !== undefined).length;
     if (c.STORAGE_MODE === 'pvc' && claims < 2) {

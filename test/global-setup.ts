@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { down, up } from '../tools/cluster/cluster.ts';
 import { gateway } from '../tools/cluster/gateway.ts';
+import { helmBinary } from '../tools/cluster/helm.ts';
 
 let dir: string | undefined;
 
@@ -17,6 +18,8 @@ export async function globalSetup(): Promise<void> {
     const log = (line: string): boolean => process.stderr.write(`[cluster] ${line}\n`);
     // The gateway (Traefik, built from its Go module once) too: gateway mode's tests route through it.
     await gateway(await up({ dir, log }), log);
+    // And Helm (built once), for the chart's tests.
+    process.env['HELM_BIN'] = helmBinary(log);
   } catch (err) {
     await down(dir);
     throw new Error(`the local control plane could not start, so the integration tests cannot run:\n${(err as Error).message}`);

@@ -1,0 +1,48 @@
+// The chart's values and what is derived from the settings stay current (tools/config-docs.ts): the
+// `config:` block of values.yaml, values.schema.json, the table of docs/configuration.md and the chart's
+// copies of deploy/ files; the defaults the chart renders are ones the service accepts; and each value
+// set in the repository passes the schema.
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadAllYaml } from '@kubernetes/client-node';
+import { Ajv } from 'ajv';
+import { envFields, loadConfig } from '../../src/config.ts';
+import { SETTINGS } from '../../src/config-docs.ts';
+import { baseSettings, chartDefaults, stale, valuesSchema } from '../../tools/config-docs.ts';
+
+const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'sandbox-provisioner');
+const yaml = (file: string) => loadAllYaml(readFileSync(join(chart, file), 'utf8'))[0] as Record<string, unknown>;
+
+test('values.yaml, values.schema.json, docs/configuration.md and the chart’s copies are current', () => {
+  assert.deepEqual(stale(), [], 'run: node tools/config-docs.ts');
+});
+
+test('every setting is documented and in values.yaml with the chart’s default; secrets are not', () => {
+  assert.deepEqual(Object.keys(SETTINGS).sort(), Object.keys(envFields.shape).sort());
+  const config = yaml('values.yaml')['config'] as Record<string, unknown>;
+  for (const [name, value] of chartDefaults()) assert.deepEqual(config[name], value, name);
+  for (const secret of ['PROVISIONER_API_KEY', 'PROXY_SIGNING_KEYS']) assert.equal(secret in config, false, secret);
+  // deploy/base's settings are the chart's defaults, so both ways of installing run the same service.
+  for (const [name, value] of baseSettings()) if (name in config) assert.equal(String(config[name]), value, name);
+});
+
+test('the chart’s default settings are accepted by the service as they would reach it (strings in a ConfigMap)', () => {
+  const config = yaml('values.yaml')['config'] as Record<string, unknown>;
+  const env = Object.fromEntries(Object.entries(config).flatMap(([k, v]) => (v === null ? [] : [[k, String(v)]])));
+  assert.doesNotThrow(() => loadConfig({ ...env, K8S_NAMESPACE: 'deer-flow' }));
+});
+
+test('the schema accepts every value set of the repository and refuses typos', () => {
+  const validate = new Ajv({ allErrors: true, strict: false }).compile(valuesSchema());
+  const defaults = yaml('values.yaml');
+  for (const file of ['values.yaml', 'values-deerflow.yaml', 'ci/production-values.yaml', 'ci/gateway-values.yaml']) {
+    const extra = yaml(file);
+    const merged = { ...defaults, ...extra, config: { ...(defaults['config'] as object), ...(extra['config'] as object) } };
+    assert.ok(validate(merged), `${file}: ${JSON.stringify(validate.errors)}`);
+  }
+  assert.equal(validate({ ...defaults, replicaCnt: 2 }), false);
+  assert.equal(validate({ ...defaults, config: { ...(defaults['config'] as object), SANDBOX_IMAGES: 'x' } }), false);
+});
