@@ -32,6 +32,12 @@ const kube = kubeFromState(state);
 const rows: Row[] = [];
 const stops: (() => Promise<void> | void)[] = [];
 
+/** The control plane's processes: pinned away from the process under test. */
+const clusterPids = (): number[] =>
+  ['fake-node', 'pod-host', 'kube-apiserver', 'etcd', 'kube-controller-manager']
+    .map((p) => state.pids[p])
+    .filter((p): p is number => p !== undefined);
+
 async function namespace(name: string): Promise<string> {
   await kube.delete(`/api/v1/namespaces/${name}`);
   for (let i = 0; i < 600 && (await kube.find(`/api/v1/namespaces/${name}`)); i++) await new Promise((r) => setTimeout(r, 100));
@@ -73,10 +79,21 @@ try {
   if (scenarios.includes('status') || scenarios.includes('list')) {
     const ns = await namespace('bench-query');
     await fill(kube, ns, 1000);
-    const { url } = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP' });
+    const { url, child } = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP', LOG_LEVEL: 'error' });
     for (let i = 0; i < 600 && (await (await fetch(`${url}/api/sandboxes/s999`)).status) !== 200; i++)
       await new Promise((r) => setTimeout(r, 100));
-    rows.push(...(await queryBench({ provisioner: url, kubeconfig: state.kubeconfig, ns, id: 's500', duration })));
+    const otherPids = clusterPids();
+    rows.push(
+      ...(await queryBench({
+        provisioner: url,
+        provisionerPid: child.pid,
+        otherPids,
+        kubeconfig: state.kubeconfig,
+        ns,
+        id: 's500',
+        duration,
+      })),
+    );
   }
   if (scenarios.includes('create')) {
     const ns = await namespace('bench-create');
@@ -116,9 +133,7 @@ try {
     const podIP = (pod.status as { podIP?: string } | undefined)?.podIP;
     // The same sandbox by its capability URL (what proxy mode hands out), signed as the service signs.
     const capabilityPath = capabilityPathOf('bench', new Capabilities([signingKey]).sign('bench', pod.metadata.uid ?? ''));
-    const otherPids = ['fake-node', 'pod-host', 'kube-apiserver', 'etcd', 'kube-controller-manager']
-      .map((p) => state.pids[p])
-      .filter((p) => p !== undefined);
+    const otherPids = clusterPids();
     rows.push(
       ...(await proxyBench({
         provisioner: url,

@@ -19,7 +19,7 @@ export const sandboxSchema = z
     user_id: z.string().nullable(),
     created_at: z.string().nullable(),
     expires_at: z.string().optional(),
-    /** Only with MOUNT_CONTRACT_VERSION set (see the README): no client of today's DeerFlow reads it. */
+    /** Only with MOUNT_CONTRACT_VERSION set (docs/api.md): no client of today's DeerFlow reads it. */
     mount_contract_version: z.number().int().optional(),
     reason: z.string().optional(),
     message: z.string().optional(),

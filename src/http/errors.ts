@@ -1,5 +1,5 @@
 // One registry of error codes: each has an HTTP status, a stable machine-readable `code`, and a line of
-// documentation (the README's error table is checked against this list by a test). Answers are JSON
+// documentation (the error table of docs/api.md is checked against this list by a test). Answers are JSON
 // `{"detail": "...", "code": "..."}` — `detail` as FastAPI writes it, so existing clients keep working.
 
 export const ERRORS = {

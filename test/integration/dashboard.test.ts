@@ -13,7 +13,7 @@ const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-headless-shell'].find(
 
 let browser: Browser | undefined;
 async function page(t: { after: (fn: () => Promise<void>) => void }): Promise<{ page: Page; errors: string[] }> {
-  assert.ok(CHROMIUM, 'Chromium is installed (apt-get install chromium; .ci/run does it)');
+  assert.ok(CHROMIUM, "Chromium is needed for the dashboard's browser tests: sudo apt-get install -y chromium (docs/development.md)");
   browser ??= await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
   t.after(() => context.close());

@@ -1,4 +1,4 @@
-// The module map in the README is the architecture: each row names a module of src/, its job, and what
+// The module map in docs/development.md is the architecture: each row names a module of src/, its job, and what
 // it may import. This test reads that table and every import of src/**/*.ts, and fails on an import the
 // map does not allow, on a module the map does not name, on a map that is not layered (its own rows
 // forming a cycle), and on any import cycle between files.
@@ -14,10 +14,10 @@ import { simple } from 'acorn-walk';
 const root = resolve(import.meta.dirname, '..', '..');
 const src = join(root, 'src');
 
-/** Rows of the README's module map: | `src/x/` (or `src/x.ts`, several per row) | job | `a`, `b` or — |. */
+/** Rows of the module map (docs/development.md): | `src/x/` (or `src/x.ts`, several per row) | job | `a`, `b` or — |. */
 function moduleMap(): Map<string, Set<string>> {
-  const readme = readFileSync(join(root, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### Module map'));
+  const doc = readFileSync(join(root, 'docs', 'development.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## Module map'));
   const map = new Map<string, Set<string>>();
   for (const line of section.split('\n').slice(1)) {
     if (line.startsWith('#')) break;
@@ -51,9 +51,9 @@ function importsOf(file: string): string[] {
 const files = sources(src);
 const graph = new Map(files.map((f) => [f, importsOf(f)]));
 
-test('the README module map is layered: no module may import one that may import it back', () => {
+test('the module map is layered: no module may import one that may import it back', () => {
   const map = moduleMap();
-  assert.ok(map.size >= 10, `the README's module map was found (${map.size} rows)`);
+  assert.ok(map.size >= 10, `the module map of docs/development.md was found (${map.size} rows)`);
   const visiting = new Set<string>();
   const done = new Set<string>();
   const visit = (unit: string, path: string[]): void => {
@@ -74,7 +74,7 @@ test('every import in src/ is one the module map allows, and every module is on 
     const unit = unitOf(file);
     const may = map.get(unit);
     if (!may) {
-      problems.push(`${relative(root, file)}: module ${unit} is not in the README's module map`);
+      problems.push(`${relative(root, file)}: module ${unit} is not in the module map (docs/development.md)`);
       continue;
     }
     for (const target of imports) {
