@@ -18,7 +18,11 @@ type Item = { kind: string; metadata: { name: string }; data?: Record<string, st
 /** The production overlay under the user's own namespace (and a name prefix for its cluster-wide objects). */
 function userOverlay(t: { after: (fn: () => void) => void }, ns: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'prod-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // What an apply of it made (its cluster-wide guard too) goes first, then the directory.
+  t.after(() => {
+    kubectl('delete', '-k', dir, '--ignore-not-found', '--wait=false');
+    rmSync(dir, { recursive: true, force: true });
+  });
   writeFileSync(
     join(dir, 'kustomization.yaml'),
     [
@@ -40,7 +44,6 @@ test('the production overlay applied without its Secret: the pods wait, with an 
   const dir = userOverlay(t, ns);
   const applied = kubectl('apply', '-k', dir);
   assert.equal(applied.status, 0, applied.stderr);
-  t.after(() => void kubectl('delete', '-k', dir, '--ignore-not-found', '--wait=false'));
   // Not part of the build, so not prefixed: the Secret the docs have the operator create.
   const secret = 'sandbox-provisioner';
   const kube = admin();
