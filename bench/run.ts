@@ -79,7 +79,9 @@ try {
   if (scenarios.includes('status') || scenarios.includes('list')) {
     const ns = await namespace('bench-query');
     await fill(kube, ns, 1000);
-    const { url, child } = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP', LOG_LEVEL: 'error' });
+    const profiling = process.env['BENCH_PROFILE'] === '1';
+    rmSync(profileDir, { recursive: true, force: true });
+    const { url, child } = await provisioner(ns, { SANDBOX_SERVICE_TYPE: 'ClusterIP', LOG_LEVEL: 'error' }, profiling);
     for (let i = 0; i < 600 && (await (await fetch(`${url}/api/sandboxes/s999`)).status) !== 200; i++)
       await new Promise((r) => setTimeout(r, 100));
     const otherPids = clusterPids();
@@ -94,6 +96,11 @@ try {
         duration,
       })),
     );
+    if (profiling) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+      console.log(summarizeProfile(profileDir));
+    }
   }
   if (scenarios.includes('create')) {
     const ns = await namespace('bench-create');

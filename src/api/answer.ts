@@ -96,7 +96,7 @@ export class Answers {
   #config: Config;
   #expiresAt: (record: SandboxRecord) => number | undefined;
   /** Per record (records are immutable), with the expiry it was rendered with (a keepalive may move it in memory). */
-  #texts = new WeakMap<SandboxRecord, { text: string; bytes: Buffer; expiresAt: number | undefined }>();
+  #texts = new WeakMap<SandboxRecord, { text: string; length: number; expiresAt: number | undefined }>();
   /** In proxy and host modes without PUBLIC_URL the URL depends on the caller's address, so nothing is cached. */
   readonly perCaller: boolean;
 
@@ -161,21 +161,24 @@ export class Answers {
     return this.#cached(record, requestBase).text;
   }
 
-  /** The answer serialized and encoded (what a status answer sends). */
-  bytes(record: SandboxRecord, requestBase?: string): Buffer {
-    return this.#cached(record, requestBase).bytes;
+  /**
+   * The answer serialized, with its length in bytes (what a status answer sends: a string goes out in
+   * one write with the response head, where a Buffer would take a writev of two).
+   */
+  serialized(record: SandboxRecord, requestBase?: string): { text: string; length: number } {
+    return this.#cached(record, requestBase);
   }
 
-  #cached(record: SandboxRecord, requestBase?: string): { text: string; bytes: Buffer; expiresAt: number | undefined } {
+  #cached(record: SandboxRecord, requestBase?: string): { text: string; length: number; expiresAt: number | undefined } {
     const expiresAt = this.#expiresAt(record);
     if (this.perCaller) {
       const text = JSON.stringify(this.answer(record, requestBase));
-      return { text, bytes: Buffer.from(text), expiresAt };
+      return { text, length: Buffer.byteLength(text), expiresAt };
     }
     const cached = this.#texts.get(record);
     if (cached !== undefined && cached.expiresAt === expiresAt) return cached;
     const text = JSON.stringify(this.answer(record));
-    const entry = { text, bytes: Buffer.from(text), expiresAt };
+    const entry = { text, length: Buffer.byteLength(text), expiresAt };
     this.#texts.set(record, entry);
     return entry;
   }

@@ -9,7 +9,7 @@ import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
 import { HttpError, queryProblem, sandboxNotFound } from '../http/errors.ts';
 import { parseSandboxId, readJson, validate } from '../http/input.ts';
-import { abortOnClose, sendJson, sendJsonBytes, sendJsonText } from '../http/reply.ts';
+import { abortOnClose, sendJson, sendJsonSized, sendJsonText } from '../http/reply.ts';
 import type { Context, RequestTarget, RouteRow } from '../http/router.ts';
 import type { Activity } from '../lifecycle/activity.ts';
 import { countOutcome, type CreateTimings } from '../observe/creates.ts';
@@ -68,7 +68,8 @@ class Api {
 
   #answer(req: IncomingMessage, res: ServerResponse, status: number, record: SandboxRecord): void {
     const { answers, base } = this.#deps;
-    sendJsonBytes(res, status, answers.bytes(record, answers.perCaller ? base(req) : undefined));
+    const { text, length } = answers.serialized(record, answers.perCaller ? base(req) : undefined);
+    sendJsonSized(res, status, text, length);
   }
 
   readyz({ res }: Context): void {
@@ -176,14 +177,20 @@ class Api {
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
   const api = new Api(deps);
   return [
-    { name: '/health', path: '/health', quiet: true, methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) } },
-    { name: '/readyz', path: '/readyz', quiet: true, methods: { GET: (c) => api.readyz(c) } },
+    { name: '/health', path: '/health', quiet: true, quietGet: true, methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) } },
+    { name: '/readyz', path: '/readyz', quiet: true, quietGet: true, methods: { GET: (c) => api.readyz(c) } },
     { name: '/openapi.json', path: '/openapi.json', methods: { GET: (c) => api.openapi(c) } },
     { name: '/api/capabilities', path: '/api/capabilities', methods: { GET: (c) => api.capabilities(c) } },
-    { name: '/api/sandboxes', template: '/api/sandboxes', methods: { GET: (c) => api.list(c), POST: (c) => api.create(c) } },
+    {
+      name: '/api/sandboxes',
+      template: '/api/sandboxes',
+      quietGet: true,
+      methods: { GET: (c) => api.list(c), POST: (c) => api.create(c) },
+    },
     {
       name: '/api/sandboxes/{id}',
       template: '/api/sandboxes/{id}',
+      quietGet: true,
       methods: { GET: (c) => api.status(c), DELETE: (c) => api.delete(c) },
     },
     {

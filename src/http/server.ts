@@ -4,7 +4,14 @@
 
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import {
+  createServer,
+  ServerResponse,
+  type IncomingMessage,
+  type OutgoingHttpHeader,
+  type OutgoingHttpHeaders,
+  type Server,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { requestContext, type Logger } from '../log.ts';
@@ -46,6 +53,19 @@ class Exchange<Request extends IncomingMessage = IncomingMessage> extends Server
   started = 0;
   route = 'unmatched';
   row: RouteRow | undefined;
+
+  /** The request id goes out with the answer's own headers, in its one writeHead call (no setHeader). */
+  override writeHead(statusCode: number, a?: unknown, b?: unknown): this {
+    const message = typeof a === 'string' ? a : undefined;
+    const headers = (message === undefined ? a : b) as OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
+    const withId =
+      headers === undefined
+        ? { 'x-request-id': this.requestId }
+        : Array.isArray(headers)
+          ? [...headers, 'x-request-id', this.requestId]
+          : { ...headers, 'x-request-id': this.requestId };
+    return message === undefined ? super.writeHead(statusCode, withId) : super.writeHead(statusCode, message, withId);
+  }
 }
 
 type Dispatch = (req: IncomingMessage, res: Exchange) => void;
@@ -62,9 +82,10 @@ export function createHttpServer(options: ServerOptions): Server {
       if (refused.has(req.socket)) return;
       res.started = performance.now();
       res.requestId = requestIdOf(req);
-      res.setHeader('x-request-id', res.requestId);
-      res.on('close', onClose);
-      requestContext.run({ reqId: res.requestId }, dispatch, req, res);
+      dispatch(req, res);
+      // Answered already (a synchronous handler: status, list, probes): observed now, with no listener.
+      if (res.writableEnded) onClose.call(res);
+      else res.on('close', onClose);
     },
   );
   limitConnections(server, options.maxConnections ?? Infinity, refused);
@@ -99,10 +120,10 @@ function dispatcher(options: ServerOptions): Dispatch {
   const { authenticate: auth, hosts, log } = options;
   const fail = (res: Exchange, err: unknown): void => {
     if (err instanceof HttpError) {
-      if (err.status >= 500) log.warn({ code: err.code }, err.message);
+      if (err.status >= 500) log.warn({ req_id: res.requestId, code: err.code }, err.message);
       return sendError(res, err);
     }
-    log.error({ err, stack: err instanceof Error ? err.stack : undefined }, 'unhandled error');
+    log.error({ req_id: res.requestId, err, stack: err instanceof Error ? err.stack : undefined }, 'unhandled error');
     sendError(res, new HttpError('internal_error', 'Internal error; see the provisioner log', { extra: { request_id: res.requestId } }));
   };
   return (req, res) => {
@@ -117,7 +138,14 @@ function dispatcher(options: ServerOptions): Dispatch {
       if (!found) throw new HttpError('not_found', `Not Found: ${req.method} ${url.pathname}`);
       res.route = found.row.name;
       res.row = found.row;
-      const pending = handlerFor(found.row, req.method ?? 'GET')({ req, res, url, params: found.params });
+      const method = req.method ?? 'GET';
+      const handler = handlerFor(found.row, method);
+      const ctx = { req, res, url, params: found.params };
+      // Lines the handler logs (now or later in its async work) carry the request's id.
+      const pending =
+        found.row.quietGet && (method === 'GET' || method === 'HEAD')
+          ? handler(ctx)
+          : requestContext.run({ reqId: res.requestId }, handler, ctx);
       if (pending) pending.catch((err: unknown) => fail(res, err));
     } catch (err) {
       fail(res, err);

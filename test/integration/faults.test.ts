@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { recoverControllers, startApiServer, stopApiServer } from '../../tools/cluster/cluster.ts';
+import { recoverControllers, startApiServer, stopApiServer, up } from '../../tools/cluster/cluster.ts';
 import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
 
 const FAST = { K8S_PROBE_SECONDS: '1', K8S_REQUEST_TIMEOUT_SECONDS: '2' };
@@ -158,4 +158,21 @@ test('kill -9 during 50 concurrent creates and deletes: answers stay well-formed
   t.diagnostic(`converged ${converged.toFixed(0)} ms after the restart began`);
   assert.ok(converged < 15_000, `converged after ${converged.toFixed(0)} ms`);
   assert.ok(!(await objectsIn(ns)).services.includes('sandbox-stray-svc'));
+});
+
+test('cluster:up on a cluster whose API server died restarts it alone, keeping the data, and says so', async (t) => {
+  const ns = await namespace(t, 'upkeep');
+  const before = cluster();
+  const apiserver = before.pids['kube-apiserver'];
+  assert.ok(apiserver);
+  process.kill(apiserver, 'SIGKILL');
+  const lines: string[] = [];
+  const after = await up({ dir: before.dir, log: (l) => void lines.push(l) });
+  assert.notEqual(after.pids['kube-apiserver'], apiserver);
+  for (const name of ['etcd', 'kube-controller-manager', 'fake-node']) assert.equal(after.pids[name], before.pids[name], `${name} kept`);
+  assert.ok(
+    lines.some((l) => /restarted what had died: kube-apiserver \(/.test(l)),
+    lines.join('\n'),
+  );
+  assert.ok(await admin().find(`/api/v1/namespaces/${ns}`), 'the cluster kept its data');
 });
