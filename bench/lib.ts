@@ -2,6 +2,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import autocannon from 'autocannon';
 
@@ -238,4 +239,41 @@ export async function interleaved<T extends Record<string, number>>(
       ];
     }),
   );
+}
+
+/**
+ * The provisioner as its own process, as deployed, on a free port, against the local cluster's
+ * kubeconfig; resolves once /readyz answers 200. `env` may depend on the port (PUBLIC_URL); with
+ * `profileDir`, it runs under --cpu-prof.
+ */
+export async function startProvisioner(o: {
+  kubeconfig: string;
+  ns: string;
+  env?: Record<string, string> | ((port: number) => Record<string, string>);
+  profileDir?: string;
+}): Promise<{ url: string; child: ChildProcess }> {
+  const port = await freePort();
+  const cpuProf = o.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profileDir}`] : [];
+  const env = typeof o.env === 'function' ? o.env(port) : (o.env ?? {});
+  const child = spawn(process.execPath, [...cpuProf, join(import.meta.dirname, '..', 'src', 'main.ts')], {
+    env: {
+      ...process.env,
+      KUBECONFIG_PATH: o.kubeconfig,
+      K8S_NAMESPACE: o.ns,
+      NODE_HOST: '127.0.0.1',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      PROVISIONER_ALLOW_ANONYMOUS: 'true',
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    if ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200) return { url, child };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error('the provisioner did not become ready');
 }

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { down, up } from '../tools/cluster/cluster.ts';
 import { gateway } from '../tools/cluster/gateway.ts';
 import { kubeFromState } from '../tools/cluster/kube-http.ts';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
-import { freePort, printTable, type Row } from './lib.ts';
+import { printTable, startProvisioner, type Row } from './lib.ts';
 import { capabilityPath as capabilityPathOf } from '../src/domain/sandbox.ts';
 import { Capabilities } from '../src/http/capability.ts';
 import { summarizeProfile } from './profile.ts';
@@ -49,30 +49,9 @@ async function namespace(name: string): Promise<string> {
 
 /** The provisioner as its own process, as deployed (with BENCH_PROFILE=1 and `profile`, under --cpu-prof). */
 async function provisioner(ns: string, env: Record<string, string> = {}, profile = false): Promise<{ url: string; child: ChildProcess }> {
-  const port = await freePort();
-  const cpuProf = profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = spawn(process.execPath, [...cpuProf, join(import.meta.dirname, '..', 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      KUBECONFIG_PATH: state.kubeconfig,
-      K8S_NAMESPACE: ns,
-      NODE_HOST: '127.0.0.1',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      PROVISIONER_ALLOW_ANONYMOUS: 'true',
-      ...env,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  stops.push(() => void child.kill('SIGTERM'));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 600; i++) {
-    const ready = await fetch(`${url}/readyz`).catch(() => undefined);
-    if (ready?.status === 200) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url, child };
+  const started = await startProvisioner({ kubeconfig: state.kubeconfig, ns, env, ...(profile ? { profileDir } : {}) });
+  stops.push(() => void started.child.kill('SIGTERM'));
+  return started;
 }
 
 try {

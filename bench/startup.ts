@@ -6,14 +6,12 @@
 // time added over the app's own start (when its stand-in began to answer, from the pod host). Ratios
 // compare each row with the reference's pod spec in the same URL mode.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterState } from '../tools/cluster/cluster.ts';
 import { KubeHttp } from '../tools/cluster/kube-http.ts';
 import { POD_HOST_PORT } from '../tools/cluster/pod-host.ts';
 import { createSandbox, execute, waitForSandboxReady } from '../tools/deerflow-client.ts';
-import { freePort, percentile, row, type Row } from './lib.ts';
+import { percentile, row, startProvisioner, type Row } from './lib.ts';
 
 const IMAGE = 'enterprise-public-cn-beijing.cr.volces.com/vefaas-public/all-in-one-sandbox:latest';
 
@@ -41,32 +39,19 @@ async function fakeNode(state: ClusterState, path: string, body: unknown): Promi
 }
 
 async function provisioner(state: ClusterState, ns: string, env: Record<string, string>, stops: (() => void)[]): Promise<string> {
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [join(import.meta.dirname, '..', 'src', 'main.ts')], {
-    env: {
-      ...process.env,
-      KUBECONFIG_PATH: state.kubeconfig,
-      K8S_NAMESPACE: ns,
-      NODE_HOST: '127.0.0.1',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      PROVISIONER_ALLOW_ANONYMOUS: 'true',
+  const { url, child } = await startProvisioner({
+    kubeconfig: state.kubeconfig,
+    ns,
+    env: (port) => ({
       PROXY_SIGNING_KEYS: 'k'.repeat(32),
       PUBLIC_URL: `http://127.0.0.1:${port}`,
       PROXY_UPSTREAM: 'pod',
       SANDBOX_IMAGE: IMAGE,
       ...env,
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
+    }),
   });
   stops.push(() => void child.kill('SIGTERM'));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    if ((await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200) return url;
-    await sleep(100);
-  }
-  throw new Error('the provisioner did not become ready');
+  return url;
 }
 
 /** DeerFlow's client, from the create to the first command (tools/deerflow-client.ts). */

@@ -26,7 +26,11 @@ test('create, read, turn Running, list, delete: the reference flow', async (t) =
   assert.equal(running.body['status'], 'Running');
   assert.equal(running.body['sandbox_url'], created.body['sandbox_url']);
 
-  const sandbox = await fetch(`${String(running.body['sandbox_url'])}/v1/sandbox`);
+  // The node port follows Ready by a moment (kube-proxy programs it from the endpoints, as the fake node
+  // does): a client retries a refused connection, as DeerFlow's does.
+  const sandbox = await eventually('the node port answers', () =>
+    fetch(`${String(running.body['sandbox_url'])}/v1/sandbox`).catch(() => undefined),
+  );
   assert.equal(sandbox.status, 200);
   assert.equal(((await sandbox.json()) as { data: { sandbox_id: string } }).data.sandbox_id, 'test-001');
 

@@ -165,6 +165,8 @@ test('cluster:up on a cluster whose API server died restarts it alone, keeping t
   const before = cluster();
   const apiserver = before.pids['kube-apiserver'];
   assert.ok(apiserver);
+  // The controller manager's informers back off while the API server is away: reconnected for the next test.
+  t.after(() => recoverControllers(cluster()));
   process.kill(apiserver, 'SIGKILL');
   const lines: string[] = [];
   const after = await up({ dir: before.dir, log: (l) => void lines.push(l) });

@@ -13,7 +13,10 @@ command -v go >/dev/null || { echo "building Helm needs Go (>= 1.25)" >&2; exit 
 echo "building helm $version from its Go module (first time only; about 2 minutes on 2 cores)" >&2
 mkdir -p "$cache"
 work="$(mktemp -d "$cache/build.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+# Go prints nothing while it builds; say it is alive.
+(while sleep 30; do echo "still building helm..." >&2; done) &
+ticker=$!
+trap 'kill $ticker 2>/dev/null; rm -rf "$work"' EXIT
 GOBIN="$work" GOFLAGS=-mod=mod CGO_ENABLED=0 go install \
   -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=${version}" "helm.sh/helm/v4/cmd/helm@${version}" >&2
 mv "$work/helm" "$cache/helm"
