@@ -20,12 +20,23 @@ export function sendJsonSized(res: ServerResponse, status: number, text: string,
   res.end(text);
 }
 
+/**
+ * An error answer. One given before the request's body was read whole (a stalled upload, an upstream
+ * that refused it, a 401 before the body) also ends the connection: the rest of that body would
+ * otherwise be read and thrown away, and a client that stopped sending would hold the socket.
+ */
 export function sendError(res: ServerResponse, err: HttpError): void {
   if (res.headersSent) {
     res.destroy(err);
     return;
   }
-  sendJson(res, err.status, err.body(), err.headers);
+  sendJson(res, err.status, err.body(), bodyUnread(res.req) ? { ...err.headers, connection: 'close' } : err.headers);
+}
+
+function bodyUnread(req: IncomingMessage | undefined): boolean {
+  if (!req || req.complete) return false;
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
 }
 
 /** An AbortSignal that fires when the client goes away (so waits end with it). */

@@ -6,7 +6,9 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent as HttpAgent } from 'node:http';
+import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createProxyServer } from 'http-proxy-3';
 import { LRUCache } from 'lru-cache';
 import { Pool, type Dispatcher } from 'undici';
@@ -223,6 +225,32 @@ export class Upstreams {
     this.#ws.ws(req, socket, head, { target: origin, agent: this.#wsAgent, proxyTimeout: this.#options.connectTimeoutMs }, (err) =>
       onError(err as Error),
     );
+  }
+
+  /**
+   * Resolves once `origin` accepts a TCP connection, or after `ms`: a request with a body cannot be sent
+   * twice, so before one goes to a sandbox that has just turned Ready (its node port is programmed by
+   * kube-proxy a moment later) this waits for the port instead of answering 502 on a refusal.
+   */
+  async whenAccepting(origin: string, ms: number): Promise<void> {
+    const { hostname, port } = new URL(origin);
+    const target = { host: hostname.replace(/^\[|\]$/g, ''), port: Number(port || 80) };
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const refused = await new Promise<boolean>((resolve) => {
+        const socket = connect(target, () => {
+          socket.destroy();
+          resolve(false);
+        });
+        socket.setTimeout(this.#options.connectTimeoutMs, () => {
+          socket.destroy();
+          resolve(false); // not a refusal: the request itself will time out and say so
+        });
+        socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+      });
+      if (!refused) return;
+      await sleep(100);
+    }
   }
 
   /** Closes every proxied WebSocket and upstream pool (shutdown); resolves once the requests they cut have settled. */

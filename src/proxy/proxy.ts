@@ -53,7 +53,7 @@ type Target = { id: string; origin: string; prefix: string; record: SandboxRecor
 /** At most this many capabilities of one request are checked (a host request may carry several cookies). */
 const MAX_TOKENS = 4;
 
-/** How long after turning Ready a refused connection is retried: the node port's endpoint is programmed (kube-proxy) a moment after Ready. */
+/** How long after turning Ready a refused connection is retried (or waited out, for a request with a body): the node port's endpoint is programmed (kube-proxy) a moment after Ready. */
 const JUST_READY_MS = 5000;
 
 export class SandboxProxy {
@@ -249,9 +249,10 @@ export class SandboxProxy {
       onHeaders: (status: number, headers: Record<string, string | string[] | undefined>) =>
         res.writeHead(status, responseHeaders(headers, prefix, origin)),
     };
+    // A sandbox that turned Ready a moment ago may not be routed yet (a node port's endpoint): a request
+    // with a body waits until the port accepts; one without is retried on a refused connection.
+    if (hasBody && justReady(record)) await this.#upstreams.whenAccepting(origin, JUST_READY_MS);
     let outcome = await this.#upstreams.forward(req, res, request);
-    // A sandbox that turned Ready a moment ago may not be routed yet (a node port's endpoint): retry a
-    // refused connection, when no byte of the request was sent, for a few seconds.
     for (let tries = 0; !hasBody && refused(outcome) && justReady(record) && tries < 30; tries++) {
       await new Promise((r) => setTimeout(r, 100));
       outcome = await this.#upstreams.forward(req, res, request);

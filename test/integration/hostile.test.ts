@@ -132,7 +132,7 @@ test('slow bodies: an API body trickled past REQUEST_BODY_TIMEOUT_SECONDS gets 4
     p.url,
     'POST /sandboxes/up/v1/file/upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n0123456789',
   );
-  assert.ok(upload.closed, 'a stalled upload is cut');
+  assert.ok(upload.closed, `a stalled upload is cut; got ${JSON.stringify(upload.text.slice(0, 300))}`);
   assert.match(upload.text, /^HTTP\/1\.1 408 /);
   assert.ok(upload.ms < 5000, `closed after ${upload.ms.toFixed(0)} ms`);
   assert.match(await (await fetch(`${p.url}/metrics`)).text(), /sandbox_provisioner_proxy_requests_total\{outcome="client_timeout"\} 1/);

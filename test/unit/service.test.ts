@@ -4,8 +4,11 @@
 // the real one; this runs in seconds and reaches the code paths a unit test should.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import WebSocket from 'ws';
+import { startStandin } from '../../tools/cluster/sandbox-standin.ts';
 import { NS, setup } from '../service-harness.ts';
 import { call, captureLogs, eventually, raw, readEvents } from '../helpers.ts';
 
@@ -216,4 +219,52 @@ test('WebSocket sessions through the proxy are counted and logged at their close
   const metrics = await (await fetch(`${service.url}/metrics`)).text();
   assert.match(metrics, /sandbox_provisioner_proxy_websocket_sessions_total\{event="opened"\} 1/);
   assert.match(metrics, /sandbox_provisioner_proxy_websocket_sessions_total\{event="closed"\} 1/);
+});
+
+test('a request with a body to a sandbox that has just turned Ready waits for its port, not a 502', async (t) => {
+  // The port is free now and taken a moment later: the node port of a real cluster, programmed after Ready.
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      resolve((s.address() as AddressInfo).port);
+      s.close();
+    });
+  });
+  const { kube, service } = await setup(t, { SANDBOX_CONTAINER_PORT: String(port) });
+  await call(service.url, 'POST', '/api/sandboxes', { sandbox_id: 'late' });
+  kube.ready(NS, 'sandbox-late');
+  await service.view.waitFor('late', (r) => r?.ready === true, 2000);
+  const exec = call(service.url, 'POST', '/sandboxes/late/v1/shell/exec', { command: 'ls' });
+  await new Promise((r) => setTimeout(r, 400));
+  const app = await startStandin({ namespace: NS, pod: 'late', sandboxId: 'late' }, port);
+  t.after(() => {
+    app.closeAllConnections();
+    app.close();
+  });
+  assert.equal((await exec).status, 200);
+});
+
+test('an error answered before the body was read ends the connection: a stalled body holds no socket', async (t) => {
+  const { service } = await setup(t);
+  const { hostname, port } = new URL(service.url);
+  for (const head of [
+    'POST /api/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n',
+    'POST /sandboxes/nobody/v1/file/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n',
+  ]) {
+    const answer = await new Promise<{ text: string; closed: boolean }>((resolve) => {
+      let text = '';
+      const socket = connect(Number(port), hostname, () => socket.write(`${head}0123456789`));
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve({ text, closed: false });
+      }, 5000);
+      socket.on('data', (c: Buffer) => (text += c.toString()));
+      socket.on('close', () => {
+        clearTimeout(timer);
+        resolve({ text, closed: true });
+      });
+    });
+    assert.match(answer.text, /^HTTP\/1\.1 4(15|04) /, head);
+    assert.match(answer.text, /\r\nconnection: close\r\n/i);
+    assert.ok(answer.closed, `closed: ${head}`);
+  }
 });
