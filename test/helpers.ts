@@ -7,7 +7,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import WebSocket from 'ws';
 import { loadConfig } from '../src/config.ts';
@@ -242,6 +242,25 @@ export function raw(base: string, method: string, path: string, headers: Record<
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** Sends raw bytes on a fresh connection and collects everything until the server closes it (or `limitMs` passes). */
+export function exchange(base: string, data: string, limitMs = 10_000): Promise<{ text: string; ms: number; closed: boolean }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve) => {
+    const started = performance.now();
+    let text = '';
+    const socket = connect(Number(port), hostname, () => socket.write(data));
+    const finish = (closed: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ text, ms: performance.now() - started, closed });
+    };
+    const timer = setTimeout(() => finish(false), limitMs);
+    socket.on('data', (c: Buffer) => (text += c.toString()));
+    socket.on('close', () => finish(true));
+    socket.on('error', () => undefined);
   });
 }
 

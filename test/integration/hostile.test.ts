@@ -9,26 +9,7 @@ import { loadConfig } from '../../src/config.ts';
 import { validate } from '../../src/http/input.ts';
 import { createRequestSchema, toSandboxRequest } from '../../src/api/request.ts';
 import { createBody, MAX_ANSWER_BYTES } from '../arbitraries.ts';
-import { admin, call, captureLogs, eventually, namespace, objectsIn, provisioner } from '../helpers.ts';
-
-/** Sends raw bytes on a fresh connection and collects everything until the server closes it (or `limitMs` passes). */
-function exchange(base: string, data: string, limitMs = 10_000): Promise<{ text: string; ms: number; closed: boolean }> {
-  const { hostname, port } = new URL(base);
-  return new Promise((resolve) => {
-    const started = performance.now();
-    let text = '';
-    const socket = connect(Number(port), hostname, () => socket.write(data));
-    const finish = (closed: boolean): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ text, ms: performance.now() - started, closed });
-    };
-    const timer = setTimeout(() => finish(false), limitMs);
-    socket.on('data', (c: Buffer) => (text += c.toString()));
-    socket.on('close', () => finish(true));
-    socket.on('error', () => undefined);
-  });
-}
+import { admin, call, captureLogs, eventually, exchange, namespace, objectsIn, provisioner } from '../helpers.ts';
 
 const jsonBody = (raw: string): Record<string, unknown> => JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
 

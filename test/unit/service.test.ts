@@ -5,12 +5,12 @@
 
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import WebSocket from 'ws';
 import { startStandin } from '../../tools/cluster/sandbox-standin.ts';
 import { NS, setup } from '../service-harness.ts';
-import { call, captureLogs, eventually, raw, readEvents } from '../helpers.ts';
+import { call, captureLogs, eventually, exchange, raw, readEvents } from '../helpers.ts';
 
 test('the reference flow over the fake API: create, status, list, proxy, delete', async (t) => {
   const { kube, service } = await setup(t);
@@ -245,24 +245,11 @@ test('a request with a body to a sandbox that has just turned Ready waits for it
 
 test('an error answered before the body was read ends the connection: a stalled body holds no socket', async (t) => {
   const { service } = await setup(t);
-  const { hostname, port } = new URL(service.url);
   for (const head of [
     'POST /api/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n',
     'POST /sandboxes/nobody/v1/file/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n',
   ]) {
-    const answer = await new Promise<{ text: string; closed: boolean }>((resolve) => {
-      let text = '';
-      const socket = connect(Number(port), hostname, () => socket.write(`${head}0123456789`));
-      const timer = setTimeout(() => {
-        socket.destroy();
-        resolve({ text, closed: false });
-      }, 5000);
-      socket.on('data', (c: Buffer) => (text += c.toString()));
-      socket.on('close', () => {
-        clearTimeout(timer);
-        resolve({ text, closed: true });
-      });
-    });
+    const answer = await exchange(service.url, `${head}0123456789`, 5000);
     assert.match(answer.text, /^HTTP\/1\.1 4(15|04) /, head);
     assert.match(answer.text, /\r\nconnection: close\r\n/i);
     assert.ok(answer.closed, `closed: ${head}`);
