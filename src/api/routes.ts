@@ -8,7 +8,7 @@ import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES } from '../domain/sandbox.ts';
 import { HttpError, queryProblem, sandboxNotFound } from '../http/errors.ts';
-import { parseSandboxId, readJson, validate } from '../http/input.ts';
+import { declaresBody, parseSandboxId, readJson, validate } from '../http/input.ts';
 import { abortOnClose, sendJson, sendJsonSized, sendJsonText } from '../http/reply.ts';
 import type { Context, RequestTarget, RouteRow } from '../http/router.ts';
 import type { Activity } from '../lifecycle/activity.ts';
@@ -159,8 +159,7 @@ class Api {
   async keepalive({ req, res, params }: Context): Promise<void> {
     const { config, view, activity } = this.#deps;
     const id = parseSandboxId(params[0] ?? '');
-    const hasBody = Number(req.headers['content-length'] ?? '0') > 0 || req.headers['transfer-encoding'] !== undefined;
-    const body = validate(keepaliveRequestSchema, hasBody ? await readJson(req, config.body) : {});
+    const body = validate(keepaliveRequestSchema, declaresBody(req) ? await readJson(req, config.body) : {});
     if (!view.get(id)) throw sandboxNotFound(id);
     // Written to the pod: answer once the view has it. Kept in memory (no patch permission): now.
     const persisted = await activity.keepalive(id, body.ttl_seconds ?? undefined);

@@ -11,6 +11,12 @@ const JSON_TYPE = /^application\/([a-z0-9.+-]+\+)?json\s*(;|$)/i;
 /** The limits of a JSON request body. */
 export type BodyLimits = { maxBytes: number; timeoutMs: number };
 
+/** Whether a request says it carries a body (a Content-Length above 0, or a Transfer-Encoding). */
+export function declaresBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? Number(length) > 0 : req.headers['transfer-encoding'] !== undefined;
+}
+
 /** Answers that end the connection: the rest of the body is not read. */
 const closing = { connection: 'close' };
 

@@ -3,6 +3,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { HttpError } from './errors.ts';
+import { declaresBody } from './input.ts';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   sendJsonText(res, status, JSON.stringify(body), headers);
@@ -30,13 +31,8 @@ export function sendError(res: ServerResponse, err: HttpError): void {
     res.destroy(err);
     return;
   }
-  sendJson(res, err.status, err.body(), bodyUnread(res.req) ? { ...err.headers, connection: 'close' } : err.headers);
-}
-
-function bodyUnread(req: IncomingMessage | undefined): boolean {
-  if (!req || req.complete) return false;
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+  const unread = res.req && !res.req.complete && declaresBody(res.req);
+  sendJson(res, err.status, err.body(), unread ? { ...err.headers, connection: 'close' } : err.headers);
 }
 
 /** An AbortSignal that fires when the client goes away (so waits end with it). */

@@ -13,7 +13,7 @@ import { hasApiKey } from '../http/auth.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, rawErrorResponse, sandboxNotFound } from '../http/errors.ts';
 import { forwarded } from '../http/forwarded.ts';
-import { parseSandboxId } from '../http/input.ts';
+import { declaresBody, parseSandboxId } from '../http/input.ts';
 import type { Context, HostRoute, RequestTarget, RouteRow, UpgradeRow } from '../http/router.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
@@ -228,12 +228,7 @@ export class SandboxProxy {
     const { id, origin, prefix, record } = await this.#resolve(req, entry, res);
     if (entry.tokenInQuery) return this.#setCookie(req, res, entry, id);
     const method = req.method ?? 'GET';
-    const hasBody =
-      method !== 'GET' &&
-      method !== 'HEAD' &&
-      (req.headers['content-length'] !== undefined
-        ? req.headers['content-length'] !== '0'
-        : req.headers['transfer-encoding'] !== undefined);
+    const hasBody = method !== 'GET' && method !== 'HEAD' && declaresBody(req);
     // Byte counts: a body's declared length (forwarded whole on success), else (chunked) what the client
     // socket read meanwhile; responses by what it wrote. No 'data' listener: it would drain the body
     // before undici reads it. The socket is held here: req.socket is null once the exchange is over.
