@@ -159,10 +159,17 @@ test('1,000 sandboxes render and filter without stalling the page', async (t) =>
   );
   t.diagnostic(`filtering 1,000 sandboxes took ${filterMs.toFixed(1)} ms`);
   assert.ok(filterMs < 500, `filtering took ${filterMs.toFixed(1)} ms`);
+  // Oldest first, then by id: pods created in one concurrent batch may straddle a second of creationTimestamp.
+  const listed = (await call(p.url, 'GET', '/api/sandboxes')).body['sandboxes'] as { sandbox_id: string; created_at: string }[];
+  const expected = listed
+    .filter((s) => s.sandbox_id.startsWith('sb-042'))
+    .sort((a, b) => a.created_at.localeCompare(b.created_at) || a.sandbox_id.localeCompare(b.sandbox_id))
+    .map((s) => s.sandbox_id);
   assert.deepEqual(
-    await ui.locator('.viewport .row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id'))),
+    expected.toSorted(),
     Array.from({ length: 10 }, (_, i) => `sb-042${i}`),
   );
+  assert.deepEqual(await ui.locator('.viewport .row').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-id'))), expected);
   await ui.locator('#search').fill('');
   await ui.locator('#status').selectOption('Pending');
   await ui.locator('#shown', { hasText: '1000 of 1000' }).waitFor();
