@@ -56,6 +56,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     ...kubeSources(kube, config.namespace),
     ...(config.gateway ? { routes: { ...routeSources(kube, config.namespace), parentRefs: config.gateway.parentRefs } } : {}),
     log,
+    now,
     probe: (timeoutMs) => kube.probe(timeoutMs),
     probeEveryMs: config.k8sProbeMs,
   });
@@ -91,6 +92,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   const proxy = config.proxy.enabled
     ? new SandboxProxy({ config, view, log, capabilities, trusted, onActivity: (id) => activity.touch(id), stats: proxyStats(metrics) })
     : undefined;
+  if (proxy) metrics.observeUpstreamPools(() => proxy.pools);
   const state = { shuttingDown: false };
   const routes: RouteRow[] = [
     ...apiRoutes({

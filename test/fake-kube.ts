@@ -154,8 +154,9 @@ export class FakeKube implements Kube {
     return this.#store('pods', ns, { ...pod, status: mergePatch(pod.status, statusPatch) as Record<string, unknown> }, 'MODIFIED');
   }
 
-  ready(ns: string, name: string, podIP = '127.0.0.1'): FakeObject {
-    const t = new Date().toISOString();
+  /** `at`: the node's clock when it marked the pod Ready (another machine's clock: it may be skewed). */
+  ready(ns: string, name: string, podIP = '127.0.0.1', at = new Date()): FakeObject {
+    const t = at.toISOString();
     return this.setPodStatus(ns, name, {
       phase: 'Running',
       podIP,

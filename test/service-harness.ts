@@ -15,7 +15,7 @@ export const NS = 'unit';
 export async function setup(
   t: { after: (fn: () => Promise<void> | void) => void },
   env: Record<string, string> = {},
-  options: { log?: Logger; upstream?: Server } = {},
+  options: { log?: Logger; upstream?: Server; now?: () => number } = {},
 ): Promise<{ kube: FakeKube; service: Service; upstream: Server }> {
   const upstream = options.upstream ?? (await startStandin({ namespace: NS, pod: 'standin', sandboxId: 'standin' }, 0));
   if (!upstream.listening) await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
@@ -35,7 +35,7 @@ export async function setup(
     PROVISIONER_ALLOW_ANONYMOUS: 'true',
     ...env,
   });
-  const service = await start(config, options.log ?? silentLogger(), { kube });
+  const service = await start(config, options.log ?? silentLogger(), { kube, ...(options.now ? { now: options.now } : {}) });
   t.after(() => service.stop(0));
   await service.view.synced;
   return { kube, service, upstream };

@@ -94,6 +94,7 @@ export function createHttpServer(options: ServerOptions): Server {
     requestContext.run({ reqId: requestIdOf(req) }, upgrade, req, socket, head);
   });
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (!oneHost(req)) return void socket.end(rawErrorResponse(duplicateHost()));
     const url = requestUrl(req);
     const byHost = req.headers.host === undefined ? undefined : options.hosts?.match(req.headers.host);
     if (url && byHost !== undefined) return options.hosts?.upgrade(req, socket, head, url, byHost);
@@ -114,6 +115,21 @@ export function createHttpServer(options: ServerOptions): Server {
   return server;
 }
 
+/** RFC 9112 §3.2: a request with more than one Host field is answered 400 (Node would keep the first). */
+function oneHost(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (seen) return false;
+    seen = true;
+  }
+  return true;
+}
+
+const duplicateHost = (): HttpError => new HttpError('invalid_request', 'A request may carry one Host header field, not several');
+
 /** Routing and the handler's call: synchronous handlers stay synchronous (no promise per request). */
 function dispatcher(options: ServerOptions): Dispatch {
   const find = router(options.routes);
@@ -130,6 +146,7 @@ function dispatcher(options: ServerOptions): Dispatch {
     try {
       if (req.headers.host === undefined && req.httpVersion !== '1.0')
         throw new HttpError('invalid_request', 'An HTTP/1.1 request needs a Host header');
+      if (!oneHost(req)) throw duplicateHost();
       const url = requestUrl(req);
       if (!url) throw new HttpError('not_found', `Not Found: ${JSON.stringify(req.url?.slice(0, 100))}`);
       const byHost = hosts === undefined || req.headers.host === undefined ? undefined : hosts.match(req.headers.host);

@@ -44,10 +44,21 @@ export type NodesSource = () => { eligible: number; lacking: string[] } | undefi
 export function createMetrics(source?: () => MetricsSource | undefined, nodes?: NodesSource) {
   const registry = serviceRegistry();
   let streams: (() => { open: number; queuedBytes: number }) | undefined;
+  let upstreamPools: (() => number) | undefined;
   return {
     registry,
     /** Where the event-stream gauges read from (the service's EventStreams). */
     observeStreams: (read: () => { open: number; queuedBytes: number }): void => void (streams = read),
+    /** Where the proxy's pool gauge reads from. */
+    observeUpstreamPools: (read: () => number): void => void (upstreamPools = read),
+    proxyUpstreamPools: new Gauge({
+      name: 'sandbox_provisioner_proxy_upstream_pools',
+      help: 'Keep-alive connection pools the proxy holds, one per sandbox upstream in use; a deleted sandbox takes its pools with it',
+      registers: [registry],
+      collect() {
+        if (upstreamPools) this.set(upstreamPools());
+      },
+    }),
     sandboxes: new Gauge({
       name: 'sandbox_provisioner_sandboxes',
       help: 'Sandboxes in the view, by status',

@@ -2,12 +2,16 @@
 // sandbox that is starting, it polls the pod's own address on the probe path (what kubelet's probe asks),
 // every 100 ms, so the request goes on the moment the app answers instead of when kubelet's next probe
 // tick marks the pod Ready (up to a probe period later). Polls are shared by every request waiting for
-// the same pod, and an answer is remembered for that pod until it is Ready.
+// the same pod, and an answer is remembered for that pod until it is Ready. The checks go through the
+// proxy's one engine (upstream.ts), on the pool of the pod's address that the request will then use.
 
 import { LRUCache } from 'lru-cache';
-import { request } from 'undici';
+import type { Upstreams } from './upstream.ts';
 
-export type AppCheckOptions = { path: string; port: number; everyMs?: number; timeoutMs?: number };
+export type AppCheckOptions = { path: string; port: number; upstreams: Upstreams; everyMs?: number };
+
+/** The origin of a pod's app, by its address. */
+export const podOrigin = (ip: string, port: number): string => `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -27,12 +31,7 @@ export class AppCheck {
   #polls = new Map<string, { waiters: number; stop: AbortController; done: Promise<boolean> }>();
 
   constructor(options: AppCheckOptions) {
-    this.#o = { everyMs: 100, timeoutMs: 500, ...options };
-  }
-
-  /** The origin of a pod's app, by its address. */
-  origin(ip: string): string {
-    return `http://${ip.includes(':') ? `[${ip}]` : ip}:${this.#o.port}`;
+    this.#o = { everyMs: 100, ...options };
   }
 
   answered(podUid: string): boolean {
@@ -40,12 +39,12 @@ export class AppCheck {
   }
 
   /** Resolves true once the app at `ip` answers its probe path (2xx or 3xx), false when `signal` ends the wait first. */
-  async until(podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
+  async until(id: string, podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
     if (this.answered(podUid)) return true;
     let poll = this.#polls.get(podUid);
     if (!poll) {
       const stop = new AbortController();
-      poll = { waiters: 0, stop, done: this.#poll(podUid, ip, stop.signal) };
+      poll = { waiters: 0, stop, done: this.#poll(id, podUid, ip, stop.signal) };
       this.#polls.set(podUid, poll);
       void poll.done.finally(() => this.#polls.delete(podUid));
     }
@@ -63,21 +62,12 @@ export class AppCheck {
     }
   }
 
-  async #poll(podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
-    const url = `${this.origin(ip)}${this.#o.path}`;
+  async #poll(id: string, podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
+    const origin = podOrigin(ip, this.#o.port);
     while (!signal.aborted) {
-      try {
-        const res = await request(url, {
-          signal: AbortSignal.any([signal, AbortSignal.timeout(this.#o.timeoutMs)]),
-          headers: { 'user-agent': 'sandbox-provisioner/app-check' },
-        });
-        await res.body.dump();
-        if (res.statusCode >= 200 && res.statusCode < 400) {
-          this.#answered.set(podUid, true);
-          return true;
-        }
-      } catch {
-        // refused, reset or timed out: not yet
+      if (await this.#o.upstreams.answers(origin, id, this.#o.path, signal)) {
+        this.#answered.set(podUid, true);
+        return true;
       }
       await sleep(this.#o.everyMs, signal);
     }

@@ -1,7 +1,9 @@
 // The header policy of the proxy, one for HTTP and WebSocket alike: which client headers go on to the
 // sandbox (no hop-by-hop ones, not the provisioner's API key or capability cookie, X-Forwarded-* only
-// from trusted proxies), what this proxy adds (X-Forwarded-For/-Proto/-Host/-Prefix), and what of the
-// sandbox's answer comes back (no hop-by-hop headers; a Location under the sandbox's prefix).
+// from trusted proxies), what this proxy adds (X-Forwarded-For/-Proto/-Host, and -Prefix for the plain
+// path: a capability never reaches the sandbox), and what of the sandbox's answer comes back (no
+// hop-by-hop headers; a Location under the sandbox's prefix; under a path prefix, a CSP that gives the
+// sandbox's documents an origin of their own).
 
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { isBearerKey } from '../http/auth.ts';
@@ -55,7 +57,10 @@ function passes(req: IncomingMessage, policy: HeaderPolicy): (name: string, valu
 /** The Cookie header for the sandbox: the client's, without this proxy's capability cookies. */
 const sandboxCookie = (req: IncomingMessage): string | undefined => withoutCookies(req.headers.cookie, isTokenCookie);
 
-/** The headers of a proxied HTTP request: the client's that pass, and X-Forwarded-For/-Proto/-Host/-Prefix. */
+/**
+ * The headers of a proxied request (HTTP or upgrade): the client's that pass, and X-Forwarded-For/-Proto/
+ * -Host, and X-Forwarded-Prefix when `prefix` is given (the plain path; never a capability path).
+ */
 export function requestHeaders(req: IncomingMessage, prefix: string, policy: HeaderPolicy): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   const pass = passes(req, policy);
@@ -72,21 +77,6 @@ export function requestHeaders(req: IncomingMessage, prefix: string, policy: Hea
   out['x-forwarded-host'] = host ?? '';
   if (prefix) out['x-forwarded-prefix'] = prefix;
   return out;
-}
-
-/**
- * The same rules on an upgrade request, in place (http-proxy-3 sends `req.headers` as they are and adds
- * X-Forwarded-For/-Port/-Proto/-Host itself); an upgrade keeps its Connection and Upgrade headers.
- */
-export function filterUpgradeHeaders(req: IncomingMessage, prefix: string, policy: HeaderPolicy): void {
-  const pass = passes(req, policy);
-  const cookie = sandboxCookie(req);
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined && name !== 'connection' && name !== 'upgrade' && name !== 'host' && !pass(name, value))
-      delete req.headers[name];
-  }
-  if (cookie !== undefined) req.headers.cookie = cookie;
-  if (prefix) req.headers['x-forwarded-prefix'] = prefix;
 }
 
 /** A Location the sandbox sent, under the sandbox's prefix when it points into the sandbox. */
@@ -115,6 +105,15 @@ export function sandboxSetCookie(value: string, prefix: string): string | undefi
   return [pair, ...kept].join(';');
 }
 
+/**
+ * Under a path prefix (`/sandboxes/<id>`, `/s/<id>.<capability>`) a sandbox's pages are served on this
+ * service's own origin, the dashboard's, which holds the API key. CSP `sandbox` without
+ * `allow-same-origin` gives them an opaque origin of their own: their scripts run, but cannot read this
+ * origin's storage or pages. Apps that need an origin (cookies, storage) belong on host routing.
+ */
+export const SANDBOX_DOCUMENT_CSP =
+  'sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads allow-pointer-lock allow-presentation allow-orientation-lock';
+
 /** The headers of the sandbox's answer that go back to the client. */
 export function responseHeaders(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
@@ -131,6 +130,11 @@ export function responseHeaders(
       continue;
     }
     out[name] = name === 'location' ? rewriteLocation(String(value), prefix, origin) : value;
+  }
+  if (prefix) {
+    const own = out['content-security-policy'];
+    out['content-security-policy'] =
+      own === undefined ? SANDBOX_DOCUMENT_CSP : [...(Array.isArray(own) ? own : [own]), SANDBOX_DOCUMENT_CSP];
   }
   return out;
 }

@@ -87,6 +87,8 @@ export class SandboxView {
   /** Pending waits (their `done`), and whether waits were ended (shutdown). */
   #waiters = new Set<() => void>();
   #waitsEnded = false;
+  /** When this view saw each sandbox turn Ready, by its own clock (`now`), never the node's. */
+  #readySeenAt = new Map<string, number>();
   readonly synced: Promise<void>;
 
   constructor(options: SandboxViewOptions) {
@@ -221,6 +223,8 @@ export class SandboxView {
     if (record === undefined) this.#records.delete(id);
     else this.#records.set(id, record);
     const change: Change = { id, record, previous, at: this.#now() };
+    if (!record?.ready) this.#readySeenAt.delete(id);
+    else if (!previous?.ready || previous.podUid !== record.podUid) this.#readySeenAt.set(id, change.at);
     for (const listener of this.#byId.get(id) ?? []) this.#notify(listener, change);
     for (const listener of this.#listeners) this.#notify(listener, change);
   }
@@ -256,6 +260,15 @@ export class SandboxView {
 
   get(id: string): SandboxRecord | undefined {
     return this.#records.get(id);
+  }
+
+  /**
+   * How long ago this view saw the sandbox turn Ready (its current pod), in ms of the view's own clock;
+   * undefined when it is not Ready. The node's `readyAt` is a whole second of another machine's clock.
+   */
+  readyFor(id: string): number | undefined {
+    const at = this.#readySeenAt.get(id);
+    return at === undefined ? undefined : this.#now() - at;
   }
 
   get size(): number {

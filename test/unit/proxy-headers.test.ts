@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
-import { filterUpgradeHeaders, requestHeaders, responseHeaders, rewriteLocation, sandboxSetCookie } from '../../src/proxy/headers.ts';
+import { requestHeaders, responseHeaders, rewriteLocation, SANDBOX_DOCUMENT_CSP, sandboxSetCookie } from '../../src/proxy/headers.ts';
 import { trustedPeers } from '../../src/http/forwarded.ts';
 
 const request = (headers: Record<string, string>, remoteAddress = '10.96.0.9') =>
@@ -67,7 +67,7 @@ test('X-Forwarded-* from anyone but a trusted proxy are replaced; from a trusted
   assert.equal(trusted['x-forwarded-prefix'], undefined, 'host routing: no prefix');
 });
 
-test('upgrades follow the same rules but keep Connection and Upgrade', () => {
+test('upgrades follow the same rules: Connection and Upgrade are set by the engine, the rest as for HTTP', () => {
   const req = request({
     connection: 'Upgrade',
     upgrade: 'websocket',
@@ -77,8 +77,23 @@ test('upgrades follow the same rules but keep Connection and Upgrade', () => {
     'sec-websocket-key': 'k',
     'x-forwarded-for': '6.6.6.6',
   });
-  filterUpgradeHeaders(req, '/s/abc.cap', policy);
-  assert.deepEqual(Object.keys(req.headers).sort(), ['connection', 'host', 'sec-websocket-key', 'upgrade', 'x-forwarded-prefix']);
+  const out = requestHeaders(req, '', policy);
+  assert.deepEqual(Object.keys(out).sort(), ['sec-websocket-key', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto']);
+  assert.equal(out['x-forwarded-for'], '10.96.0.9', 'a client that is not a trusted proxy cannot forge X-Forwarded-For');
+});
+
+test('under a path prefix the answer gets an opaque origin (CSP sandbox), beside any CSP of its own; host routing does not', () => {
+  const origin = 'http://127.0.0.1:31000';
+  assert.equal(responseHeaders({}, '/sandboxes/abc', origin)['content-security-policy'], SANDBOX_DOCUMENT_CSP);
+  assert.ok(!SANDBOX_DOCUMENT_CSP.includes('allow-same-origin'));
+  assert.deepEqual(responseHeaders({ 'content-security-policy': "default-src 'self'" }, '/s/abc.cap', origin)['content-security-policy'], [
+    "default-src 'self'",
+    SANDBOX_DOCUMENT_CSP,
+  ]);
+  assert.equal(
+    responseHeaders({ 'content-security-policy': "default-src 'self'" }, '', origin)['content-security-policy'],
+    "default-src 'self'",
+  );
 });
 
 test('a Location into the sandbox stays under its prefix; others pass as they are', () => {
@@ -93,7 +108,7 @@ test('a Location into the sandbox stays under its prefix; others pass as they ar
     '/p',
     origin,
   );
-  assert.deepEqual(back, { location: '/p/next', 'x-app': '1' });
+  assert.deepEqual(back, { location: '/p/next', 'x-app': '1', 'content-security-policy': SANDBOX_DOCUMENT_CSP });
 });
 
 test('cookies the sandbox sets: never a capability cookie, never for a parent domain, under the path prefix', () => {
