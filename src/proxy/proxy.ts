@@ -178,6 +178,10 @@ export class SandboxProxy {
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, entry: Entry | undefined): void {
     const refuse = (answer: HttpError): void => void (socket.writable && socket.end(rawErrorResponse(answer)));
     if (!entry) return refuse(new HttpError('not_found', 'Not Found'));
+    // A socket handed over for an upgrade is half-open: a client that leaves before the sandbox switched
+    // protocols sends its end, and nothing else would close it (the hold and the upstream wait end on close).
+    const leave = (): void => void socket.destroy();
+    socket.once('end', leave);
     this.#locator.locate(req, entry, socket).then(
       (target) => {
         const { id, origin, prefix } = target;
@@ -188,7 +192,10 @@ export class SandboxProxy {
           protocol: String(req.headers.upgrade ?? 'websocket'),
           headers: this.#requestHeaders(req, entry, target),
           responseHeaders: (headers) => responseHeaders(headers, prefix, origin),
-          onOpen: () => this.#report.session(id, entry.rest, socket as Duplex & { bytesRead?: number; bytesWritten?: number }),
+          onOpen: () => {
+            socket.off('end', leave);
+            this.#report.session(id, entry.rest, socket as Duplex & { bytesRead?: number; bytesWritten?: number });
+          },
           onError: (err) => refuse(this.#report.upgradeError(id, err)),
         });
       },

@@ -136,7 +136,7 @@ export class Upstreams {
   #dispatch(req: IncomingMessage, res: ServerResponse, f: ForwardRequest, resolve: (o: Outcome) => void): void {
     let controller: Dispatcher.DispatchController | undefined;
     let ended: 'client_closed' | 'client_timeout' | undefined;
-    let informational = 0;
+    const informational = statusCheck();
     const stop = (why: 'client_closed' | 'client_timeout'): void => {
       ended ??= why;
       controller?.abort(new Error(why));
@@ -172,11 +172,8 @@ export class Upstreams {
           if (ended) c.abort(new Error(ended));
         },
         onResponseStart: (c, status, headers) => {
-          if (status < 200) {
-            if (++informational > MAX_INFORMATIONAL)
-              c.abort(new UpstreamProtocolError(`more than ${MAX_INFORMATIONAL} informational answers`));
-            return;
-          }
+          const wrong = informational(status);
+          if (wrong) return void (wrong !== 'skip' && c.abort(wrong));
           // A value Node will not write (writeHead throws) aborts the request: the client gets a clean 502.
           res.writeHead(status, f.responseHeaders(headers));
           // A stream of unknown length (SSE, chunked) gets its head at once, then each chunk as it is
@@ -208,8 +205,9 @@ export class Upstreams {
   upgrade(socket: Duplex, head: Buffer, u: UpgradeRequest): void {
     let controller: Dispatcher.DispatchController | undefined;
     let answered = false;
-    let informational = 0;
+    const informational = statusCheck();
     const onClientClose = (): void => controller?.abort(new Error('client_closed'));
+    const stopWatching = (): void => void socket.off('close', onClientClose);
     socket.once('close', onClientClose);
     this.#sessions.add(socket);
     socket.once('close', () => this.#sessions.delete(socket));
@@ -222,7 +220,7 @@ export class Upstreams {
           if (socket.destroyed) c.abort(new Error('client_closed'));
         },
         onRequestUpgrade: (_c, status, headers, upstream) => {
-          socket.off('close', onClientClose);
+          stopWatching();
           answered = true;
           const out = { ...u.responseHeaders(headers), connection: 'Upgrade', upgrade: String(headers['upgrade'] ?? u.protocol) };
           socket.write(rawHead(status, out));
@@ -231,11 +229,8 @@ export class Upstreams {
           u.onOpen(upstream);
         },
         onResponseStart: (c, status, headers) => {
-          if (status < 200) {
-            if (++informational > MAX_INFORMATIONAL)
-              c.abort(new UpstreamProtocolError(`more than ${MAX_INFORMATIONAL} informational answers`));
-            return;
-          }
+          const wrong = informational(status);
+          if (wrong) return void (wrong !== 'skip' && c.abort(wrong));
           answered = true;
           socket.write(rawHead(status, { ...u.responseHeaders(headers), connection: 'close' }));
           socket.on('drain', onDrain);
@@ -244,11 +239,11 @@ export class Upstreams {
           if (!socket.write(chunk)) c.pause();
         },
         onResponseEnd: () => {
-          socket.off('close', onClientClose);
+          stopWatching();
           socket.end();
         },
         onResponseError: (_c, err) => {
-          socket.off('close', onClientClose);
+          stopWatching();
           if (socket.destroyed) return;
           if (answered) socket.destroy();
           else u.onError(err);
@@ -321,6 +316,21 @@ export class Upstreams {
     await Promise.all(pools.map((p) => p.destroy().catch(() => undefined)));
     await Promise.allSettled([...this.#inflight]);
   }
+}
+
+/**
+ * The check of each head's status for one exchange: 'skip' for an informational head (not forwarded;
+ * more than MAX_INFORMATIONAL is an error), an error for a status RFC 9110 calls invalid (outside
+ * 100-599), undefined for the answer itself.
+ */
+function statusCheck(): (status: number) => 'skip' | UpstreamProtocolError | undefined {
+  let seen = 0;
+  return (status) => {
+    if (status > 599) return new UpstreamProtocolError(`status ${status} is outside 100-599`);
+    if (status >= 200) return undefined;
+    seen += 1;
+    return seen > MAX_INFORMATIONAL ? new UpstreamProtocolError(`more than ${MAX_INFORMATIONAL} informational answers`) : 'skip';
+  };
 }
 
 /** A status line and header fields, as written on a raw socket (an upgrade's answer). */

@@ -77,22 +77,22 @@ test('finding 3: a queued request that is aborted does not take the next free co
   await call(service.url, 'POST', '/api/sandboxes?wait=0', { sandbox_id: 'busy' });
   kube.ready(NS, 'sandbox-busy');
   await service.view.waitFor('busy', (r) => r?.ready === true, 2000);
-  const holder = fetch(`${service.url}/sandboxes/busy/v1/slow?ms=600`);
-  await new Promise((r) => setTimeout(r, 100));
+  const holder = fetch(`${service.url}/sandboxes/busy/v1/slow?ms=300`);
+  await new Promise((r) => setTimeout(r, 50));
   const aborted = new AbortController();
   const queued = fetch(`${service.url}/sandboxes/busy/v1/slow?ms=1`, { signal: aborted.signal }).catch(() => 'aborted');
-  await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 50));
   aborted.abort();
   assert.equal(await queued, 'aborted');
   const started = performance.now();
   const behind = await fetch(`${service.url}/sandboxes/busy/v1/slow?ms=1`);
   assert.equal(behind.status, 200);
   assert.equal((await holder).status, 200);
-  // It waits for the holder (600 ms) and no more; before, it waited for the aborted request's timeout (30 s).
+  // It waits for the holder (300 ms) and no more; before, it waited for the aborted request's timeout (30 s).
   assert.ok(performance.now() - started < 10_000, `answered after ${Math.round(performance.now() - started)} ms`);
 });
 
-test('finding 5: an upgrade the sandbox never answers is answered 504 in the connect timeout, and a client that leaves takes the upstream socket with it', async (t) => {
+test('finding 5: a client that leaves an upgrade the sandbox never answers takes the upstream socket with it (its 504: test/integration/hostile-upstream.test.ts)', async (t) => {
   const { kube, service, upstream } = await setup(t, SHORT);
   const evil = await hostileUpstream(t, upstreamPort(upstream));
   await twoSandboxes(kube, service);
@@ -101,24 +101,13 @@ test('finding 5: an upgrade the sandbox never answers is answered 504 in the con
   const upgrade =
     'GET /sandboxes/evil/v1/shell/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
 
-  // The client waits: the answer comes within the connect timeout (1 s here), and the upstream socket goes.
-  const answer = await new Promise<string>((resolve) => {
-    const s = connect(Number(u.port), u.hostname, () => s.write(upgrade));
-    let got = '';
-    s.on('data', (d) => (got += d.toString()));
-    s.on('close', () => resolve(got));
-    setTimeout(() => s.destroy(), 8000);
-  });
-  assert.match(answer, /^HTTP\/1\.1 504 /);
-  await waitUntil(() => evil.open.size === 0, 'the upstream socket of the unanswered upgrade is closed');
-
   // 20 clients that give up after 100 ms: none of their upstream sockets stays.
   for (let i = 0; i < 20; i++) {
     const s = connect(Number(u.port), u.hostname, () => s.write(upgrade));
     s.on('error', () => undefined);
     setTimeout(() => s.destroy(), 100);
   }
-  await waitUntil(() => evil.heads.length >= 21, 'the 20 upgrades reached the sandbox');
+  await waitUntil(() => evil.heads.length >= 20, 'the 20 upgrades reached the sandbox');
   await waitUntil(() => evil.open.size === 0, 'every abandoned upgrade closed its upstream socket');
 });
 
@@ -145,7 +134,7 @@ test('finding 6: "just Ready" is the view\'s own clock, not the node\'s: skew ne
   kube.ready(NS, 'sandbox-behind', '127.0.0.4', new Date(Date.now() - hour));
   await service.view.waitFor('behind', (r) => r?.ready === true, 2000);
   const answer = call(service.url, 'GET', '/sandboxes/behind/v1/sandbox');
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 150));
   const late = createServer((_req, res) => res.end('{"late":true}')).listen(port, '127.0.0.4');
   t.after(() => void late.close());
   assert.equal((await answer).status, 200);

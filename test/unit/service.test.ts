@@ -49,7 +49,7 @@ test('a request to a starting sandbox is held, and goes to the pod as soon as it
   await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'early' });
   const started = Date.now();
   const held = call(url, 'GET', '/sandboxes/early/v1/sandbox');
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 150));
   // The container runs (its app answers on the pod's address), but kubelet has not probed it yet.
   kube.setPodStatus(NS, 'sandbox-early', { phase: 'Running', podIP: '127.0.0.1' });
   const answer = await held;
@@ -234,7 +234,7 @@ test('a request with a body to a sandbox that has just turned Ready waits for it
   kube.ready(NS, 'sandbox-late');
   await service.view.waitFor('late', (r) => r?.ready === true, 2000);
   const exec = call(service.url, 'POST', '/sandboxes/late/v1/shell/exec', { command: 'ls' });
-  await new Promise((r) => setTimeout(r, 400));
+  await new Promise((r) => setTimeout(r, 200));
   const app = await startStandin({ namespace: NS, pod: 'late', sandboxId: 'late' }, port);
   t.after(() => {
     app.closeAllConnections();
