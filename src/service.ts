@@ -21,6 +21,8 @@ import type { Logger } from './log.ts';
 import { CreateTimings } from './observe/creates.ts';
 import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics } from './observe/metrics.ts';
 import { Housekeeping } from './provisioner/housekeeping.ts';
+import { SandboxNamespace } from './provisioner/namespace.ts';
+import { Grants } from './provisioner/permissions.ts';
 import { SandboxWriter } from './provisioner/writer.ts';
 import { SandboxProxy } from './proxy/proxy.ts';
 import { kubeSources, nodeSources, routeSources } from './watch/kube-source.ts';
@@ -80,10 +82,12 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
         log.info({ reason, queued_bytes_over: STREAM_MAX_QUEUED_BYTES }, 'event stream closed: the client stopped reading');
     },
   });
-  const writer = new SandboxWriter({ config, kube, view, log, now, capabilities });
-  const activity = new Activity({ config, writer, view, log, now });
+  const grants = new Grants();
+  const namespace = new SandboxNamespace({ config, kube, log });
+  const writer = new SandboxWriter({ config, kube, view, log, now, capabilities, grants, namespace });
+  const activity = new Activity({ config, writer, grants, view, log, now });
   const signing = { fingerprint: capabilities.fingerprint, ephemeral: capabilities.ephemeral };
-  const housekeeping = new Housekeeping({ config, kube, view, writer, log, metrics, nodes, signing });
+  const housekeeping = new Housekeeping({ config, kube, view, writer, namespace, grants, log, metrics, nodes, signing });
   const trusted = trustedPeers(config.trustedProxies);
   const base = (req: Parameters<typeof requestBase>[0]): string | undefined => requestBase(req, trusted);
   const answers = new Answers(config, (record) => activity.expiresAt(record), capabilities);

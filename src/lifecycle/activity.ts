@@ -8,12 +8,15 @@ import type { SandboxRecord } from '../domain/record.ts';
 import { ANNOTATION_EXPIRES_AT, ANNOTATION_LAST_ACTIVITY } from '../domain/sandbox.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Logger } from '../log.ts';
+import type { Grants } from '../provisioner/permissions.ts';
 import type { SandboxWriter } from '../provisioner/writer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 
 export type ActivityDeps = {
   config: Config;
-  writer: Pick<SandboxWriter, 'annotate' | 'can'>;
+  writer: Pick<SandboxWriter, 'annotate'>;
+  /** Whether the identity may patch pods (else activity is kept in memory only). */
+  grants: Pick<Grants, 'can'>;
   view: Pick<SandboxView, 'subscribe'>;
   log: Logger;
   now?: () => number;
@@ -22,6 +25,7 @@ export type ActivityDeps = {
 export class Activity {
   #config: Config;
   #writer: ActivityDeps['writer'];
+  #grants: ActivityDeps['grants'];
   #log: Logger;
   #now: () => number;
   /** Last activity per sandbox seen by this process, and when it was last written to the pod. */
@@ -33,6 +37,7 @@ export class Activity {
   constructor(deps: ActivityDeps) {
     this.#config = deps.config;
     this.#writer = deps.writer;
+    this.#grants = deps.grants;
     this.#log = deps.log;
     this.#now = deps.now ?? Date.now;
     // What is known of sandboxes that are gone is forgotten.
@@ -54,7 +59,7 @@ export class Activity {
     const now = this.#now();
     this.#touched.set(id, now);
     if (now - (this.#written.get(id) ?? -Infinity) < this.#config.lifecycle.activityWriteMs) return;
-    if (!this.#writer.can('patch', 'pods')) return;
+    if (!this.#grants.can('patch', 'pods')) return;
     this.#written.set(id, now);
     this.#writer.annotate(id, { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() }).catch((err: unknown) => {
       this.#written.delete(id);
@@ -70,7 +75,7 @@ export class Activity {
   async keepalive(id: string, ttlSeconds: number | undefined): Promise<boolean> {
     const now = this.#now();
     const ttl = ttlSeconds ?? (this.#config.lifecycle.ttlMs > 0 ? this.#config.lifecycle.ttlMs / 1000 : undefined);
-    if (!this.#writer.can('patch', 'pods')) {
+    if (!this.#grants.can('patch', 'pods')) {
       this.#touched.set(id, now);
       if (ttl !== undefined) this.#expiries.set(id, now + ttl * 1000);
       return false;

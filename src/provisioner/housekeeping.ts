@@ -13,7 +13,9 @@ import type { SandboxView } from '../watch/sandbox-view.ts';
 import { needsFor, reviewPermissions } from './permissions.ts';
 import { preflight } from './preflight.ts';
 import { reconcile } from './reconciler.ts';
-import { NamespaceError, type SandboxWriter } from './writer.ts';
+import { NamespaceError, type SandboxNamespace } from './namespace.ts';
+import type { Grants } from './permissions.ts';
+import type { SandboxWriter } from './writer.ts';
 
 /** One line of /readyz: a named check, whether it passes, and what is wrong (with the fix) when not. */
 export type Check = { name: string; ok: boolean; detail?: string };
@@ -23,6 +25,8 @@ export type HousekeepingDeps = {
   kube: Kube;
   view: SandboxView;
   writer: SandboxWriter;
+  namespace: SandboxNamespace;
+  grants: Grants;
   log: Logger;
   metrics: Pick<Metrics, 'orphansRemoved'>;
   /** Nodes and the sandbox image, watched when the identity may (list and watch on nodes). */
@@ -76,7 +80,7 @@ export class Housekeeping {
   }
 
   checks(): Check[] {
-    const problem = this.#deps.writer.namespaceProblem;
+    const problem = this.#deps.namespace.problem;
     const namespace: Check[] = problem ? [{ name: 'namespace', ok: false, detail: problem }] : [];
     return [
       ...namespace,
@@ -157,7 +161,7 @@ export class Housekeeping {
 
   /** Starts what the identity may watch beyond sandboxes: kubelet's events, the nodes' images. */
   startWatches(view: SandboxView): void {
-    const { writer, nodes, signing, log } = this.#deps;
+    const { grants, nodes, signing, log } = this.#deps;
     // Said once per foreign key, at error level: capability URLs fail half of the time behind a Service.
     const said = new Set<string>();
     view.subscribe(({ record }) => {
@@ -166,8 +170,8 @@ export class Housekeeping {
       said.add(signer);
       log.error({ signer, own: signing.fingerprint, sandbox_id: record?.sandboxId }, signersProblem(1, signing.ephemeral));
     });
-    view.start({ events: writer.can('list', 'events') && writer.can('watch', 'events') });
-    if (writer.can('list', 'nodes') && writer.can('watch', 'nodes')) nodes?.start();
+    view.start({ events: grants.can('list', 'events') && grants.can('watch', 'events') });
+    if (grants.can('list', 'nodes') && grants.can('watch', 'nodes')) nodes?.start();
   }
 
   stop(): void {
@@ -176,10 +180,10 @@ export class Housekeeping {
   }
 
   async #ensureNamespace(): Promise<void> {
-    const { writer, log, config } = this.#deps;
+    const { namespace, log, config } = this.#deps;
     for (let attempt = 1; !this.#stopped.signal.aborted; attempt++) {
       try {
-        return await writer.ensureNamespace();
+        return await namespace.ensure();
       } catch (err) {
         log.error({ namespace: config.namespace, attempt }, `namespace check failed: ${(err as Error).message}`);
         if (err instanceof NamespaceError && err.final) return;
@@ -190,9 +194,9 @@ export class Housekeeping {
 
   /** What this identity may do: features whose verb is missing degrade, said once in the log and in /readyz. */
   async #checkPermissions(): Promise<void> {
-    const { kube, writer, log, config } = this.#deps;
+    const { kube, grants, log, config } = this.#deps;
     const permissions = await reviewPermissions(kube, config.namespace, needsFor(config.gateway !== undefined));
-    writer.usePermissions(permissions);
+    grants.use(permissions);
     const detail = permissions.known
       ? permissions.describe()
       : 'could not be checked (SelfSubjectRulesReview failed); every request is tried';
@@ -204,7 +208,9 @@ export class Housekeeping {
     const { config, view, writer, log, metrics } = this.#deps;
     try {
       // The namespace may have been deleted since: made again when allowed, else said in /readyz.
-      await writer.ensureNamespace().catch((err: unknown) => log.error({ namespace: config.namespace, err }, 'namespace check failed'));
+      await this.#deps.namespace
+        .ensure()
+        .catch((err: unknown) => log.error({ namespace: config.namespace, err }, 'namespace check failed'));
       await this.#checkPermissions();
       await this.#checkGateways();
       const refused = await preflight(writer, config);

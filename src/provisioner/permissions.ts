@@ -98,6 +98,22 @@ export class Permissions {
 }
 
 /**
+ * What this identity may do, as last reviewed: the one store the writer, activity and housekeeping
+ * read. Until a review is in, everything is tried.
+ */
+export class Grants {
+  #current = new Permissions(undefined);
+
+  can(verb: string, resource: string): boolean {
+    return this.#current.can(verb, resource);
+  }
+
+  use(permissions: Permissions): void {
+    this.#current = permissions;
+  }
+}
+
+/**
  * Asks the API server what this identity may do in `namespace`. An incomplete rule list (another
  * authorizer than RBAC) may leave out what is allowed, so each verb it lacks is then asked on its own
  * (SelfSubjectAccessReview). An unknown answer permits everything: requests are tried, as before.

@@ -1,6 +1,7 @@
 // The one writer to the Kubernetes API: every create, delete, patch and dry run of a sandbox object (and
 // of the namespace) goes through this class. Reads come from the watch view. It only writes: what to
-// write and when (activity, expiry, orphans) is decided by its callers.
+// write and when (activity, expiry, orphans) is decided by its callers; the limits (limits.ts), the
+// namespace (namespace.ts) and what the identity may do (permissions.ts) live beside it.
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
@@ -15,7 +16,6 @@ import {
   type SandboxRecord,
 } from '../domain/record.ts';
 import {
-  namespacePath,
   podName,
   podPath,
   podsPath,
@@ -29,12 +29,14 @@ import {
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
 import type { Kube } from '../kube/client.ts';
-import { DELETE_IN_BACKGROUND, isAlreadyExists, isConflict, isForbidden, isNotFound } from '../kube/errors.ts';
+import { DELETE_IN_BACKGROUND, isAlreadyExists, isConflict, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { Gate } from './gate.ts';
 import { fromKube, type KubeTarget } from './kube-refusals.ts';
-import { Permissions } from './permissions.ts';
+import { Limits } from './limits.ts';
+import { SandboxNamespace } from './namespace.ts';
+import { Grants } from './permissions.ts';
 import { buildPod, buildRoute, buildService } from './pod-spec.ts';
 import type { SandboxRequest } from '../domain/request.ts';
 
@@ -47,16 +49,11 @@ export type WriterDeps = {
   gate?: Gate;
   /** Gateway mode: signs the capability each route's path carries. */
   capabilities?: Capabilities;
+  /** What this identity may do (the service owner reference needs patch on services). */
+  grants?: Grants;
+  /** The namespace, made again when a create finds it gone. */
+  namespace?: SandboxNamespace;
 };
-
-/** The namespace could not be made ready; `final` when retrying cannot help (not allowed to create it). */
-export class NamespaceError extends Error {
-  readonly final: boolean;
-  constructor(message: string, final: boolean) {
-    super(message);
-    this.final = final;
-  }
-}
 
 const MERGE_PATCH = 'application/merge-patch+json';
 const deleting = (id: string): HttpError =>
@@ -71,10 +68,9 @@ export class SandboxWriter {
   #gate: Gate;
   #ns: string;
   #inflight = new Map<string, Promise<{ record: SandboxRecord; madePod: boolean }>>();
-  #permissions = new Permissions(undefined);
-  #saidNamespaceUnreadable = false;
-  /** What is wrong with the sandbox namespace since the last check (undefined: nothing known). */
-  namespaceProblem: string | undefined;
+  #grants: Grants;
+  #namespace: SandboxNamespace;
+  #limits: Limits;
   #capabilities: Capabilities | undefined;
 
   constructor(deps: WriterDeps) {
@@ -87,6 +83,9 @@ export class SandboxWriter {
     this.#gate = deps.gate ?? new Gate(l.maxConcurrentCreates, l.queueSize, l.queueTimeoutMs);
     this.#ns = deps.config.namespace;
     this.#capabilities = deps.capabilities;
+    this.#grants = deps.grants ?? new Grants();
+    this.#namespace = deps.namespace ?? new SandboxNamespace(deps);
+    this.#limits = new Limits(l, deps.view);
   }
 
   /** True while this process is creating that sandbox (the reconciler leaves it alone). */
@@ -109,7 +108,7 @@ export class SandboxWriter {
     const existing = this.#view.get(id);
     const reachable = this.#config.sandbox.serviceType !== 'NodePort' || existing?.nodePort !== undefined;
     if (existing && existing.hasPod && existing.hasService && !existing.deleting && reachable) return { created: false, record: existing };
-    this.#checkLimits(req);
+    this.#limits.check(req, this.#inflight.size);
     const attempt = this.#gate.run(() => this.#create(req));
     this.#inflight.set(id, attempt);
     try {
@@ -117,24 +116,6 @@ export class SandboxWriter {
       return { created: madePod, record };
     } finally {
       this.#inflight.delete(id);
-    }
-  }
-
-  /** MAX_SANDBOXES and MAX_SANDBOXES_PER_THREAD, counted from the view plus the creates in flight. */
-  #checkLimits(req: SandboxRequest): void {
-    const { maxSandboxes, maxPerThread } = this.#config.limits;
-    if (maxSandboxes > 0) {
-      const n = this.#view.count((r) => !r.deleting) + this.#inflight.size;
-      if (n >= maxSandboxes) {
-        throw new HttpError('limit_reached', `The limit of ${maxSandboxes} sandboxes (MAX_SANDBOXES) is reached; delete one first`, {
-          headers: { 'retry-after': '30' },
-        });
-      }
-    }
-    if (maxPerThread > 0 && this.#view.count((r) => !r.deleting && r.threadId === req.threadId) >= maxPerThread) {
-      throw new HttpError('limit_reached', `Thread '${req.threadId}' already has ${maxPerThread} sandboxes (MAX_SANDBOXES_PER_THREAD)`, {
-        headers: { 'retry-after': '30' },
-      });
     }
   }
 
@@ -148,7 +129,7 @@ export class SandboxWriter {
     }
     const { pod, madePod, service } = await this.#createPodAndService(req).catch(async (err: unknown) => {
       if (!(err instanceof HttpError) || err.code !== 'namespace_missing') throw err;
-      await this.#namespaceBack(err);
+      await this.#namespace.restore(err);
       return this.#createPodAndService(req);
     });
     const podUid = pod.metadata?.uid;
@@ -279,7 +260,7 @@ export class SandboxWriter {
 
   /** Makes the service owned by its pod (ownerReference), so the garbage collector removes it with the pod; true when set. */
   async setOwner(id: string, podUid: string | undefined): Promise<boolean> {
-    if (!podUid || !this.#permissions.can('patch', 'services')) return false;
+    if (!podUid || !this.#grants.can('patch', 'services')) return false;
     const ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }];
     try {
       await this.#kube.request('PATCH', servicePath(this.#ns, id), { body: { metadata: { ownerReferences } }, contentType: MERGE_PATCH });
@@ -358,15 +339,6 @@ export class SandboxWriter {
 
   // ---- annotations ----
 
-  /** Whether this identity may `verb` the `resource` (the startup check); until known, every request is tried. */
-  can(verb: string, resource: string): boolean {
-    return this.#permissions.can(verb, resource);
-  }
-
-  usePermissions(permissions: Permissions): void {
-    this.#permissions = permissions;
-  }
-
   /** Merges annotations into a sandbox's pod (activity, expiry); `sandbox_not_found` when the pod is gone. */
   async annotate(id: string, annotations: Record<string, string>): Promise<void> {
     try {
@@ -385,80 +357,6 @@ export class SandboxWriter {
       await this.#kube.request('POST', `${kind === 'pod' ? podsPath(this.#ns) : servicesPath(this.#ns)}?dryRun=All`, { body });
     } catch (err) {
       throw fromKube(err, kind, `create a sandbox ${kind} (dry run)`);
-    }
-  }
-
-  /**
-   * A create found the namespace gone (deleted under the running service): made again when this
-   * identity may (then the create is retried once), else a 503 `namespace_missing` that says why.
-   */
-  async #namespaceBack(refusal: HttpError): Promise<void> {
-    this.#log.error({ namespace: this.#ns }, `the sandbox namespace ${this.#ns} is gone: ${refusal.message}`);
-    try {
-      await this.ensureNamespace();
-    } catch (err) {
-      throw new HttpError('namespace_missing', err instanceof Error ? err.message : String(err), {
-        headers: refusal.headers,
-        extra: { namespace: this.#ns },
-        cause: err,
-      });
-    }
-  }
-
-  /** Makes sure the namespace exists (creating it when allowed), then that its default service account does. */
-  async ensureNamespace(): Promise<void> {
-    try {
-      await this.#ensureNamespace();
-      this.namespaceProblem = undefined;
-    } catch (err) {
-      this.namespaceProblem = err instanceof Error ? err.message : String(err);
-      throw err;
-    }
-  }
-
-  async #ensureNamespace(): Promise<void> {
-    const ns = this.#ns;
-    try {
-      await this.#kube.request('GET', namespacePath(ns));
-      return;
-    } catch (err) {
-      if (isForbidden(err)) {
-        if (!this.#saidNamespaceUnreadable)
-          this.#log.info({ namespace: ns }, 'cannot read namespaces (namespaced RBAC); assuming the namespace exists');
-        this.#saidNamespaceUnreadable = true;
-        return;
-      }
-      if (!isNotFound(err)) throw err;
-    }
-    if (!this.#config.createNamespace) throw new NamespaceError(`namespace ${ns} does not exist and CREATE_NAMESPACE=false`, true);
-    try {
-      await this.#kube.request('POST', '/api/v1/namespaces', {
-        body: {
-          apiVersion: 'v1',
-          kind: 'Namespace',
-          metadata: { name: ns, labels: { 'app.kubernetes.io/name': 'deer-flow', 'app.kubernetes.io/component': 'sandbox' } },
-        },
-      });
-      this.#log.info({ namespace: ns }, 'created namespace');
-    } catch (err) {
-      if (isForbidden(err)) {
-        throw new NamespaceError(
-          `namespace ${ns} does not exist and the provisioner may not create it (RBAC: ${(err as Error).message}); create it, or grant the optional ClusterRole in deploy/`,
-          true,
-        );
-      }
-      if (!isConflict(err)) throw err;
-    }
-    // Pods are refused until the service account controller has made the namespace's default account.
-    for (let i = 0; i < 100; i++) {
-      try {
-        await this.#kube.request('GET', `${namespacePath(ns)}/serviceaccounts/default`);
-        return;
-      } catch (err) {
-        if (isForbidden(err)) return;
-        if (!isNotFound(err)) throw err;
-      }
-      await new Promise((r) => setTimeout(r, 100));
     }
   }
 }

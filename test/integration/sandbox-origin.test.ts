@@ -17,7 +17,7 @@ const DASHBOARD_KEY = 'sandbox-provisioner-key';
 /** The hostile page: it tries every way to the dashboard's key and pages, and says what it got. */
 const PAGE = `<!doctype html><html><head><title>sandbox</title></head><body><script>
 (async () => {
-  const r = { origin: location.origin };
+  const r = { origin: self.origin };
   const tryIt = async (name, f) => { try { r[name] = await f(); } catch (e) { r[name] = 'blocked: ' + e.name; } };
   await tryIt('storage', () => sessionStorage.getItem(${JSON.stringify(DASHBOARD_KEY)}));
   await tryIt('local', () => localStorage.length);

@@ -9,7 +9,7 @@ import { HttpError } from '../../src/http/errors.ts';
 import { Activity } from '../../src/lifecycle/activity.ts';
 import { expiryReason, sweep } from '../../src/lifecycle/sweeper.ts';
 import { silentLogger } from '../../src/log.ts';
-import { Permissions } from '../../src/provisioner/permissions.ts';
+import { Grants, Permissions } from '../../src/provisioner/permissions.ts';
 import { SandboxWriter } from '../../src/provisioner/writer.ts';
 import { kubeSources } from '../../src/watch/kube-source.ts';
 import { SandboxView } from '../../src/watch/sandbox-view.ts';
@@ -46,9 +46,10 @@ function setup(t: { after: (fn: () => Promise<void>) => void }, env: Record<stri
   view.start();
   t.after(() => view.stop());
   const log = silentLogger();
-  const writer = new SandboxWriter({ config, kube, view, log, now });
-  const activity = new Activity({ config, writer, view, log, now });
-  return { kube, config, view, writer, activity, log, now, advance: (ms: number) => (clock += ms) };
+  const grants = new Grants();
+  const writer = new SandboxWriter({ config, kube, view, log, now, grants });
+  const activity = new Activity({ config, writer, grants, view, log, now });
+  return { kube, config, view, writer, grants, activity, log, now, advance: (ms: number) => (clock += ms) };
 }
 
 const create = async (writer: SandboxWriter, id: string) =>
@@ -82,7 +83,7 @@ test('activity is written to the pod at most once per interval, and read back by
 });
 
 test('keepalive moves the expiry on the pod; without patch it is kept in memory and says so', async (t) => {
-  const { kube, view, writer, activity, now } = setup(t, { SANDBOX_TTL_SECONDS: '600' });
+  const { kube, view, writer, grants, activity, now } = setup(t, { SANDBOX_TTL_SECONDS: '600' });
   await view.synced;
   await create(writer, 'k');
   assert.equal(await activity.keepalive('k', 7200), true);
@@ -90,7 +91,7 @@ test('keepalive moves the expiry on the pod; without patch it is kept in memory 
   assert.equal(activity.expiresAt(record as SandboxRecord), now() + 7200 * 1000);
   await assert.rejects(activity.keepalive('ghost', 60), (e: unknown) => e instanceof HttpError && e.code === 'sandbox_not_found');
 
-  writer.usePermissions(new Permissions([{ verbs: ['get', 'list', 'watch', 'create', 'delete'], apiGroups: [''], resources: ['*'] }]));
+  grants.use(new Permissions([{ verbs: ['get', 'list', 'watch', 'create', 'delete'], apiGroups: [''], resources: ['*'] }]));
   const before = patches(kube).length;
   assert.equal(await activity.keepalive('k', undefined), false, 'memory only');
   assert.equal(activity.expiresAt(view.get('k') as SandboxRecord), now() + 600 * 1000, 'the global TTL from now');

@@ -8,7 +8,8 @@ import { loadConfig } from '../../src/config.ts';
 import type { SandboxRequest } from '../../src/domain/request.ts';
 import { HttpError } from '../../src/http/errors.ts';
 import { silentLogger } from '../../src/log.ts';
-import { Permissions } from '../../src/provisioner/permissions.ts';
+import { Grants, Permissions } from '../../src/provisioner/permissions.ts';
+import { SandboxNamespace } from '../../src/provisioner/namespace.ts';
 import { SandboxWriter } from '../../src/provisioner/writer.ts';
 import { kubeSources } from '../../src/watch/kube-source.ts';
 import { SandboxView } from '../../src/watch/sandbox-view.ts';
@@ -22,8 +23,10 @@ function setup(t: { after: (fn: () => Promise<void>) => void }, env: Record<stri
   const view = new SandboxView(kubeSources(kube, NS));
   view.start();
   t.after(() => view.stop());
-  const writer = new SandboxWriter({ config, kube, view, log: silentLogger() });
-  return { kube, config, view, writer };
+  const grants = new Grants();
+  const namespace = new SandboxNamespace({ config, kube, log: silentLogger() });
+  const writer = new SandboxWriter({ config, kube, view, log: silentLogger(), grants, namespace });
+  return { kube, config, view, writer, grants, namespace };
 }
 
 const request = (sandboxId: string, extra: Partial<SandboxRequest> = {}): SandboxRequest => ({
@@ -165,14 +168,12 @@ test('expire deletes only the pod it was shown: a changed pod is read again, a r
 });
 
 test('without patch on services, no owner reference is written (the reconciler removes orphans instead)', async (t) => {
-  const { kube, view, writer } = setup(t);
+  const { kube, view, writer, grants } = setup(t);
   await view.synced;
-  writer.usePermissions(
-    new Permissions([{ verbs: ['get', 'list', 'watch', 'create', 'delete'], apiGroups: [''], resources: ['pods', 'services'] }]),
-  );
+  grants.use(new Permissions([{ verbs: ['get', 'list', 'watch', 'create', 'delete'], apiGroups: [''], resources: ['pods', 'services'] }]));
   await writer.create(request('np'));
   assert.ok(!kube.calls.some((c) => c.method === 'PATCH'));
-  assert.equal(writer.can('patch', 'pods'), false);
+  assert.equal(grants.can('patch', 'pods'), false);
   assert.equal(await writer.setOwner('np', 'uid'), false);
 });
 
@@ -209,10 +210,10 @@ test('annotate: a missing pod is sandbox_not_found; a dry run refused names the 
   assert.deepEqual(kube.list('services', NS), [], 'a dry run creates nothing');
 });
 
-test('ensureNamespace: creates a missing namespace, or says it may not', async (t) => {
-  const { kube, writer } = setup(t, { K8S_NAMESPACE: 'fresh' });
-  await writer.ensureNamespace();
+test('the namespace: made when missing, or a clear refusal when it may not be', async (t) => {
+  const { kube, namespace } = setup(t, { K8S_NAMESPACE: 'fresh' });
+  await namespace.ensure();
   assert.ok(kube.namespaces.has('fresh'));
-  const { writer: w2 } = setup(t, { K8S_NAMESPACE: 'absent', CREATE_NAMESPACE: 'false' });
-  await assert.rejects(w2.ensureNamespace(), /does not exist and CREATE_NAMESPACE=false/);
+  const { namespace: absent } = setup(t, { K8S_NAMESPACE: 'absent', CREATE_NAMESPACE: 'false' });
+  await assert.rejects(absent.ensure(), /does not exist and CREATE_NAMESPACE=false/);
 });
