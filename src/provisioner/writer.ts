@@ -15,17 +15,7 @@ import {
   type RawService,
   type SandboxRecord,
 } from '../domain/record.ts';
-import {
-  podName,
-  podPath,
-  podsPath,
-  routeName,
-  routePath,
-  routesPath,
-  serviceName,
-  servicePath,
-  servicesPath,
-} from '../domain/sandbox.ts';
+import { podName, podPath, podsPath, routeName, routePath, routesPath, serviceName, servicePath, servicesPath } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
 import type { Kube } from '../kube/client.ts';
