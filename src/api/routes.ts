@@ -120,16 +120,16 @@ class Api {
   }
 
   async create({ req, res, url }: Context): Promise<void> {
-    const { config, view, writer, activity, metrics, creates } = this.#deps;
+    const { config, writer, activity, metrics, creates } = this.#deps;
     const wait = waitMs(url, config.maxWaitSeconds);
     const request = toSandboxRequest(validate(createRequestSchema, await readJson(req, config.body)), config);
     creates.started(request.sandboxId);
-    const result = await countOutcome(metrics.creates, writer.create(request), (r) => (r.created ? 'created' : 'existing'));
+    const result = await countOutcome(metrics.creates, writer.create(request, { ms: wait, signal: abortOnClose(req, res) }), (r) =>
+      r.created ? 'created' : 'existing',
+    );
     if (result.created) activity.created(request.sandboxId);
     else activity.touch(request.sandboxId);
-    let record = result.record;
-    if (wait > 0 && !settled(record)) record = (await view.waitFor(request.sandboxId, settled, wait, abortOnClose(req, res))) ?? record;
-    this.#answer(req, res, result.created ? 201 : 200, record);
+    this.#answer(req, res, result.created ? 201 : 200, result.record);
   }
 
   /** A sandbox from the view: answered synchronously unless the caller waits for it to settle. */
@@ -176,20 +176,26 @@ class Api {
 export function apiRoutes(deps: ApiDeps): RouteRow[] {
   const api = new Api(deps);
   return [
-    { name: '/health', path: '/health', quiet: true, quietGet: true, methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) } },
-    { name: '/readyz', path: '/readyz', quiet: true, quietGet: true, methods: { GET: (c) => api.readyz(c) } },
+    {
+      name: '/health',
+      path: '/health',
+      quiet: true,
+      getLogsNothing: true,
+      methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) },
+    },
+    { name: '/readyz', path: '/readyz', quiet: true, getLogsNothing: true, methods: { GET: (c) => api.readyz(c) } },
     { name: '/openapi.json', path: '/openapi.json', methods: { GET: (c) => api.openapi(c) } },
     { name: '/api/capabilities', path: '/api/capabilities', methods: { GET: (c) => api.capabilities(c) } },
     {
       name: '/api/sandboxes',
       template: '/api/sandboxes',
-      quietGet: true,
+      getLogsNothing: true,
       methods: { GET: (c) => api.list(c), POST: (c) => api.create(c) },
     },
     {
       name: '/api/sandboxes/{id}',
       template: '/api/sandboxes/{id}',
-      quietGet: true,
+      getLogsNothing: true,
       methods: { GET: (c) => api.status(c), DELETE: (c) => api.delete(c) },
     },
     {

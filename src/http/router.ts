@@ -55,7 +55,7 @@ export type RouteRow = {
    * Its GET (and HEAD) handler logs nothing of its own, so it runs without the request context that
    * puts req_id on such lines (hot paths: status, list, probes; the context costs about 0.5 µs).
    */
-  quietGet?: boolean;
+  getLogsNothing?: boolean;
   /** The path as logged, when the path itself carries a secret (a capability). */
   logPath?: (pathname: string) => string;
 };

@@ -48,7 +48,7 @@ function requestIdOf(req: IncomingMessage): string {
  * needs no closures: the hot path of a status answer is about a microsecond of this service's own code
  * on top of what Node's HTTP server costs (bench/api-engine.ts).
  */
-class Exchange<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
+class RoutedResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
   requestId = '';
   started = 0;
   route = 'unmatched';
@@ -68,7 +68,7 @@ class Exchange<Request extends IncomingMessage = IncomingMessage> extends Server
   }
 }
 
-type Dispatch = (req: IncomingMessage, res: Exchange) => void;
+type Dispatch = (req: IncomingMessage, res: RoutedResponse) => void;
 
 export function createHttpServer(options: ServerOptions): Server {
   const dispatch = dispatcher(options);
@@ -77,7 +77,7 @@ export function createHttpServer(options: ServerOptions): Server {
   // requestTimeout 0: proxied uploads may stream for long; API bodies have their own deadline (readJson),
   // proxied ones an idle timeout. requireHostHeader off: a missing Host is answered below, as JSON.
   const server = createServer(
-    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000, requireHostHeader: false, ServerResponse: Exchange },
+    { requestTimeout: 0, headersTimeout: 60_000, keepAliveTimeout: 65_000, requireHostHeader: false, ServerResponse: RoutedResponse },
     (req, res) => {
       if (refused.has(req.socket)) return;
       res.started = performance.now();
@@ -134,7 +134,7 @@ const duplicateHost = (): HttpError => new HttpError('invalid_request', 'A reque
 function dispatcher(options: ServerOptions): Dispatch {
   const find = router(options.routes);
   const { authenticate: auth, hosts, log } = options;
-  const fail = (res: Exchange, err: unknown): void => {
+  const fail = (res: RoutedResponse, err: unknown): void => {
     if (err instanceof HttpError) {
       if (err.status >= 500) log.warn({ req_id: res.requestId, code: err.code }, err.message);
       return sendError(res, err);
@@ -160,7 +160,7 @@ function dispatcher(options: ServerOptions): Dispatch {
       const ctx = { req, res, url, params: found.params };
       // Lines the handler logs (now or later in its async work) carry the request's id.
       const pending =
-        found.row.quietGet && (method === 'GET' || method === 'HEAD')
+        found.row.getLogsNothing && (method === 'GET' || method === 'HEAD')
           ? handler(ctx)
           : requestContext.run({ reqId: res.requestId }, handler, ctx);
       if (pending) pending.catch((err: unknown) => fail(res, err));
@@ -171,8 +171,8 @@ function dispatcher(options: ServerOptions): Dispatch {
 }
 
 /** When an exchange ends: its metric, and its log line (a capability in the path is never logged). */
-function closeHandler({ observe, log }: ServerOptions): (this: Exchange) => void {
-  return function (this: Exchange): void {
+function closeHandler({ observe, log }: ServerOptions): (this: RoutedResponse) => void {
+  return function (this: RoutedResponse): void {
     const seconds = (performance.now() - this.started) / 1000;
     const status = this.headersSent ? this.statusCode : 499;
     const method = this.req.method ?? 'GET';

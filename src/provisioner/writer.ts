@@ -5,16 +5,7 @@
 
 import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
-import {
-  joinRecord,
-  slimPod,
-  slimRoute,
-  slimService,
-  type RawPod,
-  type RawRoute,
-  type RawService,
-  type SandboxRecord,
-} from '../domain/record.ts';
+import { settled, type RawPod, type RawRoute, type RawService, type SandboxRecord } from '../domain/record.ts';
 import { podName, podPath, podsPath, routeName, routePath, routesPath, serviceName, servicePath, servicesPath } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
@@ -46,6 +37,8 @@ export type WriterDeps = {
 };
 
 const MERGE_PATCH = 'application/merge-patch+json';
+/** How long a create waits for this replica's view to hold what it wrote (the watch lags by milliseconds). */
+const HOLD_MS = 2000;
 const deleting = (id: string): HttpError =>
   new HttpError('conflict', `Sandbox '${id}' is still being deleted; retry shortly`, { headers: { 'retry-after': '2' } });
 
@@ -57,7 +50,7 @@ export class SandboxWriter {
   #now: () => number;
   #gate: Gate;
   #ns: string;
-  #inflight = new Map<string, Promise<{ record: SandboxRecord; madePod: boolean }>>();
+  #inflight = new Map<string, Promise<{ podUid: string | undefined; madePod: boolean }>>();
   #grants: Grants;
   #namespace: SandboxNamespace;
   #limits: Limits;
@@ -86,30 +79,58 @@ export class SandboxWriter {
   // ---- create ----
 
   /**
-   * Creates the pod and the service of a sandbox, or returns the existing one (created=false).
+   * Creates the pod and the service of a sandbox, or finds the existing one (created=false), and
+   * answers with the sandbox as this replica's view holds it: one record, from the view, after one
+   * wait, for every object of the sandbox and, when `wait.ms` is given, until it settles (`?wait=`).
    * Concurrent identical creates in this process share one attempt; across processes, the API server's
    * AlreadyExists makes the loser adopt the winner's objects. A sandbox missing one half (a crash of
    * an earlier create) is completed.
    */
-  async create(req: SandboxRequest): Promise<{ created: boolean; record: SandboxRecord }> {
+  async create(
+    req: SandboxRequest,
+    wait: { ms: number; signal?: AbortSignal } = { ms: 0 },
+  ): Promise<{ created: boolean; record: SandboxRecord }> {
+    const id = req.sandboxId;
+    const { created, podUid } = await this.#attempt(req);
+    // Read-your-writes: the watch lags the API by about a millisecond; a status query or event stream
+    // right after the create must find every object.
+    const holds = (r: SandboxRecord | undefined): boolean =>
+      r !== undefined && (podUid === undefined || r.podUid === podUid) && this.#whole(r);
+    const seen = await this.#view.waitFor(id, (r) => holds(r) && (wait.ms <= 0 || settled(r)), Math.max(wait.ms, HOLD_MS), wait.signal);
+    if (seen && holds(seen)) return { created, record: seen };
+    if (seen?.hasService && this.#config.sandbox.serviceType === 'NodePort' && seen.nodePort === undefined)
+      throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
+    throw new HttpError('create_timeout', `Sandbox '${id}' was created, but this replica's watch has not shown it yet; GET it shortly`, {
+      headers: { 'retry-after': '1' },
+    });
+  }
+
+  /** Every object of a sandbox is there: pod, service (with its node port), and route in gateway mode. */
+  #whole(r: SandboxRecord): boolean {
+    const reachable = this.#config.sandbox.serviceType !== 'NodePort' || r.nodePort !== undefined;
+    return r.hasPod && r.hasService && !r.deleting && reachable && (!this.#config.gateway || r.hasRoute);
+  }
+
+  /** One attempt per id at a time; none when the view already holds the whole sandbox. */
+  async #attempt(req: SandboxRequest): Promise<{ created: boolean; podUid: string | undefined }> {
     const id = req.sandboxId;
     const running = this.#inflight.get(id);
-    if (running) return { created: false, record: (await running).record };
+    if (running) return { created: false, podUid: (await running).podUid };
     const existing = this.#view.get(id);
-    const reachable = this.#config.sandbox.serviceType !== 'NodePort' || existing?.nodePort !== undefined;
-    if (existing && existing.hasPod && existing.hasService && !existing.deleting && reachable) return { created: false, record: existing };
+    if (existing && this.#whole(existing)) return { created: false, podUid: existing.podUid };
     this.#limits.check(req, this.#inflight.size);
     const attempt = this.#gate.run(() => this.#create(req));
     this.#inflight.set(id, attempt);
     try {
-      const { record, madePod } = await attempt;
-      return { created: madePod, record };
+      const { podUid, madePod } = await attempt;
+      return { created: madePod, podUid };
     } finally {
       this.#inflight.delete(id);
     }
   }
 
-  async #create(req: SandboxRequest): Promise<{ record: SandboxRecord; madePod: boolean }> {
+  /** Writes what is missing of a sandbox (a sandbox still being deleted is waited out first). */
+  async #create(req: SandboxRequest): Promise<{ podUid: string | undefined; madePod: boolean }> {
     const id = req.sandboxId;
     const deadline = Date.now() + this.#config.createTimeoutMs;
     // A sandbox still being deleted is waited out (delete then create of one id is a normal pattern).
@@ -117,39 +138,15 @@ export class SandboxWriter {
       await this.#view.waitFor(id, (r) => r === undefined || !r.deleting, deadline - Date.now());
       if (this.#view.get(id)?.deleting) throw deleting(id);
     }
-    const { pod, madePod, service } = await this.#createPodAndService(req).catch(async (err: unknown) => {
+    const { pod, madePod } = await this.#createPodAndService(req).catch(async (err: unknown) => {
       if (!(err instanceof HttpError) || err.code !== 'namespace_missing') throw err;
       await this.#namespace.restore(err);
       return this.#createPodAndService(req);
     });
     const podUid = pod.metadata?.uid;
-    const route = this.#config.gateway
-      ? await this.#createRoute(id, podUid, madePod ? [podPath(this.#ns, id), podName(id)] : undefined)
-      : undefined;
-    const podFacts = slimPod(pod);
-    let serviceFacts = slimService(service);
-    if (this.#config.sandbox.serviceType === 'NodePort' && serviceFacts?.nodePort === undefined) {
-      // The API server allocates node ports in the create call; this is only a safety net.
-      const seen = await this.#view.waitFor(id, (r) => r?.nodePort !== undefined, deadline - Date.now());
-      if (seen?.nodePort === undefined)
-        throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
-      serviceFacts = serviceFacts && { ...serviceFacts, nodePort: seen.nodePort };
-    }
-    const record = joinRecord(
-      id,
-      podFacts,
-      serviceFacts,
-      undefined,
-      this.#config.gateway ? { route: route && slimRoute(route, this.#config.gateway.parentRefs) } : undefined,
-    );
-    if (record === undefined) throw new HttpError('internal_error', `Sandbox '${id}' objects could not be read back`);
+    if (this.#config.gateway) await this.#createRoute(id, podUid, madePod ? [podPath(this.#ns, id), podName(id)] : undefined);
     this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
-    // Read-your-writes: answer once this replica's view holds every object (the watch lags the API by
-    // about a millisecond), so a status query or event stream right after the create finds the sandbox.
-    const holds = (r: SandboxRecord | undefined): boolean =>
-      r !== undefined && r.podUid === record.podUid && r.hasService && (!this.#config.gateway || r.hasRoute);
-    const seen = await this.#view.waitFor(id, holds, Math.min(2000, Math.max(0, deadline - Date.now())));
-    return { record: seen && holds(seen) ? seen : record, madePod };
+    return { podUid, madePod };
   }
 
   /**

@@ -25,13 +25,13 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   });
 
 export class AppCheck {
-  #o: Required<AppCheckOptions>;
+  #options: Required<AppCheckOptions>;
   /** Pods (by uid) whose app has answered. */
   #answered = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
   #polls = new Map<string, { waiters: number; stop: AbortController; done: Promise<boolean> }>();
 
   constructor(options: AppCheckOptions) {
-    this.#o = { everyMs: 100, ...options };
+    this.#options = { everyMs: 100, ...options };
   }
 
   answered(podUid: string): boolean {
@@ -63,13 +63,13 @@ export class AppCheck {
   }
 
   async #poll(id: string, podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
-    const origin = podOrigin(ip, this.#o.port);
+    const origin = podOrigin(ip, this.#options.port);
     while (!signal.aborted) {
-      if (await this.#o.upstreams.answers(origin, id, this.#o.path, signal)) {
+      if (await this.#options.upstreams.answers(origin, id, this.#options.path, signal)) {
         this.#answered.set(podUid, true);
         return true;
       }
-      await sleep(this.#o.everyMs, signal);
+      await sleep(this.#options.everyMs, signal);
     }
     return false;
   }

@@ -20,7 +20,7 @@ export type ApiProbeOptions = {
 };
 
 export class ApiProbe {
-  #o: ApiProbeOptions;
+  #options: ApiProbeOptions;
   #stop = new AbortController();
   #running: Promise<void> | undefined;
   /** Consecutive failures, and the last one's message. */
@@ -30,7 +30,7 @@ export class ApiProbe {
   lastOkAt = 0;
 
   constructor(options: ApiProbeOptions) {
-    this.#o = options;
+    this.#options = options;
   }
 
   start(): void {
@@ -44,7 +44,7 @@ export class ApiProbe {
 
   async #loop(): Promise<void> {
     const signal = this.#stop.signal;
-    const { probe, everyMs, log, now } = this.#o;
+    const { probe, everyMs, log, now } = this.#options;
     while (!signal.aborted) {
       await sleep(everyMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
@@ -55,7 +55,7 @@ export class ApiProbe {
             { failed_probes: this.failures },
             `the API server answers again after ${this.failures} failed probes; watches resume now`,
           );
-          this.#o.onRecovered();
+          this.#options.onRecovered();
         }
         this.failures = 0;
         this.lastOkAt = now();
@@ -67,7 +67,7 @@ export class ApiProbe {
             { failed_probes: PROBE_FAILURES_TO_RESTART, err },
             `the API server has not answered ${PROBE_FAILURES_TO_RESTART} probes (${this.error}); restarting the watches`,
           );
-          this.#o.onStuck();
+          this.#options.onStuck();
         }
       }
     }

@@ -79,7 +79,7 @@ const silent: ReflectorLog = { info() {}, warn() {}, error() {} };
 
 export class Reflector<Raw, T> {
   readonly name: string;
-  #o: Required<Omit<ReflectorOptions<Raw, T>, 'log'>> & { log: ReflectorLog };
+  #options: Required<Omit<ReflectorOptions<Raw, T>, 'log'>> & { log: ReflectorLog };
   #store = new Map<string, { obj: T; resourceVersion: string }>();
   #abort = new AbortController();
   #running: Promise<void> | undefined;
@@ -100,7 +100,7 @@ export class Reflector<Raw, T> {
 
   constructor(options: ReflectorOptions<Raw, T>) {
     this.name = options.name;
-    this.#o = {
+    this.#options = {
       pageSize: 500,
       backoff: { initialMs: 250, maxMs: 30_000 },
       delay: defaultDelay,
@@ -151,10 +151,13 @@ export class Reflector<Raw, T> {
         this.stats.connected = false;
         if (err instanceof Gone) {
           // The resourceVersion we hold was compacted away: relist now (a short pause avoids a hot loop).
-          this.#o.log.info({ watch: this.name, relists: this.stats.relists + 1 }, `${this.name}: watch expired (410 Gone), relisting`);
+          this.#options.log.info(
+            { watch: this.name, relists: this.stats.relists + 1 },
+            `${this.name}: watch expired (410 Gone), relisting`,
+          );
           mustList = true;
           this.stats.relists += 1;
-          await this.#o.delay(Math.min(this.#o.backoff.initialMs, 100), signal);
+          await this.#options.delay(Math.min(this.#options.backoff.initialMs, 100), signal);
           continue;
         }
         failures += 1;
@@ -162,15 +165,15 @@ export class Reflector<Raw, T> {
         this.stats.lastError = describe(err);
         // Before the first list, keep listing; after it, resume the watch from the last version we hold.
         mustList = !this.stats.synced;
-        const cap = Math.min(this.#o.backoff.maxMs, this.#o.backoff.initialMs * 2 ** (failures - 1));
-        const wait = Math.round(cap / 2 + (this.#o.random() * cap) / 2);
-        this.#o.log.warn(
+        const cap = Math.min(this.#options.backoff.maxMs, this.#options.backoff.initialMs * 2 ** (failures - 1));
+        const wait = Math.round(cap / 2 + (this.#options.random() * cap) / 2);
+        this.#options.log.warn(
           { watch: this.name, err, retry_ms: wait, attempt: failures },
           `${this.name}: ${this.stats.lastError}; retrying in ${wait} ms (attempt ${failures})`,
         );
         // retryNow() cuts the wait short (the API server answers again).
         this.#wake = new AbortController();
-        await this.#o.delay(wait, AbortSignal.any([signal, this.#wake.signal]));
+        await this.#options.delay(wait, AbortSignal.any([signal, this.#wake.signal]));
         this.#wake = undefined;
       }
     }
@@ -182,9 +185,9 @@ export class Reflector<Raw, T> {
     let continueToken: string | undefined;
     let resourceVersion = '';
     do {
-      const page = await this.#o.list({ limit: this.#o.pageSize, continueToken });
+      const page = await this.#options.list({ limit: this.#options.pageSize, continueToken });
       for (const raw of page.items) {
-        const s = this.#o.slim(raw);
+        const s = this.#options.slim(raw);
         if (s) fresh.set(s.key, { obj: s.obj, resourceVersion: s.resourceVersion });
       }
       resourceVersion = page.resourceVersion;
@@ -194,17 +197,17 @@ export class Reflector<Raw, T> {
     for (const [key, old] of this.#store) {
       if (!fresh.has(key)) {
         this.#store.delete(key);
-        this.#call(() => this.#o.handler.delete(key, old.obj));
+        this.#call(() => this.#options.handler.delete(key, old.obj));
       }
     }
     for (const [key, next] of fresh) {
       const old = this.#store.get(key);
       this.#store.set(key, next);
-      if (old === undefined) this.#call(() => this.#o.handler.add(key, next.obj));
-      else if (old.resourceVersion !== next.resourceVersion) this.#call(() => this.#o.handler.update(key, next.obj, old.obj));
+      if (old === undefined) this.#call(() => this.#options.handler.add(key, next.obj));
+      else if (old.resourceVersion !== next.resourceVersion) this.#call(() => this.#options.handler.update(key, next.obj, old.obj));
     }
     this.stats.resourceVersion = resourceVersion;
-    this.stats.lastContactAt = this.#o.now();
+    this.stats.lastContactAt = this.#options.now();
     if (!this.stats.synced) {
       this.stats.synced = true;
       this.#resolveSynced();
@@ -232,7 +235,7 @@ export class Reflector<Raw, T> {
       signal.addEventListener('abort', onStop, { once: true });
       const onEvent = (type: WatchEventType, object: unknown): void => {
         if (finished) return;
-        this.stats.lastContactAt = this.#o.now();
+        this.stats.lastContactAt = this.#options.now();
         if (type === 'ERROR') {
           const status = object as { code?: number; message?: string };
           finish(status.code === 410 ? new Gone(status.message ?? 'Gone') : new Error(`watch error ${status.code}: ${status.message}`));
@@ -242,29 +245,29 @@ export class Reflector<Raw, T> {
         if (type !== 'BOOKMARK') this.#apply(type, object as Raw);
         if (rv) this.stats.resourceVersion = rv;
       };
-      this.#o.watch(this.stats.resourceVersion, onEvent, finish).then((h) => {
+      this.#options.watch(this.stats.resourceVersion, onEvent, finish).then((h) => {
         handle = h;
         if (finished) return h.abort();
         this.stats.connected = true;
-        this.stats.lastContactAt = this.#o.now();
+        this.stats.lastContactAt = this.#options.now();
       }, finish);
     });
   }
 
   #apply(type: WatchEventType, raw: Raw): void {
-    const s = this.#o.slim(raw);
+    const s = this.#options.slim(raw);
     if (s === undefined) return;
     const old = this.#store.get(s.key);
     if (type === 'DELETED') {
       if (old === undefined) return;
       this.#store.delete(s.key);
-      this.#call(() => this.#o.handler.delete(s.key, old.obj));
+      this.#call(() => this.#options.handler.delete(s.key, old.obj));
       return;
     }
     if (old?.resourceVersion === s.resourceVersion) return;
     this.#store.set(s.key, { obj: s.obj, resourceVersion: s.resourceVersion });
-    if (old === undefined) this.#call(() => this.#o.handler.add(s.key, s.obj));
-    else this.#call(() => this.#o.handler.update(s.key, s.obj, old.obj));
+    if (old === undefined) this.#call(() => this.#options.handler.add(s.key, s.obj));
+    else this.#call(() => this.#options.handler.update(s.key, s.obj, old.obj));
   }
 
   #call(fn: () => void): void {
@@ -272,7 +275,10 @@ export class Reflector<Raw, T> {
       fn();
     } catch (err) {
       this.stats.handlerErrors += 1;
-      this.#o.log.error({ watch: this.name, err, stack: err instanceof Error ? err.stack : undefined }, `${this.name}: handler threw`);
+      this.#options.log.error(
+        { watch: this.name, err, stack: err instanceof Error ? err.stack : undefined },
+        `${this.name}: handler threw`,
+      );
     }
   }
 }

@@ -1,7 +1,8 @@
 // The module map in docs/development.md is the architecture: each row names a module of src/, its job, and what
 // it may import. This test reads that table and every import of src/**/*.ts, and fails on an import the
 // map does not allow, on a module the map does not name, on a map that is not layered (its own rows
-// forming a cycle), and on any import cycle between files.
+// forming a cycle), and on any import cycle between files; tools/ is held to no cycles and to leaning
+// on nothing but itself and src/.
 
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -86,22 +87,44 @@ test('every import in src/ is one the module map allows, and every module is on 
   assert.deepEqual(problems, []);
 });
 
-test('no import cycle between files of src/', () => {
+/** The import cycles among `files` (each named relative to the repository). */
+function cyclesIn(g: Map<string, string[]>): string[] {
   const state = new Map<string, 'visiting' | 'done'>();
   const cycles: string[] = [];
   const visit = (file: string, path: string[]): void => {
     const s = state.get(file);
     if (s === 'done') return;
     if (s === 'visiting') {
-      cycles.push([...path.slice(path.indexOf(file)), file].map((f) => relative(src, f)).join(' -> '));
+      cycles.push([...path.slice(path.indexOf(file)), file].map((f) => relative(root, f)).join(' -> '));
       return;
     }
     state.set(file, 'visiting');
-    for (const next of graph.get(file) ?? []) visit(next, [...path, file]);
+    for (const next of g.get(file) ?? []) if (g.has(next)) visit(next, [...path, file]);
     state.set(file, 'done');
   };
-  for (const file of graph.keys()) visit(file, []);
-  assert.deepEqual(cycles, []);
+  for (const file of g.keys()) visit(file, []);
+  return cycles;
+}
+
+test('no import cycle between files of src/', () => {
+  assert.deepEqual(cyclesIn(graph), []);
+});
+
+const tools = join(root, 'tools');
+const toolGraph = new Map(sources(tools).map((f) => [f, importsOf(f)]));
+
+test('tools/ (the local cluster, the build and doc tools) has no import cycle and leans only on src/; src/ never imports tools/ or test/', () => {
+  assert.ok(toolGraph.size >= 10, `tools/ was read (${toolGraph.size} files)`);
+  assert.deepEqual(cyclesIn(toolGraph), []);
+  const problems: string[] = [];
+  for (const [file, imports] of toolGraph)
+    for (const target of imports)
+      if (!target.startsWith(`${tools}/`) && !target.startsWith(`${src}/`))
+        problems.push(`${relative(root, file)} imports ${relative(root, target)}`);
+  for (const [file, imports] of graph)
+    for (const target of imports)
+      if (!target.startsWith(`${src}/`)) problems.push(`${relative(root, file)} imports ${relative(root, target)}`);
+  assert.deepEqual(problems, []);
 });
 
 test('the checks see real imports (a sanity check of the parser)', () => {

@@ -6,37 +6,19 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { gateway } from './gateway.ts';
 import { POD_HOST_PORT } from './pod-host.ts';
-import { createPodNetwork, destroyPodNetwork, inPodNetwork, podNetworkAlive, type PodNetwork } from './pod-network.ts';
+import { createPodNetwork, destroyPodNetwork, inPodNetwork, podNetworkAlive } from './pod-network.ts';
+import { alive, freePort } from './processes.ts';
+import type { ClusterState, ClusterTokens } from './state.ts';
 
 const here = import.meta.dirname;
 export const K8S_VERSION = 'v1.37.2';
 
-/** Tokens the API server accepts (static token file). Tests use the restricted ones for RBAC checks. */
-export type ClusterTokens = { admin: string; nobody: string };
-
-export type ClusterState = {
-  dir: string;
-  /** kubectl of the same version as the API server (built with it; `kubectl` from PATH with KUBEBUILDER_ASSETS). */
-  kubectl: string;
-  kubeconfig: string;
-  server: string;
-  etcdUrl: string;
-  tokens: ClusterTokens;
-  fakeNodeControl: string;
-  controllerManagerPort: number;
-  ports: { etcd: number; etcdPeer: number; api: number; controllerManager: number; fakeNodeControl: number };
-  /** The pods' network namespace and addresses (pod-network.ts). */
-  podNetwork: PodNetwork;
-  /** Traefik and its Gateway, once gateway.ts started them. */
-  gateway?: { url: string; port: number; parentRef: string; pid: number };
-  pids: Record<string, number>;
-};
+export type { ClusterState, ClusterTokens } from './state.ts';
 
 export function defaultStateDir(): string {
   return resolve(process.env['LOCAL_CLUSTER_DIR'] ?? join(here, '..', '..', '.local-cluster'));
@@ -84,24 +66,6 @@ export async function binaries(log: (line: string) => void = () => {}): Promise<
   const folder = stdout.trim().split('\n').at(-1) ?? '';
   if (built) log(`control plane built in ${elapsed()} into ${folder}; later starts reuse it and take seconds`);
   return folder;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok, fail) => server.once('error', fail).listen(0, '127.0.0.1', ok));
-  const address = server.address();
-  await new Promise((ok) => server.close(ok));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function startDetached(dir: string, name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {

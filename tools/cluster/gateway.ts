@@ -8,10 +8,10 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { openSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClusterState } from './cluster.ts';
+import { alive, freePort } from './processes.ts';
+import type { ClusterState } from './state.ts';
 import { kubeFromState } from './kube-http.ts';
 
 const here = import.meta.dirname;
@@ -20,22 +20,6 @@ export const GATEWAY_NAMESPACE = 'gateway';
 export const GATEWAY_NAME = 'sandboxes';
 
 export type GatewayInfo = { url: string; port: number; parentRef: string; pid: number };
-
-const alive = (pid: number | undefined): boolean => {
-  try {
-    return pid !== undefined && (process.kill(pid, 0), true);
-  } catch {
-    return false;
-  }
-};
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((ok) => server.close(ok));
-  return port;
-}
 
 /** The binary (built once into the cache; about 5 minutes on 2 cores the first time). */
 function traefikBinary(log: (line: string) => void): string {
