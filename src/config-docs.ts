@@ -146,7 +146,7 @@ export const SETTINGS: Record<Setting, Doc> = {
     'How the proxy reaches a sandbox: nodeport (PROXY_UPSTREAM_HOST:<nodePort>), service (cluster DNS) or pod (pod IP).',
   ),
   PROXY_UPSTREAM_HOST: access('Host of nodeport upstreams.', 'NODE_HOST'),
-  PROXY_CONNECT_TIMEOUT_SECONDS: access('Upstream connect timeout.'),
+  PROXY_CONNECT_TIMEOUT_SECONDS: access('Upstream connect timeout; also how long a sandbox may take to answer a WebSocket upgrade.'),
   PROXY_READ_TIMEOUT_SECONDS: access('Longest wait for a sandbox’s response headers (DeerFlow’s commands run up to 600 s).'),
   PROXY_IDLE_TIMEOUT_SECONDS: access('Longest silence inside a response body, or an upload.'),
   PROXY_WAIT_READY_SECONDS: access(
@@ -154,7 +154,7 @@ export const SETTINGS: Record<Setting, Doc> = {
   ),
   PROXY_MAX_WAIT_READY_SECONDS: access('The longest hold a client may ask for.'),
   PROXY_EARLY_READY: access('A held request goes to the pod as soon as its app answers, before kubelet marks it Ready.'),
-  PROXY_CONNECTIONS_PER_SANDBOX: access('Keep-alive connections per sandbox.'),
+  PROXY_CONNECTIONS_PER_SANDBOX: access('Keep-alive connections per sandbox (each stalled download holds about 210 KiB).'),
   PROXY_SIGNING_KEYS: access(
     'Comma-separated keys (at least 32 characters each) for capabilities: the first signs, all verify. Give every replica the same (a Secret); otherwise each makes its own and /readyz says so.',
     'one made at startup, for this process only',

@@ -1,89 +1,25 @@
-// The informer-driven view of every sandbox: pods and services of the namespace joined by sandbox id,
-// answered from memory. Callers can wait for a change (waitFor) or subscribe to transitions; readiness
-// of the view itself is `synced` (first lists done) and `health()` (watches connected and recent).
+// The informer-driven view of every sandbox: the informers' pods, services, routes and image events
+// (informers.ts) joined by sandbox id into records, answered from memory. Callers can wait for a change
+// (waitFor) or subscribe to transitions; readiness of the view itself is `synced` (first lists done)
+// and `health()` (every watch connected and recent, the API server answering).
 
-import {
-  joinRecord,
-  sameRecord,
-  slimPod,
-  slimService,
-  imageFacts,
-  slimEvent,
-  slimRoute,
-  type EventFacts,
-  type RawRoute,
-  type RouteFacts,
-  type PodFacts,
-  type RawEvent,
-  type RawPod,
-  type RawService,
-  type SandboxRecord,
-  type ServiceFacts,
-} from '../domain/record.ts';
-import type { ParentRef } from '../domain/sandbox.ts';
-import { ApiProbe } from './probe.ts';
-import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
+import { imageFacts, joinRecord, sameRecord, type SandboxRecord } from '../domain/record.ts';
+import { Informers, type InformerOptions, type ViewHealth } from './informers.ts';
+
+export type { ViewHealth } from './informers.ts';
 
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
 export type Listener = (change: Change) => void;
 
-export type ViewHealth = {
-  /** Both first lists are done: the view can answer (possibly from a stale state). */
-  synced: boolean;
-  /** Watches connected and recent, and the API server answering its probes. */
-  healthy: boolean;
-  stale: boolean;
-  reason: string | undefined;
-  /** When the API server last answered anything (a list, a watch event or bookmark, a probe); 0 before. */
-  lastContactAt: number;
-  pods: number;
-  services: number;
-};
-
-export type SandboxViewOptions = {
-  listPods: ListFn<RawPod>;
-  watchPods: WatchFn;
-  listServices: ListFn<RawService>;
-  watchServices: WatchFn;
-  /** Gateway mode: the sandboxes' HTTPRoutes, judged against these parent Gateways. */
-  routes?: { list: ListFn<RawRoute>; watch: WatchFn; parentRefs: readonly ParentRef[] };
-  /** kubelet's events of pods (image pulls), watched when `start({ events: true })` says the identity may. */
-  listEvents?: ListFn<RawEvent>;
-  watchEvents?: WatchFn;
-  log?: ReflectorLog;
-  now?: () => number;
-  /** A watch with no event, bookmark or reconnect for this long is reported unhealthy. */
-  staleAfterMs?: number;
-  backoff?: { initialMs: number; maxMs: number };
-  delay?: (ms: number, signal: AbortSignal) => Promise<void>;
-  /**
-   * A cheap request to the API server, every `probeEveryMs` (it must fail within that time when the
-   * server does not answer). It makes a frozen server visible in seconds rather than when the watches'
-   * idle timers fire, restarts watches such a server holds open, and ends the watches' backoff as soon
-   * as the server answers again.
-   */
-  probe?: (timeoutMs: number) => Promise<void>;
-  probeEveryMs?: number;
-};
+export type SandboxViewOptions = InformerOptions;
 
 export class SandboxView {
-  #pods = new Map<string, PodFacts>();
-  #services = new Map<string, ServiceFacts>();
+  #informers: Informers;
   #records = new Map<string, SandboxRecord>();
   #listeners = new Set<Listener>();
   #byId = new Map<string, Set<Listener>>();
-  #podReflector: Reflector<RawPod, PodFacts>;
-  #serviceReflector: Reflector<RawService, ServiceFacts>;
-  #eventReflector: Reflector<RawEvent, EventFacts> | undefined;
-  #routes = new Map<string, RouteFacts>();
-  #routeReflector: Reflector<RawRoute, RouteFacts> | undefined;
-  #eventsOn = false;
-  /** Image events by sandbox id, then by event name. */
-  #events = new Map<string, Map<string, EventFacts>>();
   #now: () => number;
-  #staleAfterMs: number;
-  #log: ReflectorLog;
-  #probe: ApiProbe | undefined;
+  #log: NonNullable<InformerOptions['log']>;
   /** Pending waits (their `done`), and whether waits were ended (shutdown). */
   #waiters = new Set<() => void>();
   #waitsEnded = false;
@@ -93,131 +29,22 @@ export class SandboxView {
 
   constructor(options: SandboxViewOptions) {
     this.#now = options.now ?? Date.now;
-    this.#staleAfterMs = options.staleAfterMs ?? 90_000;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
-    const common = {
-      log: this.#log,
-      now: this.#now,
-      ...(options.backoff ? { backoff: options.backoff } : {}),
-      ...(options.delay ? { delay: options.delay } : {}),
-    };
-    this.#podReflector = this.#reflector('pods', options.listPods, options.watchPods, slimPod, this.#pods, common);
-    this.#serviceReflector = this.#reflector('services', options.listServices, options.watchServices, slimService, this.#services, common);
-    const routes = options.routes;
-    if (routes)
-      this.#routeReflector = this.#reflector(
-        'httproutes',
-        routes.list,
-        routes.watch,
-        (raw) => slimRoute(raw, routes.parentRefs),
-        this.#routes,
-        common,
-      );
-    this.synced = Promise.all([this.#podReflector.synced, this.#serviceReflector.synced, this.#routeReflector?.synced]).then(
-      () => undefined,
-    );
-    if (options.listEvents && options.watchEvents)
-      this.#eventReflector = this.#eventsReflector(options.listEvents, options.watchEvents, common);
-    const reflectors = this.#reflectors.bind(this);
-    if (options.probe)
-      this.#probe = new ApiProbe({
-        probe: options.probe,
-        everyMs: options.probeEveryMs ?? 5000,
-        log: this.#log,
-        now: this.#now,
-        // The server answers again: watches resume now instead of at the end of their backoff.
-        onRecovered: () => reflectors().forEach((r) => r.retryNow()),
-        // It holds connections open but answers nothing: open watches are dead.
-        onStuck: () => reflectors().forEach((r) => r.interrupt('the API server does not answer probes')),
-      });
-  }
-
-  /** A reflector that keeps `store` (slim facts by sandbox id) and refreshes the joined record on each change. */
-  #reflector<Raw, T extends { sandboxId: string; resourceVersion: string }>(
-    name: string,
-    list: ListFn<Raw>,
-    watch: WatchFn,
-    slim: (raw: Raw) => T | undefined,
-    store: Map<string, T>,
-    common: Pick<ReflectorOptions<Raw, T>, 'log' | 'now' | 'backoff' | 'delay'>,
-  ): Reflector<Raw, T> {
-    const put = (id: string, obj: T): void => {
-      store.set(id, obj);
-      this.#refresh(id);
-    };
-    return new Reflector<Raw, T>({
-      ...common,
-      name,
-      list,
-      watch,
-      slim: (raw) => {
-        const obj = slim(raw);
-        return obj && { key: obj.sandboxId, obj, resourceVersion: obj.resourceVersion };
-      },
-      handler: {
-        add: put,
-        update: put,
-        delete: (id) => {
-          store.delete(id);
-          this.#refresh(id);
-        },
-      },
-    });
-  }
-
-  /** Kubelet's image events, kept by sandbox id; each change refreshes that sandbox's record. */
-  #eventsReflector(
-    list: ListFn<RawEvent>,
-    watch: WatchFn,
-    common: Pick<ReflectorOptions<RawEvent, EventFacts>, 'log' | 'now' | 'backoff' | 'delay'>,
-  ): Reflector<RawEvent, EventFacts> {
-    const put = (name: string, e: EventFacts): void => {
-      const byName = this.#events.get(e.sandboxId) ?? new Map<string, EventFacts>();
-      this.#events.set(e.sandboxId, byName.set(name, e));
-      this.#refresh(e.sandboxId);
-    };
-    return new Reflector<RawEvent, EventFacts>({
-      ...common,
-      name: 'events',
-      list,
-      watch,
-      slim: (raw) => {
-        const e = slimEvent(raw);
-        return e && { key: e.name, obj: e, resourceVersion: e.resourceVersion };
-      },
-      handler: {
-        add: put,
-        update: put,
-        delete: (name, e) => {
-          const byName = this.#events.get(e.sandboxId);
-          byName?.delete(name);
-          if (byName?.size === 0) this.#events.delete(e.sandboxId);
-          this.#refresh(e.sandboxId);
-        },
-      },
-    });
-  }
-
-  /** The reflectors running: pods, services, and kubelet's events when watched. */
-  #reflectors(): Pick<Reflector<unknown, unknown>, 'name' | 'stats' | 'start' | 'retryNow' | 'interrupt' | 'stop'>[] {
-    return [
-      this.#podReflector,
-      this.#serviceReflector,
-      ...(this.#routeReflector ? [this.#routeReflector] : []),
-      ...(this.#eventsOn && this.#eventReflector ? [this.#eventReflector] : []),
-    ];
+    this.#informers = new Informers({ ...options, now: this.#now, log: this.#log }, (id) => this.#refresh(id));
+    this.synced = this.#informers.synced;
   }
 
   #refresh(id: string): void {
     const previous = this.#records.get(id);
-    const pod = this.#pods.get(id);
-    const events = pod && this.#events.get(id);
+    const facts = this.#informers;
+    const pod = facts.pods.get(id);
+    const events = pod && facts.events.get(id);
     const record = joinRecord(
       id,
       pod,
-      this.#services.get(id),
+      facts.services.get(id),
       events ? imageFacts(pod.uid, events.values()) : undefined,
-      this.#routeReflector ? { route: this.#routes.get(id) } : undefined,
+      facts.watchesRoutes ? { route: facts.routes.get(id) } : undefined,
     );
     if (sameRecord(previous, record)) return;
     if (record === undefined) this.#records.delete(id);
@@ -239,9 +66,7 @@ export class SandboxView {
 
   /** Starts the watches; kubelet's events too when `events` (the identity may list and watch them). */
   start(options: { events?: boolean } = {}): void {
-    this.#eventsOn = options.events === true && this.#eventReflector !== undefined;
-    for (const r of this.#reflectors()) r.start();
-    this.#probe?.start();
+    this.#informers.start(options);
   }
 
   /**
@@ -254,8 +79,8 @@ export class SandboxView {
     for (const done of [...this.#waiters]) done();
   }
 
-  async stop(): Promise<void> {
-    await Promise.all([...this.#reflectors().map((r) => r.stop()), this.#probe?.stop()]);
+  stop(): Promise<void> {
+    return this.#informers.stop();
   }
 
   get(id: string): SandboxRecord | undefined {
@@ -335,37 +160,11 @@ export class SandboxView {
   }
 
   health(): ViewHealth {
-    const now = this.#now();
-    const reflectors = this.#reflectors();
-    const synced = this.#podReflector.stats.synced && this.#serviceReflector.stats.synced && (this.#routeReflector?.stats.synced ?? true);
-    const problems: string[] = [];
-    for (const r of reflectors) {
-      if (!r.stats.synced) problems.push(`${r.name}: initial list not done${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
-      else if (!r.stats.connected) problems.push(`${r.name}: watch disconnected${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
-      else if (now - r.stats.lastContactAt > this.#staleAfterMs)
-        problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
-    }
-    const lastContactAt = Math.max(this.#probe?.lastOkAt ?? 0, ...reflectors.map((r) => r.stats.lastContactAt));
-    if (this.#probe && this.#probe.failures > 0) {
-      const ago = lastContactAt > 0 ? `; last answer ${Math.round((now - lastContactAt) / 1000)}s ago` : '';
-      problems.push(`the API server does not answer (${this.#probe.failures} probes failed: ${this.#probe.error}${ago})`);
-    }
-    const healthy = problems.length === 0;
-    return {
-      synced,
-      healthy,
-      stale: synced && !healthy,
-      reason: problems.join('; ') || undefined,
-      lastContactAt,
-      pods: this.#podReflector.size,
-      services: this.#serviceReflector.size,
-    };
+    return this.#informers.health();
   }
 
-  /** Counters for metrics. */
+  /** Counters for metrics, over every watch. */
   stats(): { restarts: number; relists: number; handlerErrors: number } {
-    const p = this.#podReflector.stats;
-    const s = this.#serviceReflector.stats;
-    return { restarts: p.restarts + s.restarts, relists: p.relists + s.relists, handlerErrors: p.handlerErrors + s.handlerErrors };
+    return this.#informers.stats();
   }
 }
