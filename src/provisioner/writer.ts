@@ -100,6 +100,9 @@ export class SandboxWriter {
     if (seen && holds(seen)) return { created, record: seen };
     if (seen?.hasService && this.#config.sandbox.serviceType === 'NodePort' && seen.nodePort === undefined)
       throw new HttpError('create_timeout', `Kubernetes did not allocate a node port for ${serviceName(id)} in time`);
+    // The pod is in the view but not every object is (a route adopted from an earlier pod of this id
+    // that the garbage collector then removed): its status says what is missing; the reconciler mends it.
+    if (seen && (podUid === undefined || seen.podUid === podUid)) return { created, record: seen };
     throw new HttpError('create_timeout', `Sandbox '${id}' was created, but this replica's watch has not shown it yet; GET it shortly`, {
       headers: { 'retry-after': '1' },
     });
