@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { Client } from 'undici';
 import type { FakeKube } from './fake-kube.ts';
 import { call } from './helpers.ts';
-import { NS } from './service-harness.ts';
+import { NS, setup } from './service-harness.ts';
 import type { Service } from '../src/service.ts';
 
 /** What the hostile app does with one request: bytes to write (each element one write), then close or keep the connection. */
@@ -80,6 +80,22 @@ export async function twoSandboxes(kube: FakeKube, service: Service): Promise<vo
     kube.ready(NS, `sandbox-${id}`, ip);
     await service.view.waitFor(id, (r) => r?.ready === true, 2000);
   }
+}
+
+/** A WebSocket upgrade to the hostile sandbox, as a client's raw bytes. */
+export const UPGRADE_TO_EVIL =
+  'GET /sandboxes/evil/v1/shell/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+
+/** The service with both sandboxes, the hostile one reading every request and never answering. */
+export async function neverAnswering(
+  t: Parameters<typeof setup>[0],
+  env: Record<string, string>,
+): Promise<{ service: Service; evil: Hostile; address: URL }> {
+  const { kube, service, upstream } = await setup(t, env);
+  const evil = await hostileUpstream(t, upstreamPort(upstream));
+  await twoSandboxes(kube, service);
+  evil.script = { writes: [], close: false, hang: true };
+  return { service, evil, address: new URL(service.url) };
 }
 
 export const upstreamPort = (server: { address(): AddressInfo | string | null }): number => (server.address() as AddressInfo).port;

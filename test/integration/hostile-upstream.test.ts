@@ -9,7 +9,17 @@ import { runInNewContext } from 'node:vm';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { call, captureLogs } from '../helpers.ts';
-import { FORGED, FORGED_BODY, hostileUpstream, LazyClient, twoSandboxes, upstreamPort, type Seen } from '../hostile-upstream.ts';
+import {
+  FORGED,
+  FORGED_BODY,
+  hostileUpstream,
+  LazyClient,
+  neverAnswering,
+  UPGRADE_TO_EVIL,
+  twoSandboxes,
+  upstreamPort,
+  type Seen,
+} from '../hostile-upstream.ts';
 import { NS, setup } from '../service-harness.ts';
 
 const SHORT = { PROXY_READ_TIMEOUT_SECONDS: '1', PROXY_IDLE_TIMEOUT_SECONDS: '1', PROXY_CONNECT_TIMEOUT_SECONDS: '1', LOG_LEVEL: 'info' };
@@ -220,15 +230,9 @@ test("memory is a budget: 16, 64 and 128 slow-reading downloads through one sand
 });
 
 test('an upgrade the sandbox never answers is answered 504 within the connect timeout, and its upstream socket goes (before: never answered)', async (t) => {
-  const { kube, service, upstream } = await setup(t, SHORT);
-  const evil = await hostileUpstream(t, upstreamPort(upstream));
-  await twoSandboxes(kube, service);
-  evil.script = { writes: [], close: false, hang: true };
-  const u = new URL(service.url);
-  const upgrade =
-    'GET /sandboxes/evil/v1/shell/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+  const { evil, address: u } = await neverAnswering(t, SHORT);
   const answer = await new Promise<string>((resolve) => {
-    const s = connect(Number(u.port), u.hostname, () => s.write(upgrade));
+    const s = connect(Number(u.port), u.hostname, () => s.write(UPGRADE_TO_EVIL));
     let got = '';
     s.on('data', (d) => (got += d.toString()));
     s.on('close', () => resolve(got));

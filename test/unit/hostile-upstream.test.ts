@@ -14,6 +14,8 @@ import {
   hostileUpstream,
   keepAliveClient,
   LazyClient,
+  neverAnswering,
+  UPGRADE_TO_EVIL,
   through,
   twoSandboxes,
   upstreamPort,
@@ -93,17 +95,11 @@ test('finding 3: a queued request that is aborted does not take the next free co
 });
 
 test('finding 5: a client that leaves an upgrade the sandbox never answers takes the upstream socket with it (its 504: test/integration/hostile-upstream.test.ts)', async (t) => {
-  const { kube, service, upstream } = await setup(t, SHORT);
-  const evil = await hostileUpstream(t, upstreamPort(upstream));
-  await twoSandboxes(kube, service);
-  evil.script = { writes: [], close: false, hang: true };
-  const u = new URL(service.url);
-  const upgrade =
-    'GET /sandboxes/evil/v1/shell/ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n';
+  const { evil, address: u } = await neverAnswering(t, SHORT);
 
   // 20 clients that give up after 100 ms: none of their upstream sockets stays.
   for (let i = 0; i < 20; i++) {
-    const s = connect(Number(u.port), u.hostname, () => s.write(upgrade));
+    const s = connect(Number(u.port), u.hostname, () => s.write(UPGRADE_TO_EVIL));
     s.on('error', () => undefined);
     setTimeout(() => s.destroy(), 100);
   }
