@@ -71,9 +71,6 @@ export class SandboxProxy {
     });
   }
 
-  /** The upstream origin of a sandbox, from the view only. */
-  origin = (record: Parameters<Locator['origin']>[0]): string | undefined => this.#locator.origin(record);
-
   /** Open upstream pools (one per sandbox origin in use). */
   get pools(): number {
     return this.#upstreams.pools;
