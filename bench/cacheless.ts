@@ -3,22 +3,18 @@
 // Usage: cacheless.ts <port> <kubeconfig> <namespace>
 import { createServer } from 'node:http';
 import { loadConfig } from '../src/config.ts';
+import type { PodJson, ServiceJson, WireList } from '../src/domain/wire.ts';
 import { makeKube } from '../src/kube/client.ts';
 
 const [port, kubeconfig, namespace] = process.argv.slice(2);
 const config = loadConfig({ KUBECONFIG_PATH: kubeconfig, K8S_NAMESPACE: namespace });
 const kube = makeKube(config);
 const base = `/api/v1/namespaces/${namespace}`;
-type Obj = {
-  metadata: { labels?: Record<string, string> };
-  spec?: { ports?: { nodePort?: number }[]; clusterIP?: string };
-  status?: { phase?: string };
-};
 
 async function sandbox(id: string): Promise<Record<string, unknown> | undefined> {
-  const svc = (await kube.request('GET', `${base}/services/sandbox-${id}-svc`).catch(() => undefined))?.body as Obj | undefined;
+  const svc = (await kube.request('GET', `${base}/services/sandbox-${id}-svc`).catch(() => undefined))?.body as ServiceJson | undefined;
   if (!svc) return undefined;
-  const pod = (await kube.request('GET', `${base}/pods/sandbox-${id}`).catch(() => undefined))?.body as Obj | undefined;
+  const pod = (await kube.request('GET', `${base}/pods/sandbox-${id}`).catch(() => undefined))?.body as PodJson | undefined;
   return { sandbox_id: id, sandbox_url: `http://${svc.spec?.clusterIP}:8080`, status: pod?.status?.phase ?? 'NotFound' };
 }
 
@@ -32,10 +28,10 @@ createServer((req, res) => {
   const work = id
     ? sandbox(id).then((s) => (s ? send(200, s) : send(404, { detail: 'not found' })))
     : kube.request('GET', `${base}/services?labelSelector=app%3Ddeer-flow-sandbox`).then(async (r) => {
-        const items = (r.body as { items: Obj[] }).items;
+        const items = (r.body as WireList<ServiceJson>).items ?? [];
         const out = [];
         for (const svc of items) {
-          const sid = svc.metadata.labels?.['sandbox-id'];
+          const sid = svc.metadata?.labels?.['sandbox-id'];
           if (sid) out.push(await sandbox(sid));
         }
         send(200, { sandboxes: out, count: out.length });

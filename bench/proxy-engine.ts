@@ -29,7 +29,7 @@ const pod = {
 };
 const service = {
   metadata: { name: 'sandbox-bench-svc', uid: 's1', resourceVersion: '1', labels },
-  spec: { ports: [{ name: 'http', nodePort }] },
+  spec: { ports: [{ name: 'http', port: 8080, nodePort }] },
 };
 const silent = async () => ({ abort: () => undefined });
 const view = new SandboxView({

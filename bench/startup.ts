@@ -7,6 +7,8 @@
 // compare each row with the reference's pod spec in the same URL mode.
 
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { V1DaemonSet } from '@kubernetes/client-node';
+import type { PodJson, Wire } from '../src/domain/wire.ts';
 import type { ClusterState } from '../tools/cluster/cluster.ts';
 import { KubeHttp } from '../tools/cluster/kube-http.ts';
 import { POD_HOST_PORT } from '../tools/cluster/pod-host.ts';
@@ -82,9 +84,7 @@ async function prepull(kube: KubeHttp, ns: string): Promise<number> {
     },
   });
   for (let i = 0; i < 1200; i++) {
-    const ds = await kube.get<{ status?: { numberReady?: number; desiredNumberScheduled?: number } }>(
-      `/apis/apps/v1/namespaces/${ns}/daemonsets/sandbox-image-prepull`,
-    );
+    const ds = await kube.get<Wire<V1DaemonSet>>(`/apis/apps/v1/namespaces/${ns}/daemonsets/sandbox-image-prepull`);
     const { numberReady = 0, desiredNumberScheduled = 0 } = ds.status ?? {};
     if (desiredNumberScheduled > 0 && numberReady === desiredNumberScheduled) break;
     await sleep(100);
@@ -115,7 +115,7 @@ async function runCase(
     const runs = await Promise.all(Array.from({ length: ctx.count }, (_, i) => sleep(i * 250).then(() => deerflow(url, `s${i}`))));
     const samples: Sample[] = [];
     for (const [i, r] of runs.entries()) {
-      const pod = await ctx.kube.get<{ status?: { podIP?: string } }>(`/api/v1/namespaces/${ns}/pods/sandbox-s${i}`);
+      const pod = await ctx.kube.get<PodJson>(`/api/v1/namespaces/${ns}/pods/sandbox-s${i}`);
       const oracleAnswer = await fetch(`http://${ctx.state.podNetwork.nsIp}:${POD_HOST_PORT}/pods/${pod.status?.podIP}`);
       if (!oracleAnswer.ok) throw new Error(`pod host: ${oracleAnswer.status} for sandbox-s${i} at ${pod.status?.podIP}`);
       const oracle = (await oracleAnswer.json()) as { listeningAt: number | null };

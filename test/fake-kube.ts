@@ -7,24 +7,16 @@
 // It is no substitute for the real API server: the integration suite runs against one.
 
 import { randomUUID } from 'node:crypto';
+import type { V1DeleteOptions } from '@kubernetes/client-node';
+import type { ServiceJson, Wire, WireMeta } from '../src/domain/wire.ts';
 import type { Kube, KubeRequestOptions, KubeResponse } from '../src/kube/client.ts';
 import { KubeApiError, KubeUnavailableError, type KubeStatus } from '../src/kube/errors.ts';
 
-type Meta = {
-  name: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  ownerReferences?: { kind?: string; uid?: string; name?: string }[];
-};
+/** Any object of the store (pods, services, events, nodes, routes, gateways), as JSON; it always has a name. */
 export type FakeObject = {
   apiVersion?: string;
   kind?: string;
-  metadata: Meta;
+  metadata: WireMeta & { name: string };
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
 };
@@ -235,7 +227,7 @@ export class FakeKube implements Kube {
       creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     };
     if (resource === 'services') {
-      const spec = (object.spec ??= {}) as { clusterIP?: string; type?: string; ports?: { nodePort?: number }[] };
+      const spec = (object.spec ??= {}) as NonNullable<ServiceJson['spec']>;
       spec.clusterIP ??= `10.96.0.${this.#clusterIp++ % 250}`;
       if (spec.type === 'NodePort') for (const p of spec.ports ?? []) p.nodePort ??= this.#nodePort++;
     } else {
@@ -275,8 +267,7 @@ export class FakeKube implements Kube {
     if (!current) throw new KubeApiError(method, p, 404, status(404, 'NotFound', `${kind} "${name}" not found`, { name, kind }));
     if (method === 'GET') return current;
     if (method === 'PATCH') return this.#store(r, ns, mergePatch(current, body) as FakeObject, 'MODIFIED');
-    if (method === 'DELETE')
-      return this.#delete(r, ns, current, body as { preconditions?: { uid?: string; resourceVersion?: string } } | undefined);
+    if (method === 'DELETE') return this.#delete(r, ns, current, body as Wire<V1DeleteOptions> | undefined);
     throw new KubeApiError(method, p, 405, status(405, 'MethodNotAllowed', `${method} is not supported`));
   }
 
@@ -299,12 +290,7 @@ export class FakeKube implements Kube {
     return { kind: 'List', items, metadata: { resourceVersion: String(this.#rv) } };
   }
 
-  #delete(
-    r: Resource,
-    ns: string,
-    current: FakeObject,
-    options: { preconditions?: { uid?: string; resourceVersion?: string } } | undefined,
-  ): FakeObject {
+  #delete(r: Resource, ns: string, current: FakeObject, options: Wire<V1DeleteOptions> | undefined): FakeObject {
     const pre = options?.preconditions;
     if (
       (pre?.uid && pre.uid !== current.metadata.uid) ||

@@ -10,7 +10,9 @@ import { createInterface } from 'node:readline';
 import { connect, type AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import WebSocket from 'ws';
+import type { AuthenticationV1TokenRequest } from '@kubernetes/client-node';
 import { loadConfig } from '../src/config.ts';
+import type { Wire } from '../src/domain/wire.ts';
 import { createLogger, silentLogger, type Logger } from '../src/log.ts';
 import { start, type Service, type StartOptions } from '../src/service.ts';
 import { readState, type ClusterState } from '../tools/cluster/cluster.ts';
@@ -204,6 +206,20 @@ export async function spawnProvisioner(
   return { child, url };
 }
 
+/** A token of a service account of `ns`, for an hour (a TokenRequest). */
+export async function serviceAccountToken(ns: string, serviceAccount: string): Promise<string> {
+  const answer = await admin().post<Wire<AuthenticationV1TokenRequest>>(
+    `/api/v1/namespaces/${ns}/serviceaccounts/${serviceAccount}/token`,
+    {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 3600 },
+    },
+  );
+  if (!answer.status?.token) throw new Error(`no token for ${ns}/${serviceAccount}`);
+  return answer.status.token;
+}
+
 /**
  * A kubeconfig for a service account of `ns` (a TokenRequest), with the CA inline and readable by any
  * user, so a provisioner running as uid 1000 can use it. Removed when the test ends.
@@ -213,17 +229,13 @@ export async function serviceAccountKubeconfig(
   ns: string,
   serviceAccount: string,
 ): Promise<string> {
-  const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/${serviceAccount}/token`, {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { expirationSeconds: 3600 },
-  });
+  const token = await serviceAccountToken(ns, serviceAccount);
   const state = cluster();
   const ca = readFileSync(join(state.dir, 'pki', 'apiserver.crt')).toString('base64');
   const file = join(tmpdir(), `kubeconfig-${ns}-${serviceAccount}`);
   writeFileSync(
     file,
-    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "${state.server}", certificate-authority-data: "${ca}"}\nusers:\n- name: sa\n  user: {token: "${token.status.token}"}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
+    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "${state.server}", certificate-authority-data: "${ca}"}\nusers:\n- name: sa\n  user: {token: "${token}"}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
     { mode: 0o644 },
   );
   t.after(() => rmSync(file, { force: true }));

@@ -4,17 +4,7 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
-import {
-  MAX_SANDBOX_ID,
-  SANDBOX_ID,
-  SANDBOX_ID_LENGTH_RULE,
-  SANDBOX_ID_RULE,
-  THREAD_ID,
-  USER_ID,
-  SKILLS_PATH,
-  SKILLS_VIEWS,
-  USER_DATA_PATH,
-} from '../domain/sandbox.ts';
+import { MAX_SANDBOX_ID, SANDBOX_ID, SANDBOX_ID_LENGTH_RULE, SANDBOX_ID_RULE, THREAD_ID, USER_ID } from '../domain/sandbox.ts';
 import type { ExtraMount, SandboxRequest } from '../domain/request.ts';
 import { HttpError } from '../http/errors.ts';
 import { builtinMountPaths } from '../provisioner/pod-spec.ts';

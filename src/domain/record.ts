@@ -1,6 +1,7 @@
 // The slim facts kept per sandbox (never whole Kubernetes objects), the one pure function that derives
 // the documented status from them, and the joined record every reader (API, proxy, sweeps) works from.
 
+import type { V1ContainerStatus, V1PodCondition } from '@kubernetes/client-node';
 import {
   ANNOTATION_EXPIRES_AT,
   ANNOTATION_SIGNER,
@@ -15,6 +16,7 @@ import {
   type ParentRef,
   type SandboxStatus,
 } from './sandbox.ts';
+import type { EventJson, HttpRoute, PodJson, ServiceJson, Wire, WireMeta } from './wire.ts';
 
 export type PodFacts = {
   sandboxId: string;
@@ -111,41 +113,12 @@ export function deriveStatus(pod: PodFacts | undefined, service: ServiceFacts | 
   return derived;
 }
 
-// ---- slimming raw API objects (typed list items or raw watch JSON) ----
+// ---- slimming API objects (list items, watch events) ----
 
-type Meta = {
-  name?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  creationTimestamp?: Date | string;
-  deletionTimestamp?: Date | string;
-  ownerReferences?: { kind?: string; uid?: string }[];
-};
-type ContainerState = {
-  waiting?: { reason?: string; message?: string };
-  running?: { startedAt?: Date | string };
-  terminated?: { reason?: string; message?: string; exitCode?: number; finishedAt?: Date | string };
-};
-type ContainerStatus = { name?: string; ready?: boolean; state?: ContainerState; lastState?: ContainerState };
-type Condition = { type?: string; status?: string; reason?: string; message?: string; lastTransitionTime?: Date | string };
-export type RawPod = {
-  metadata?: Meta;
-  status?: {
-    phase?: string;
-    reason?: string;
-    message?: string;
-    podIP?: string;
-    conditions?: Condition[];
-    containerStatuses?: ContainerStatus[];
-    initContainerStatuses?: ContainerStatus[];
-  };
-};
-export type RawService = { metadata?: Meta; spec?: { clusterIP?: string; ports?: { name?: string; nodePort?: number }[] } };
+type ContainerStatus = Wire<V1ContainerStatus>;
+type Condition = Wire<V1PodCondition>;
 
-const time = (t: Date | string | undefined): number | undefined => (t === undefined ? undefined : new Date(t).getTime());
+const time = (t: string | null | undefined): number | undefined => (t === undefined || t === null ? undefined : new Date(t).getTime());
 
 function containerReason(statuses: ContainerStatus[] | undefined): { reason?: string; message?: string } | undefined {
   for (const s of statuses ?? []) {
@@ -166,18 +139,13 @@ function containerReason(statuses: ContainerStatus[] | undefined): { reason?: st
 }
 
 /** The id a sandbox object belongs to, or undefined when its name does not match its label. */
-export function sandboxIdOf(meta: Meta | undefined, kind: 'pod' | 'service' | 'route'): string | undefined {
+export function sandboxIdOf(meta: WireMeta | undefined, kind: 'pod' | 'service' | 'route'): string | undefined {
   const id = meta?.labels?.[LABEL_SANDBOX_ID];
   if (id === undefined || meta?.name === undefined) return undefined;
   return meta.name === (kind === 'pod' ? podName(id) : kind === 'service' ? serviceName(id) : routeName(id)) ? id : undefined;
 }
 
-type RouteCondition = { type?: string; status?: string; reason?: string; message?: string };
-export type RawRoute = {
-  metadata?: Meta;
-  spec?: { rules?: { matches?: { path?: { value?: string } }[] }[] };
-  status?: { parents?: { parentRef?: { name?: string; namespace?: string; sectionName?: string }; conditions?: RouteCondition[] }[] };
-};
+type RouteCondition = { reason?: string | undefined; message?: string | undefined };
 
 /**
  * A sandbox's HTTPRoute (gateway mode) as its parent Gateways answered it: accepted when every parent
@@ -195,7 +163,7 @@ export type RouteFacts = {
   message: string | undefined;
 };
 
-export function slimRoute(route: RawRoute, parents: readonly ParentRef[]): RouteFacts | undefined {
+export function slimRoute(route: HttpRoute, parents: readonly ParentRef[]): RouteFacts | undefined {
   const meta = route.metadata;
   const sandboxId = sandboxIdOf(meta, 'route');
   if (sandboxId === undefined || meta === undefined) return undefined;
@@ -237,7 +205,7 @@ export function slimRoute(route: RawRoute, parents: readonly ParentRef[]): Route
   };
 }
 
-export function slimPod(pod: RawPod): PodFacts | undefined {
+export function slimPod(pod: PodJson): PodFacts | undefined {
   const meta = pod.metadata;
   const sandboxId = sandboxIdOf(meta, 'pod');
   if (sandboxId === undefined || meta === undefined) return undefined;
@@ -278,16 +246,6 @@ export function slimPod(pod: RawPod): PodFacts | undefined {
   };
 }
 
-export type RawEvent = {
-  metadata?: { name?: string; resourceVersion?: string };
-  involvedObject?: { kind?: string; name?: string; uid?: string; fieldPath?: string };
-  reason?: string;
-  message?: string;
-  firstTimestamp?: Date | string | null;
-  lastTimestamp?: Date | string | null;
-  eventTime?: Date | string | null;
-};
-
 /** One kubelet image event of a sandbox pod (Pulling or Pulled); undefined for any other event. */
 export type EventFacts = {
   name: string;
@@ -300,7 +258,7 @@ export type EventFacts = {
   at: number;
 };
 
-export function slimEvent(e: RawEvent): EventFacts | undefined {
+export function slimEvent(e: EventJson): EventFacts | undefined {
   const o = e.involvedObject;
   if (o?.kind !== 'Pod' || (e.reason !== 'Pulling' && e.reason !== 'Pulled') || !o.name?.startsWith('sandbox-')) return undefined;
   const at = time(e.lastTimestamp ?? e.eventTime ?? e.firstTimestamp ?? undefined);
@@ -332,7 +290,7 @@ export function imageFacts(podUid: string, events: Iterable<EventFacts>): ImageF
   return { podUid, pulling: pulling?.message, readyAt };
 }
 
-export function slimService(svc: RawService): ServiceFacts | undefined {
+export function slimService(svc: ServiceJson): ServiceFacts | undefined {
   const meta = svc.metadata;
   const sandboxId = sandboxIdOf(meta, 'service');
   if (sandboxId === undefined || meta === undefined) return undefined;

@@ -1,6 +1,9 @@
 // The errors of the Kubernetes transport, as this project's own types (client-node's are not used), and
 // the few questions every caller asks of them.
 
+import type { V1Status } from '@kubernetes/client-node';
+import type { Wire } from '../domain/wire.ts';
+
 /** The cluster (or the kubeconfig) lacks what this configuration needs: the service cannot start. */
 export class StartupError extends Error {}
 
@@ -25,20 +28,8 @@ export class KubeApiError extends Error {
   }
 }
 
-export type KubeStatus = {
-  kind?: string;
-  status?: string;
-  message?: string;
-  reason?: string;
-  code?: number;
-  details?: {
-    name?: string;
-    kind?: string;
-    group?: string;
-    causes?: { reason?: string; message?: string; field?: string }[];
-    retryAfterSeconds?: number;
-  };
-};
+/** The API server's answer to a refused request (a Status object). */
+export type KubeStatus = Wire<V1Status>;
 
 /** The API server could not be reached or did not answer in time. */
 export class KubeUnavailableError extends Error {

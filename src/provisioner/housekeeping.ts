@@ -4,6 +4,7 @@
 
 import type { Config } from '../config.ts';
 import { GATEWAY_API } from '../domain/sandbox.ts';
+import type { Gateway } from '../domain/wire.ts';
 import type { Kube } from '../kube/client.ts';
 import { isForbidden, isNotFound, StartupError } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
@@ -125,8 +126,7 @@ export class Housekeeping {
     for (const p of config.gateway.parentRefs) {
       try {
         const res = await kube.request('GET', `${GATEWAY_API}/namespaces/${p.namespace}/gateways/${p.name}`);
-        const conditions =
-          (res.body as { status?: { conditions?: { type?: string; status?: string; message?: string }[] } }).status?.conditions ?? [];
+        const conditions = (res.body as Gateway).status?.conditions ?? [];
         const programmed = conditions.find((c) => c.type === 'Programmed');
         if (programmed?.status === 'False')
           problems.push(`Gateway ${p.namespace}/${p.name} is not programmed: ${programmed.message ?? ''}`);

@@ -2,6 +2,8 @@
 // housekeeping (one SelfSubjectRulesReview lists every rule that applies there). A feature whose verb
 // is missing degrades instead of failing requests: DeerFlow's Helm chart, for one, grants no `patch`.
 
+import type { V1ResourceRule, V1SelfSubjectAccessReview, V1SelfSubjectRulesReview } from '@kubernetes/client-node';
+import type { Wire } from '../domain/wire.ts';
 import type { Kube } from '../kube/client.ts';
 
 /** A verb the provisioner uses, by feature. `essential`: without it the feature is an error, not degraded. */
@@ -66,7 +68,7 @@ export const needsFor = (gateway: boolean): readonly Need[] => (gateway ? [...NE
 const ruleFor = (n: Need): string =>
   `add to the ${n.resource === 'nodes' ? 'ClusterRole' : 'Role'}: {apiGroups: ["${n.group}"], resources: ["${n.resource}"], verbs: ["${n.verb}"]}`;
 
-type Rule = { verbs?: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[] };
+type Rule = Pick<Wire<V1ResourceRule>, 'apiGroups' | 'resources' | 'resourceNames'> & { verbs?: string[] };
 
 const covers = (rule: Rule, n: Need): boolean =>
   (rule.verbs ?? []).some((v) => v === n.verb || v === '*') &&
@@ -123,7 +125,7 @@ export async function reviewPermissions(kube: Kube, namespace: string, needs: re
     const res = await kube.request('POST', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews', {
       body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace } },
     });
-    const status = (res.body as { status?: { resourceRules?: Rule[]; incomplete?: boolean } }).status;
+    const status = (res.body as Wire<V1SelfSubjectRulesReview>).status;
     const rules = [...(status?.resourceRules ?? [])];
     if (status?.incomplete) {
       for (const need of new Permissions(rules, needs).missing) {
@@ -141,7 +143,7 @@ export async function reviewPermissions(kube: Kube, namespace: string, needs: re
             },
           },
         });
-        if ((review.body as { status?: { allowed?: boolean } }).status?.allowed)
+        if ((review.body as Wire<V1SelfSubjectAccessReview>).status?.allowed)
           rules.push({ verbs: [need.verb], apiGroups: [need.group], resources: [need.resource] });
       }
     }

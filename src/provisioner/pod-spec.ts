@@ -31,6 +31,7 @@ import {
   serviceName,
 } from '../domain/sandbox.ts';
 import { fillTemplate, type ExtraMount, type SandboxRequest } from '../domain/request.ts';
+import type { HttpRoute } from '../domain/wire.ts';
 
 export function sandboxLabels(id: string): Record<string, string> {
   return {
@@ -278,7 +279,7 @@ export function builtinMountPaths(config: Config): string[] {
  * built-in proxy does in proxy mode; anything else is the gateway's 404. Owned by the pod, so it goes
  * with it (and a sandbox made again gets a new path).
  */
-export function buildRoute(config: Config, id: string, token: string, owner: { name: string; uid: string }) {
+export function buildRoute(config: Config, id: string, token: string, owner: { name: string; uid: string }): HttpRoute {
   return {
     apiVersion: `${GATEWAY_GROUP}/v1`,
     kind: 'HTTPRoute',

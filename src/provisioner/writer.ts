@@ -3,9 +3,9 @@
 // write and when (activity, expiry, orphans) is decided by its callers; the limits (limits.ts), the
 // namespace (namespace.ts) and what the identity may do (permissions.ts) live beside it.
 
-import type { V1Pod } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
-import { settled, type RawPod, type RawRoute, type RawService, type SandboxRecord } from '../domain/record.ts';
+import { settled, type SandboxRecord } from '../domain/record.ts';
+import type { HttpRoute, PodJson, ServiceJson } from '../domain/wire.ts';
 import { podName, podPath, podsPath, routeName, routePath, routesPath, serviceName, servicePath, servicesPath } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
@@ -156,16 +156,16 @@ export class SandboxWriter {
    * Pod and service are created at once (a create costs the slower of the two, not their sum). If one
    * is refused, the other is removed if this call made it, and the answer names the refused one.
    */
-  async #createPodAndService(req: SandboxRequest): Promise<{ pod: RawPod & V1Pod; madePod: boolean; service: RawService }> {
+  async #createPodAndService(req: SandboxRequest): Promise<{ pod: PodJson; madePod: boolean; service: ServiceJson }> {
     const id = req.sandboxId;
     const [podResult, serviceResult] = await Promise.allSettled([
-      this.#createOrRead<RawPod & V1Pod>(
+      this.#createOrRead<PodJson>(
         podsPath(this.#ns),
         buildPod(this.#config, req, this.#now(), this.#capabilities?.fingerprint),
         podName(id),
         'pod',
       ),
-      this.#createOrRead<RawService>(servicesPath(this.#ns), buildService(this.#config, id), serviceName(id), 'service'),
+      this.#createOrRead<ServiceJson>(servicesPath(this.#ns), buildService(this.#config, id), serviceName(id), 'service'),
     ]);
     if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {
       const answer = (podResult.status === 'rejected' ? podResult.reason : (serviceResult as PromiseRejectedResult).reason) as HttpError;
@@ -188,18 +188,18 @@ export class SandboxWriter {
    * owned by the pod. A route left by an earlier pod of this id is brought to this pod. A refused route
    * removes the pod (when this call made it; the service goes with it) and answers the refusal.
    */
-  async #createRoute(id: string, podUid: string | undefined, madePod: [string, string] | undefined): Promise<RawRoute> {
+  async #createRoute(id: string, podUid: string | undefined, madePod: [string, string] | undefined): Promise<HttpRoute> {
     const gateway = this.#config.gateway;
     if (!gateway || !podUid || !this.#capabilities) throw new HttpError('internal_error', `Sandbox '${id}': no pod uid for its route`);
     const body = buildRoute(this.#config, id, this.#capabilities.sign(id, podUid), { name: podName(id), uid: podUid });
     try {
-      const { object, made } = await this.#createOrRead<RawRoute>(routesPath(this.#ns), body, routeName(id), 'route');
+      const { object, made } = await this.#createOrRead<HttpRoute>(routesPath(this.#ns), body, routeName(id), 'route');
       if (made || object.metadata?.ownerReferences?.[0]?.uid === podUid) return object;
       const patched = await this.#kube.request('PATCH', routePath(this.#ns, id), {
-        body: { metadata: { ownerReferences: body.metadata.ownerReferences }, spec: body.spec },
+        body: { metadata: { ownerReferences: body.metadata?.ownerReferences }, spec: body.spec },
         contentType: MERGE_PATCH,
       });
-      return patched.body as RawRoute;
+      return patched.body as HttpRoute;
     } catch (err) {
       const answer = fromKube(err, 'route', `create route ${routeName(id)}`);
       if (madePod) {
@@ -303,7 +303,7 @@ export class SandboxWriter {
         if (isNotFound(err)) return undefined;
         throw fromKube(err, 'pod', `read pod ${podName(id)}`);
       });
-      const meta = (current?.body as V1Pod | undefined)?.metadata;
+      const meta = (current?.body as PodJson | undefined)?.metadata;
       if (!meta || meta.uid !== podUid || meta.deletionTimestamp) return false; // gone, replaced, or deleted by someone else
       resourceVersion = meta.resourceVersion;
     }

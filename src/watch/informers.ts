@@ -11,14 +11,11 @@ import {
   slimService,
   type EventFacts,
   type PodFacts,
-  type RawEvent,
-  type RawPod,
-  type RawRoute,
-  type RawService,
   type RouteFacts,
   type ServiceFacts,
 } from '../domain/record.ts';
 import type { ParentRef } from '../domain/sandbox.ts';
+import type { EventJson, HttpRoute, PodJson, ServiceJson } from '../domain/wire.ts';
 import { ApiProbe } from './probe.ts';
 import { Reflector, type ListFn, type ReflectorLog, type ReflectorOptions, type WatchFn } from './reflector.ts';
 
@@ -36,14 +33,14 @@ export type ViewHealth = {
 };
 
 export type InformerOptions = {
-  listPods: ListFn<RawPod>;
+  listPods: ListFn<PodJson>;
   watchPods: WatchFn;
-  listServices: ListFn<RawService>;
+  listServices: ListFn<ServiceJson>;
   watchServices: WatchFn;
   /** Gateway mode: the sandboxes' HTTPRoutes, judged against these parent Gateways. */
-  routes?: { list: ListFn<RawRoute>; watch: WatchFn; parentRefs: readonly ParentRef[] };
+  routes?: { list: ListFn<HttpRoute>; watch: WatchFn; parentRefs: readonly ParentRef[] };
   /** kubelet's events of pods (image pulls), watched when `start({ events: true })` says the identity may. */
-  listEvents?: ListFn<RawEvent>;
+  listEvents?: ListFn<EventJson>;
   watchEvents?: WatchFn;
   log?: ReflectorLog;
   now?: () => number;
@@ -70,10 +67,10 @@ export class Informers {
   /** Gateway mode: records carry their route. */
   readonly watchesRoutes: boolean;
   readonly synced: Promise<void>;
-  #podReflector: Reflector<RawPod, PodFacts>;
-  #serviceReflector: Reflector<RawService, ServiceFacts>;
-  #eventReflector: Reflector<RawEvent, EventFacts> | undefined;
-  #routeReflector: Reflector<RawRoute, RouteFacts> | undefined;
+  #podReflector: Reflector<PodJson, PodFacts>;
+  #serviceReflector: Reflector<ServiceJson, ServiceFacts>;
+  #eventReflector: Reflector<EventJson, EventFacts> | undefined;
+  #routeReflector: Reflector<HttpRoute, RouteFacts> | undefined;
   #eventsOn = false;
   #now: () => number;
   #staleAfterMs: number;
@@ -159,16 +156,16 @@ export class Informers {
 
   /** Kubelet's image events, kept by sandbox id; each change refreshes that sandbox's record. */
   #eventsReflector(
-    list: ListFn<RawEvent>,
+    list: ListFn<EventJson>,
     watch: WatchFn,
-    common: Pick<ReflectorOptions<RawEvent, EventFacts>, 'log' | 'now' | 'backoff' | 'delay'>,
-  ): Reflector<RawEvent, EventFacts> {
+    common: Pick<ReflectorOptions<EventJson, EventFacts>, 'log' | 'now' | 'backoff' | 'delay'>,
+  ): Reflector<EventJson, EventFacts> {
     const put = (name: string, e: EventFacts): void => {
       const byName = this.events.get(e.sandboxId) ?? new Map<string, EventFacts>();
       this.events.set(e.sandboxId, byName.set(name, e));
       this.#changed(e.sandboxId);
     };
-    return new Reflector<RawEvent, EventFacts>({
+    return new Reflector<EventJson, EventFacts>({
       ...common,
       name: 'events',
       list,

@@ -2,14 +2,11 @@
 // both the list and the watch, lists are paged, watches ask for bookmarks and end server-side after a
 // jittered few minutes (so connections are recycled and load balancers never cut them silently).
 
-import type { RawEvent, RawPod, RawRoute, RawService } from '../domain/record.ts';
 import { eventsPath, podsPath, routesPath, SANDBOX_SELECTOR, servicesPath } from '../domain/sandbox.ts';
 import type { Kube } from '../kube/client.ts';
 import { KubeApiError } from '../kube/errors.ts';
-import type { RawNode } from './nodes.ts';
+import type { EventJson, HttpRoute, NodeJson, PodJson, ServiceJson, WireList } from '../domain/wire.ts';
 import { Gone, type ListFn, type WatchFn } from './reflector.ts';
-
-type RawList<T> = { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } };
 
 /** Sandbox objects by label; kubelet's events of pods by field (events carry no labels). */
 type Selector = { labelSelector: string } | { fieldSelector: string };
@@ -19,7 +16,7 @@ function list<T>(client: Kube, collection: string, selector: Selector): ListFn<T
     const query = new URLSearchParams({ ...selector, limit: String(limit) });
     if (continueToken) query.set('continue', continueToken);
     const res = await client.request('GET', `${collection}?${query}`);
-    const body = res.body as RawList<T>;
+    const body = res.body as WireList<T>;
     return {
       items: body.items ?? [],
       resourceVersion: body.metadata?.resourceVersion ?? '',
@@ -50,11 +47,11 @@ export function kubeSources(client: Kube, namespace: string, random: () => numbe
   const sandboxes = { labelSelector: SANDBOX_SELECTOR };
   const podEvents = { fieldSelector: 'involvedObject.kind=Pod' };
   return {
-    listPods: list<RawPod>(client, podsPath(namespace), sandboxes),
+    listPods: list<PodJson>(client, podsPath(namespace), sandboxes),
     watchPods: watch(client, podsPath(namespace), sandboxes, random),
-    listServices: list<RawService>(client, servicesPath(namespace), sandboxes),
+    listServices: list<ServiceJson>(client, servicesPath(namespace), sandboxes),
     watchServices: watch(client, servicesPath(namespace), sandboxes, random),
-    listEvents: list<RawEvent>(client, eventsPath(namespace), podEvents),
+    listEvents: list<EventJson>(client, eventsPath(namespace), podEvents),
     watchEvents: watch(client, eventsPath(namespace), podEvents, random),
   };
 }
@@ -62,7 +59,10 @@ export function kubeSources(client: Kube, namespace: string, random: () => numbe
 /** Gateway mode: the sandboxes' HTTPRoutes, by the sandbox labels. */
 export function routeSources(client: Kube, namespace: string, random: () => number = Math.random) {
   const sandboxes = { labelSelector: SANDBOX_SELECTOR };
-  return { list: list<RawRoute>(client, routesPath(namespace), sandboxes), watch: watch(client, routesPath(namespace), sandboxes, random) };
+  return {
+    list: list<HttpRoute>(client, routesPath(namespace), sandboxes),
+    watch: watch(client, routesPath(namespace), sandboxes, random),
+  };
 }
 
 /** The nodes sandboxes may run on: those with the labels of SANDBOX_NODE_SELECTOR. */
@@ -72,5 +72,5 @@ export function nodeSources(client: Kube, nodeSelector: Record<string, string>, 
       .map(([k, v]) => `${k}=${v}`)
       .join(','),
   };
-  return { list: list<RawNode>(client, '/api/v1/nodes', selector), watch: watch(client, '/api/v1/nodes', selector, random) };
+  return { list: list<NodeJson>(client, '/api/v1/nodes', selector), watch: watch(client, '/api/v1/nodes', selector, random) };
 }

@@ -4,15 +4,12 @@
 // NoSchedule/NoExecute taints are tolerated by SANDBOX_TOLERATIONS. Watched only with list and watch
 // on nodes (a ClusterRole, deploy/components/image-prepull).
 
+import type { V1Taint, V1Toleration } from '@kubernetes/client-node';
+import type { NodeJson } from '../domain/wire.ts';
 import { Reflector, type ListFn, type ReflectorLog, type WatchFn } from './reflector.ts';
 
-type Taint = { key?: string; value?: string; effect?: string };
-type Toleration = { key?: string; operator?: string; value?: string; effect?: string };
-export type RawNode = {
-  metadata?: { name?: string; resourceVersion?: string };
-  spec?: { unschedulable?: boolean; taints?: Taint[] };
-  status?: { conditions?: { type?: string; status?: string }[]; images?: { names?: string[] }[] };
-};
+type Toleration = Pick<V1Toleration, 'key' | 'operator' | 'value' | 'effect'>;
+type Taint = Pick<V1Taint, 'key' | 'value' | 'effect'>;
 type NodeFacts = { name: string; resourceVersion: string; eligible: boolean; images: Set<string> };
 
 /** An image reference as kubelet reports it: registry and tag made explicit (`nginx` is docker.io/library/nginx:latest). */
@@ -41,14 +38,14 @@ const tolerates = (tolerations: Toleration[], t: Taint): boolean =>
 export type NodeImagesSummary = { eligible: number; lacking: string[] };
 
 export class NodeImages {
-  #reflector: Reflector<RawNode, NodeFacts>;
+  #reflector: Reflector<NodeJson, NodeFacts>;
   #nodes = new Map<string, NodeFacts>();
   #image: string;
   #started = false;
 
-  constructor(options: { list: ListFn<RawNode>; watch: WatchFn; image: string; tolerations: Toleration[]; log?: ReflectorLog }) {
+  constructor(options: { list: ListFn<NodeJson>; watch: WatchFn; image: string; tolerations: Toleration[]; log?: ReflectorLog }) {
     this.#image = normalizeImage(options.image);
-    this.#reflector = new Reflector<RawNode, NodeFacts>({
+    this.#reflector = new Reflector<NodeJson, NodeFacts>({
       name: 'nodes',
       list: options.list,
       watch: options.watch,

@@ -11,6 +11,9 @@
 //   spurious deletes and no duplicate adds;
 // - handler exceptions are caught, logged and counted, never thrown into the watch.
 
+import type { WireMeta } from '../domain/wire.ts';
+import type { KubeStatus } from '../kube/errors.ts';
+
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
 
 export type ListPage<Raw> = { items: Raw[]; resourceVersion: string; continueToken: string | undefined };
@@ -237,11 +240,11 @@ export class Reflector<Raw, T> {
         if (finished) return;
         this.stats.lastContactAt = this.#options.now();
         if (type === 'ERROR') {
-          const status = object as { code?: number; message?: string };
+          const status = object as KubeStatus;
           finish(status.code === 410 ? new Gone(status.message ?? 'Gone') : new Error(`watch error ${status.code}: ${status.message}`));
           return;
         }
-        const rv = (object as { metadata?: { resourceVersion?: string } }).metadata?.resourceVersion;
+        const rv = (object as { metadata?: WireMeta }).metadata?.resourceVersion;
         if (type !== 'BOOKMARK') this.#apply(type, object as Raw);
         if (rv) this.stats.resourceVersion = rv;
       };

@@ -18,6 +18,7 @@ import {
   provisioner,
   raw,
   serviceAccountKubeconfig,
+  serviceAccountToken,
 } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -254,11 +255,4 @@ test('the admission policy in deploy/: only the provisioner’s ServiceAccount m
   });
 });
 
-async function saToken(ns: string): Promise<string> {
-  const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/sandbox-provisioner/token`, {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { expirationSeconds: 3600 },
-  });
-  return token.status.token;
-}
+const saToken = (ns: string): Promise<string> => serviceAccountToken(ns, 'sandbox-provisioner');

@@ -3,12 +3,23 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { KubeHttp, type KubeObject } from '../../tools/cluster/kube-http.ts';
-import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, resourceQuota, spawnProvisioner } from '../helpers.ts';
+import {
+  admin,
+  call,
+  cluster,
+  eventually,
+  namespace,
+  objectsIn,
+  provisioner,
+  resourceQuota,
+  serviceAccountKubeconfig,
+  serviceAccountToken,
+} from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 
@@ -135,17 +146,8 @@ test('least privilege: the Role in deploy/base is enough for the whole flow with
     await admin().delete(`${rbacApi}/clusterrolebindings/${ns}-nodes`);
     await admin().delete(`${rbacApi}/clusterroles/${ns}-nodes`);
   });
-  const token = await admin().post<{ status: { token: string } }>(`/api/v1/namespaces/${ns}/serviceaccounts/sandbox-provisioner/token`, {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { expirationSeconds: 3600 },
-  });
-  const state = cluster();
-  const kubeconfig = join(state.dir, `kubeconfig-${ns}`);
-  writeFileSync(
-    kubeconfig,
-    `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "${state.server}", certificate-authority: "${state.dir}/pki/apiserver.crt"}\nusers:\n- name: sa\n  user: {token: "${token.status.token}"}\ncontexts:\n- name: c\n  context: {cluster: c, user: sa}\ncurrent-context: c\n`,
-  );
+  const kubeconfig = await serviceAccountKubeconfig(t, ns, 'sandbox-provisioner');
+  const token = await serviceAccountToken(ns, 'sandbox-provisioner');
   const p = await provisioner(t, ns, { KUBECONFIG_PATH: kubeconfig, CREATE_NAMESPACE: 'false' });
   await p.housekeeping();
   const ready = await call(p.url, 'GET', '/readyz');
@@ -173,7 +175,8 @@ test('least privilege: the Role in deploy/base is enough for the whole flow with
   assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/lp')).status, 200);
   await eventually('gone', async () => ((await objectsIn(ns)).pods.length === 0 ? true : undefined));
 
-  const sa = new KubeHttp(state.server, token.status.token, `${state.dir}/pki/apiserver.crt`);
+  const state = cluster();
+  const sa = new KubeHttp(state.server, token, `${state.dir}/pki/apiserver.crt`);
   t.after(() => sa.close());
   await assert.rejects(sa.get(`/api/v1/namespaces/${ns}/secrets`), /403/);
   await assert.rejects(sa.get(`/api/v1/namespaces/${other}/pods`), /403/);

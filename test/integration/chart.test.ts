@@ -6,8 +6,10 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadAllYaml } from '@kubernetes/client-node';
+import { loadAllYaml, type RbacV1Subject, type V1Deployment, type V1DeploymentSpec, type V1PodSpec } from '@kubernetes/client-node';
 import { loadConfig } from '../../src/config.ts';
+import type { Wire } from '../../src/domain/wire.ts';
+import type { KubeObject } from '../../tools/cluster/kube-http.ts';
 import { admin, call, cluster, namespace, spawnProvisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -27,13 +29,8 @@ function helm(...args: string[]): { status: number | null; stdout: string; stder
 const kubectl = (input: string, ...args: string[]) =>
   spawnSync(cluster().kubectl, ['--kubeconfig', cluster().kubeconfig, ...args], { encoding: 'utf8', input });
 
-type K8sObject = {
-  kind: string;
-  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  data?: Record<string, string>;
-  spec?: Record<string, unknown>;
-  subjects?: { namespace?: string }[];
-};
+/** A rendered manifest of any kind: a ConfigMap's data and a binding's subjects are compared too. */
+type K8sObject = KubeObject & { kind: string; data?: Record<string, string>; subjects?: Wire<RbacV1Subject>[] };
 
 test('helm lint --strict and a server-side dry run of each value set: default, production, DeerFlow drop-in, gateway', async (t) => {
   const ns = await namespace(t, 'chartdry');
@@ -55,9 +52,7 @@ function normalized(objects: K8sObject[]): { objects: K8sObject[]; config: Recor
   const kept = objects
     .filter((o) => o.kind !== 'Namespace' && o.kind !== 'Secret')
     .map((o) => {
-      const c = structuredClone(o) as K8sObject & {
-        spec?: { template?: { metadata?: { annotations?: Record<string, string> }; spec?: unknown } };
-      };
+      const c = structuredClone(o) as K8sObject & { spec?: Partial<Wire<V1DeploymentSpec>> };
       delete c.metadata.namespace;
       for (const l of ['app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/managed-by', 'helm.sh/chart'])
         delete c.metadata.labels?.[l];
@@ -74,7 +69,7 @@ function normalized(objects: K8sObject[]): { objects: K8sObject[]; config: Recor
         const text = JSON.stringify(c.spec?.template?.spec)
           .replace(/"configMapRef":\{"name":"[^"]+"\}/g, '"configMapRef":{"name":"CONFIG"}')
           .replace(/,"optional":(true|false)/g, '');
-        if (c.spec?.template) c.spec.template.spec = JSON.parse(text) as unknown;
+        if (c.spec?.template) c.spec.template.spec = JSON.parse(text) as Wire<V1PodSpec>;
       }
       return c;
     })
@@ -137,9 +132,9 @@ test('helm install, upgrade and uninstall on the control plane; running sandboxe
     `/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${fullname}-sandbox-guard`,
   ])
     assert.ok(await kube.find(path), path);
-  type Deployment = { spec: { template: { metadata: { annotations: Record<string, string> } } } };
   const deploymentPath = `/apis/apps/v1/namespaces/${ns}/deployments/${fullname}`;
-  const first = ((await kube.get(deploymentPath)) as unknown as Deployment).spec.template.metadata.annotations;
+  const podAnnotations = async () => (await kube.get<Wire<V1Deployment>>(deploymentPath)).spec?.template.metadata?.annotations ?? {};
+  const first = await podAnnotations();
   const key = (await kube.get(`/api/v1/namespaces/${ns}/secrets/${fullname}`)).data as Record<string, string>;
   assert.ok((key['api-key'] ?? '').length > 40 && (key['signing-keys'] ?? '').length > 60, 'keys made at install');
 
@@ -147,7 +142,7 @@ test('helm install, upgrade and uninstall on the control plane; running sandboxe
   assert.equal(upgraded.status, 0, upgraded.stderr);
   const configMap = await kube.get(`/api/v1/namespaces/${ns}/configmaps/${fullname}`);
   assert.equal((configMap.data as Record<string, string>)['LOG_LEVEL'], 'debug');
-  const second = ((await kube.get(deploymentPath)) as unknown as Deployment).spec.template.metadata.annotations;
+  const second = await podAnnotations();
   assert.notEqual(second['checksum/config'], first['checksum/config'], 'the pods roll');
   assert.equal(second['checksum/secret'], first['checksum/secret'], 'the keys are kept across upgrades');
   assert.deepEqual((await kube.get(`/api/v1/namespaces/${ns}/secrets/${fullname}`)).data, key);

@@ -3,7 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { V1SubjectAccessReview } from '@kubernetes/client-node';
 import WebSocket from 'ws';
+import type { Wire } from '../../src/domain/wire.ts';
 import { KubeError, KubeHttp } from '../../tools/cluster/kube-http.ts';
 import { sandboxPod, sandboxService } from '../../tools/cluster/objects.ts';
 import { admin, cluster, eventually, namespace, resourceQuota } from '../helpers.ts';
@@ -18,7 +20,7 @@ test('the API server is v1.37.2 and the fake node is Ready', async () => {
 });
 
 test('RBAC is enforced: a service account with no binding may not create pods', async () => {
-  const review = await admin().post<{ status: { allowed: boolean } }>('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+  const review = await admin().post<Wire<V1SubjectAccessReview>>('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
     apiVersion: 'authorization.k8s.io/v1',
     kind: 'SubjectAccessReview',
     spec: {
@@ -27,7 +29,7 @@ test('RBAC is enforced: a service account with no binding may not create pods', 
       resourceAttributes: { namespace: 'x', verb: 'create', resource: 'pods' },
     },
   });
-  assert.equal(review.status.allowed, false);
+  assert.equal(review.status?.allowed, false);
   const state = cluster();
   const nobody = new KubeHttp(state.server, state.tokens.nobody, `${state.dir}/pki/apiserver.crt`);
   await assert.rejects(nobody.get('/api/v1/namespaces/default/pods'), (err: unknown) => err instanceof KubeError && err.status === 403);
@@ -98,7 +100,7 @@ test('the fake node can be told to fail a pod', async (t) => {
         s.containerStatuses?.[0]?.state?.waiting?.reason === 'ImagePullBackOff',
     ],
   ] as const;
-  for (const [behavior, check] of cases) {
+  for (const [behavior] of cases) {
     await kube.post(`/api/v1/namespaces/${ns}/pods`, sandboxPod(behavior, { 'fake-node/behavior': behavior }));
   }
   for (const [behavior, check] of cases) {

@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import type { PodJson, WireList } from '../../src/domain/wire.ts';
 import { admin, call, cluster, eventually, namespace, spawnProvisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
-type Item = { kind: string; metadata: { name: string }; data?: Record<string, string> };
 
 /** The production overlay under the user's own namespace (and a name prefix for its cluster-wide objects). */
 function userOverlay(t: { after: (fn: () => void) => void }, ns: string): string {
@@ -47,10 +47,9 @@ test('the production overlay applied without its Secret: the pods wait, with an 
   // Not part of the build, so not prefixed: the Secret the docs have the operator create.
   const secret = 'sandbox-provisioner';
   const kube = admin();
-  type Pod = { status?: { containerStatuses?: { state?: { waiting?: { reason?: string; message?: string }; running?: object } }[] } };
   const pods = async () =>
-    ((await kube.get(`/api/v1/namespaces/${ns}/pods?labelSelector=app.kubernetes.io%2Fname%3Dsandbox-provisioner`)) as { items: Pod[] })
-      .items;
+    (await kube.get<WireList<PodJson>>(`/api/v1/namespaces/${ns}/pods?labelSelector=app.kubernetes.io%2Fname%3Dsandbox-provisioner`))
+      .items ?? [];
   const waiting = await eventually(
     'both replicas wait for the Secret',
     async () => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { PodJson, ServiceJson, WireMeta } from '../../src/domain/wire.ts';
 import { createSandbox, execute, waitForSandboxReady } from '../../tools/deerflow-client.ts';
 import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, readEvents } from '../helpers.ts';
 
@@ -61,10 +62,7 @@ test('sandboxes made by the reference provisioner are adopted: status, list, pro
   ]) {
     const fixture = JSON.parse(
       readFileSync(join(import.meta.dirname, '..', 'fixtures', 'reference', layout ?? '', `${name}.json`), 'utf8'),
-    ) as {
-      pod: { metadata: { namespace: string } };
-      service: { metadata: { namespace: string } };
-    };
+    ) as { pod: PodJson & { metadata: WireMeta }; service: ServiceJson & { metadata: WireMeta } };
     fixture.pod.metadata.namespace = ns;
     fixture.service.metadata.namespace = ns;
     await kube.post(`/api/v1/namespaces/${ns}/pods`, { apiVersion: 'v1', kind: 'Pod', ...fixture.pod });

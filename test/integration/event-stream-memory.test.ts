@@ -7,7 +7,7 @@ import { connect, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { test } from 'node:test';
-import { call, raw, readEvents } from '../helpers.ts';
+import { call, readEvents } from '../helpers.ts';
 import { NS, setup } from '../service-harness.ts';
 
 setFlagsFromString('--expose-gc');

@@ -8,7 +8,9 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { start } from '../../src/service.ts';
+import type { RbacV1Subject, V1DaemonSet, V1Deployment, V1ValidatingAdmissionPolicyBinding } from '@kubernetes/client-node';
+import type { Wire } from '../../src/domain/wire.ts';
+import type { KubeObject } from '../../tools/cluster/kube-http.ts';
 import { admin, call, captureLogs, cluster, namespace, provisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -67,12 +69,7 @@ test('each overlay with the optional components (gateway, image-prepull, namespa
     assert.equal(run.status, 0, `${overlay}: ${run.stderr}`);
     const items = (
       JSON.parse(run.stdout) as {
-        items: {
-          kind: string;
-          metadata: { name: string; namespace?: string };
-          data?: Record<string, string>;
-          subjects?: { namespace?: string }[];
-        }[];
+        items: (KubeObject & { kind: string; data?: Record<string, string>; subjects?: Wire<RbacV1Subject>[] })[];
       }
     ).items;
     const kinds = new Set(items.map((o) => `${o.kind}/${o.metadata.name}`));
@@ -91,27 +88,19 @@ test('each overlay with the optional components (gateway, image-prepull, namespa
       for (const s of o.subjects ?? []) assert.equal(s.namespace, ns, `${overlay}: ${o.kind}/${o.metadata.name} subject`);
     }
     // The sandbox image the DaemonSet pulls is the one the provisioner runs.
-    const daemonSet = items.find((o) => o.kind === 'DaemonSet') as unknown as {
-      spec: { template: { spec: { initContainers: { image: string }[] } } };
-    };
-    assert.equal(daemonSet.spec.template.spec.initContainers[0]?.image, config['SANDBOX_IMAGE']);
+    const daemonSet = items.find((o) => o.kind === 'DaemonSet') as unknown as Wire<V1DaemonSet>;
+    assert.equal(daemonSet.spec?.template.spec?.initContainers?.[0]?.image, config['SANDBOX_IMAGE']);
     // The ConfigMap's name carries a hash of its content, so a change rolls the pods; the guard's binding
     // follows it, so the guard and the pods read the same values.
     const configMap = items.find((o) => o.kind === 'ConfigMap')?.metadata.name ?? '';
     assert.match(configMap, /^sandbox-provisioner-[a-z0-9]{10}$/);
-    const binding = items.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as unknown as { spec: { paramRef: { name: string } } };
-    assert.equal(binding.spec.paramRef.name, configMap);
-    const deployment = items.find((o) => o.kind === 'Deployment') as unknown as {
-      spec: {
-        template: {
-          spec: { containers: { envFrom: { configMapRef: { name: string } }[]; env: { name: string; valueFrom?: unknown }[] }[] };
-        };
-      };
-    };
-    const container = deployment.spec.template.spec.containers[0];
-    assert.equal(container?.envFrom[0]?.configMapRef.name, configMap);
+    const binding = items.find((o) => o.kind === 'ValidatingAdmissionPolicyBinding') as unknown as Wire<V1ValidatingAdmissionPolicyBinding>;
+    assert.equal(binding.spec?.paramRef?.name, configMap);
+    const deployment = items.find((o) => o.kind === 'Deployment') as unknown as Wire<V1Deployment>;
+    const container = deployment.spec?.template.spec?.containers[0];
+    assert.equal(container?.envFrom?.[0]?.configMapRef?.name, configMap);
     // The sandbox namespace is the pods' own (downward API), and no address names deer-flow.
-    assert.deepEqual(container?.env.find((e) => e.name === 'K8S_NAMESPACE')?.valueFrom, {
+    assert.deepEqual(container?.env?.find((e) => e.name === 'K8S_NAMESPACE')?.valueFrom, {
       fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' },
     });
     assert.doesNotMatch(JSON.stringify(items), /deer-flow\.svc|"namespace":"deer-flow"/, overlay);

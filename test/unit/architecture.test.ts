@@ -134,6 +134,27 @@ test('the checks see real imports (a sanity check of the parser)', () => {
 });
 
 /**
+ * Kubernetes API objects are typed by client-node's models, as JSON (src/domain/wire.ts, the one place that
+ * also writes the Gateway API's two types, which client-node lacks). A `metadata`, `spec` or `status` key
+ * of an object type written anywhere else is a hand-made copy of an API type. A key is in a type when
+ * stripping the types blanks it: values (a fixture's `status: { phase: 'Running' }`) stay.
+ */
+test('Kubernetes wire types come from client-node: no hand-written metadata/spec/status types outside src/domain/wire.ts', () => {
+  const copies: string[] = [];
+  for (const dir of ['src', 'tools', 'test', 'bench']) {
+    for (const file of sources(join(root, dir))) {
+      if (file === join(src, 'domain', 'wire.ts')) continue;
+      const text = readFileSync(file, 'utf8');
+      const js = stripTypeScriptTypes(text, { mode: 'strip' });
+      for (const m of text.matchAll(/\b(?:metadata|spec|status)\??\s*:\s*\{/g))
+        if (js.slice(m.index, m.index + m[0].length).trim() === '')
+          copies.push(`${relative(root, file)}:${text.slice(0, m.index).split('\n').length}`);
+    }
+  }
+  assert.deepEqual(copies, []);
+});
+
+/**
  * Functions longer than this are split, except declarative tables: a function whose body only declares
  * values and returns one object or array literal (a route table, an OpenAPI document, metric
  * definitions), each of whose nested functions is measured on its own.

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { WireMeta } from '../../src/domain/wire.ts';
 import { Reflector, type ReflectorHandler, type ReflectorOptions, type WatchEventType } from '../../src/watch/reflector.ts';
 
-type Obj = { metadata: { name: string; resourceVersion: string }; v: number };
+/** Any object with a name and a resourceVersion (the reflector reads nothing else of it). */
+type Obj = { metadata: Required<Pick<WireMeta, 'name' | 'resourceVersion'>>; v: number };
 const obj = (name: string, rv: number, v = rv): Obj => ({ metadata: { name, resourceVersion: String(rv) }, v });
 
 /** A fake API: objects with a resourceVersion counter, a list, and watches the test drives by hand. */

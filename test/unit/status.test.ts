@@ -87,9 +87,13 @@ test('slimPod keeps only the facts, and rejects objects whose name does not matc
       conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: '2026-01-01T00:00:05Z' }],
       containerStatuses: [
         {
+          name: 'sandbox',
+          image: 'sandbox:1',
+          imageID: '',
+          restartCount: 3,
           ready: false,
           state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off' } },
-          lastState: { terminated: { reason: 'OOMKilled' } },
+          lastState: { terminated: { reason: 'OOMKilled', exitCode: 137 } },
         },
       ],
     },
@@ -122,8 +126,8 @@ test('slimService takes the http node port', () => {
     spec: {
       clusterIP: '10.96.0.9',
       ports: [
-        { name: 'metrics', nodePort: 1 },
-        { name: 'http', nodePort: 30123 },
+        { name: 'metrics', port: 9090, nodePort: 1 },
+        { name: 'http', port: 8080, nodePort: 30123 },
       ],
     },
   });

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } 
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
+import type { NodeJson } from '../../src/domain/wire.ts';
 import { gateway } from './gateway.ts';
 import { POD_HOST_PORT } from './pod-host.ts';
 import { createPodNetwork, destroyPodNetwork, inPodNetwork, podNetworkAlive } from './pod-network.ts';
@@ -163,7 +164,7 @@ async function nodeReady(state: ClusterState): Promise<boolean> {
     if (ready.status !== 200) return false;
     const node = await apiGet(state, agent, '/api/v1/nodes/fake-node');
     if (node.status !== 200) return false;
-    const conditions = (JSON.parse(node.body) as { status?: { conditions?: { type: string; status: string }[] } }).status?.conditions ?? [];
+    const conditions = (JSON.parse(node.body) as NodeJson).status?.conditions ?? [];
     return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
   } catch {
     return false;

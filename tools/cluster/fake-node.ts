@@ -18,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { PullQueue } from './kubelet-model.ts';
+import type { NodeJson, PodJson, ServiceJson } from '../../src/domain/wire.ts';
 import { KubeHttp, type KubeObject, type WatchEvent } from './kube-http.ts';
 import { POD_HOST_PORT, type PodProcess } from './pod-host.ts';
 import { podAddress, type PodNetwork } from './pod-network.ts';
@@ -41,18 +42,15 @@ export type Settings = {
   imageSizes: Record<string, number>;
 };
 
-type ServiceSpec = {
-  type?: string;
-  selector?: Record<string, string>;
-  ports?: { nodePort?: number; targetPort?: number | string; port?: number }[];
-};
+type PodStatus = NonNullable<PodJson['status']>;
+type ServiceSpec = NonNullable<ServiceJson['spec']>;
 
 const key = (o: KubeObject): string => `${o.metadata.namespace}/${o.metadata.name}`;
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 const log = (msg: string): void => console.log(`${new Date().toISOString()} ${msg}`);
 
 function isReady(pod: KubeObject): boolean {
-  const conditions = ((pod.status ?? {}) as { conditions?: { type: string; status: string }[] }).conditions ?? [];
+  const conditions = ((pod.status ?? {}) as PodStatus).conditions ?? [];
   return conditions.some((c) => c.type === 'Ready' && c.status === 'True');
 }
 
@@ -141,7 +139,7 @@ export class FakeNode {
     // taint the API server puts on a new node once it reports Ready; without it nothing tolerating
     // only the usual taints (a DaemonSet's pods) would be scheduled.
     const node = await this.#kube.get(`/api/v1/nodes/${NODE_NAME}`);
-    const taints = ((node.spec ?? {}) as { taints?: { key?: string }[] }).taints ?? [];
+    const taints = ((node.spec ?? {}) as NonNullable<NodeJson['spec']>).taints ?? [];
     const kept = taints.filter((t) => t.key !== 'node.kubernetes.io/not-ready' && t.key !== 'node.kubernetes.io/unreachable');
     if (kept.length !== taints.length)
       await this.#kube.mergePatch(`/api/v1/nodes/${NODE_NAME}`, { spec: { taints: kept.length ? kept : null } });
@@ -317,7 +315,7 @@ export class FakeNode {
     if (run?.ref.uid === pod.metadata.uid) return;
     if (run) void this.#release(k);
     if (spec.nodeName && spec.nodeName !== NODE_NAME) return;
-    if (((pod.status ?? {}) as { phase?: string }).phase === 'Succeeded') return;
+    if (((pod.status ?? {}) as PodStatus).phase === 'Succeeded') return;
     void this.#admit(pod, spec).catch((err: unknown) => log(`run ${k}: ${String(err)}`));
   }
 
@@ -385,7 +383,7 @@ export class FakeNode {
       if (svc.metadata.deletionTimestamp || spec.type !== 'NodePort' || !spec.selector) continue;
       const selector = Object.entries(spec.selector);
       const pod = pods.find((p) => selector.every(([k, v]) => p.metadata.labels?.[k] === v));
-      const ip = (pod?.status as { podIP?: string } | undefined)?.podIP;
+      const ip = (pod?.status as PodStatus | undefined)?.podIP;
       if (!ip) continue;
       for (const port of spec.ports ?? []) {
         const target = typeof port.targetPort === 'number' ? port.targetPort : (port.port ?? 8080);

@@ -10,9 +10,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Gateway } from '../../src/domain/wire.ts';
 import { alive, freePort } from './processes.ts';
 import type { ClusterState } from './state.ts';
-import { kubeFromState } from './kube-http.ts';
+import { kubeFromState, type KubeObject } from './kube-http.ts';
 
 const here = import.meta.dirname;
 export const GATEWAY_API_VERSION = 'v1.6.1';
@@ -52,7 +53,7 @@ async function apply(state: ClusterState, port: number): Promise<void> {
     // New CRDs: the API server serves them after a moment ("storage is (re)initializing").
     for (let i = 0; i < 300 && !(await kube.find('/apis/gateway.networking.k8s.io/v1/gatewayclasses').catch(() => undefined)); i++)
       await sleep(100);
-    const put = async (collection: string, body: { metadata: { name: string } }): Promise<void> => {
+    const put = async (collection: string, body: KubeObject): Promise<void> => {
       if (await kube.find(`${collection}/${body.metadata.name}`))
         await kube.request('PUT', `${collection}/${body.metadata.name}`, {
           ...body,
@@ -86,8 +87,8 @@ async function apply(state: ClusterState, port: number): Promise<void> {
 async function programmed(state: ClusterState): Promise<boolean> {
   const kube = kubeFromState(state);
   try {
-    const gw = await kube.find(`/apis/gateway.networking.k8s.io/v1/namespaces/${GATEWAY_NAMESPACE}/gateways/${GATEWAY_NAME}`);
-    const conditions = ((gw?.status ?? {}) as { conditions?: { type: string; status: string }[] }).conditions ?? [];
+    const gw = await kube.find<Gateway>(`/apis/gateway.networking.k8s.io/v1/namespaces/${GATEWAY_NAMESPACE}/gateways/${GATEWAY_NAME}`);
+    const conditions = gw?.status?.conditions ?? [];
     return conditions.some((c) => c.type === 'Programmed' && c.status === 'True');
   } finally {
     await kube.close();

@@ -4,21 +4,13 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Agent, request } from 'undici';
+import type { WireList, WireMeta } from '../../src/domain/wire.ts';
 
+/** Any API object as JSON (src/domain/wire.ts): its metadata typed, and named (every stored object is); its body per kind. */
 export type KubeObject = {
   apiVersion?: string;
   kind?: string;
-  metadata: {
-    name: string;
-    namespace?: string;
-    uid?: string;
-    resourceVersion?: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-    deletionTimestamp?: string;
-    creationTimestamp?: string;
-    ownerReferences?: { kind: string; name: string; uid: string }[];
-  };
+  metadata: WireMeta & { name: string };
   spec?: Record<string, unknown>;
   status?: Record<string, unknown>;
   [key: string]: unknown;
@@ -91,8 +83,8 @@ export class KubeHttp {
   }
 
   async list(path: string): Promise<{ items: KubeObject[]; resourceVersion: string }> {
-    const list = await this.get<{ items: KubeObject[]; metadata: { resourceVersion: string } }>(path);
-    return { items: list.items, resourceVersion: list.metadata.resourceVersion };
+    const list = await this.get<WireList<KubeObject>>(path);
+    return { items: list.items ?? [], resourceVersion: list.metadata?.resourceVersion ?? '' };
   }
 
   /**

@@ -18,14 +18,10 @@
 // the layers are already there. The Pulled event says both times: "Successfully pulled image "X" in 1.2s
 // (3.4s including waiting). Image size: N bytes."
 
-export type HttpProbe = {
-  httpGet?: { path?: string; port?: number | string };
-  initialDelaySeconds?: number;
-  periodSeconds?: number;
-  timeoutSeconds?: number;
-  failureThreshold?: number;
-  successThreshold?: number;
-};
+import type { V1Probe } from '@kubernetes/client-node';
+import type { Wire } from '../../src/domain/wire.ts';
+
+export type HttpProbe = Wire<V1Probe>;
 
 /** A probe with kubelet's defaults filled in, in milliseconds. */
 export type ProbeRule = { initialDelayMs: number; periodMs: number; timeoutMs: number; failureThreshold: number; successThreshold: number };

@@ -8,6 +8,8 @@
 // privileges crash-loops, as supervisord and sudo would.
 
 import { request as httpRequest } from 'node:http';
+import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
+import type { Wire } from '../../src/domain/wire.ts';
 import {
   crashBackoffMs,
   nextTick,
@@ -25,20 +27,8 @@ import {
 export const BEHAVIORS = ['ready', 'never-ready', 'crash', 'crashloop', 'image-pull', 'unschedulable'] as const;
 export type Behavior = (typeof BEHAVIORS)[number];
 
-export type ContainerSpec = {
-  name: string;
-  image: string;
-  imagePullPolicy?: string;
-  ports?: { name?: string; containerPort: number }[];
-  readinessProbe?: HttpProbe;
-  livenessProbe?: HttpProbe;
-  startupProbe?: HttpProbe;
-  securityContext?: { allowPrivilegeEscalation?: boolean; capabilities?: { drop?: string[]; add?: string[] } };
-  env?: { name: string; valueFrom?: { secretKeyRef?: KeyRef; configMapKeyRef?: KeyRef } }[];
-  envFrom?: { secretRef?: { name: string; optional?: boolean }; configMapRef?: { name: string; optional?: boolean } }[];
-};
-type KeyRef = { name: string; key: string; optional?: boolean };
-export type PodSpec = { nodeName?: string; containers?: ContainerSpec[]; initContainers?: ContainerSpec[] };
+export type ContainerSpec = Wire<V1Container>;
+export type PodSpec = Partial<Wire<V1PodSpec>>;
 export type PodRef = { namespace: string; name: string; uid: string; sandboxId: string };
 
 /** What a pod's run needs of its node. */
@@ -230,7 +220,8 @@ export class PodRun {
 
   /** The image of a container, as kubelet's image manager gets it; false when it cannot be had. */
   async #image(c: Container): Promise<boolean> {
-    const { image, imagePullPolicy } = c.spec;
+    // The API server refuses a pod container without an image; the model has it optional.
+    const { image = '', imagePullPolicy } = c.spec;
     if (this.#behavior === 'image-pull' && c === this.#containers[0]) {
       this.#node.event(this.ref, c.spec.name, 'Normal', 'Pulling', pullingMessage(image));
       const why = `rpc error: code = NotFound desc = failed to pull and unpack image "${image}": not found`;
@@ -282,14 +273,14 @@ export class PodRun {
     const ns = this.ref.namespace;
     const refs: { kind: 'Secret' | 'ConfigMap'; name: string; key?: string }[] = [];
     for (const e of spec.envFrom ?? []) {
-      if (e.secretRef && !e.secretRef.optional) refs.push({ kind: 'Secret', name: e.secretRef.name });
-      if (e.configMapRef && !e.configMapRef.optional) refs.push({ kind: 'ConfigMap', name: e.configMapRef.name });
+      if (e.secretRef && !e.secretRef.optional) refs.push({ kind: 'Secret', name: e.secretRef.name ?? '' });
+      if (e.configMapRef && !e.configMapRef.optional) refs.push({ kind: 'ConfigMap', name: e.configMapRef.name ?? '' });
     }
     for (const e of spec.env ?? []) {
       const s = e.valueFrom?.secretKeyRef;
       const m = e.valueFrom?.configMapKeyRef;
-      if (s && !s.optional) refs.push({ kind: 'Secret', name: s.name, key: s.key });
-      if (m && !m.optional) refs.push({ kind: 'ConfigMap', name: m.name, key: m.key });
+      if (s && !s.optional) refs.push({ kind: 'Secret', name: s.name ?? '', key: s.key });
+      if (m && !m.optional) refs.push({ kind: 'ConfigMap', name: m.name ?? '', key: m.key });
     }
     for (const r of refs) {
       const object = await this.#node.readObject(`/api/v1/namespaces/${ns}/${r.kind === 'Secret' ? 'secrets' : 'configmaps'}/${r.name}`);
