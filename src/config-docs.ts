@@ -119,7 +119,9 @@ export const SETTINGS: Record<Setting, Doc> = {
     'Host directory under which extra mounts must lie.',
     'DEER_FLOW_HOST_BASE_DIR; with neither set, extra mounts are refused',
   ),
-  EXTRA_MOUNTS_ALLOWED_PATHS: storage('Comma-separated container paths extra mounts may use (DeerFlow’s list).'),
+  EXTRA_MOUNTS_ALLOWED_PATHS: storage(
+    'Comma-separated container paths extra mounts may use, beside the four skill categories under the request’s skills root (DeerFlow 2.1’s list).',
+  ),
   LARK_CLI_INIT_IMAGE: storage('Enables provision_lark_cli_runtime: the init container’s image.'),
   LARK_CLI_BROKER_IMAGE: storage('Enables provision_lark_cli_broker: the broker sidecar’s image.'),
   DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS: storage('Passed to the Lark broker sidecar: comma-separated lark-cli subcommands it refuses.'),

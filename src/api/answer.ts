@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import type { SandboxRecord } from '../domain/record.ts';
-import { capabilityPath, serviceOrigin, STATUSES } from '../domain/sandbox.ts';
+import { capabilityPath, DEFAULT_SHELL_SESSIONS, serviceOrigin, STATUSES } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { ERRORS, type ErrorCode } from '../http/errors.ts';
 
@@ -15,6 +15,17 @@ export const sandboxSchema = z
     /** Proxy and host modes: the sandbox's capability (in proxy mode it is part of sandbox_url already). */
     sandbox_token: z.string().optional(),
     status: z.enum(STATUSES),
+    max_shell_sessions: z
+      .number()
+      .int()
+      .describe(
+        'DeerFlow 2.1: the shell sessions the sandbox runs, read from its pod (MAX_SHELL_SESSIONS; 10 when unset, 0 when unreadable)',
+      ),
+    container_id: z.string().nullable().describe('DeerFlow 2.1: the pod’s uid, a new one for each pod of this id'),
+    lark_cli_broker: z
+      .boolean()
+      .nullable()
+      .describe('DeerFlow 2.1: the pod runs the Lark broker (true), no Lark broker (false), or a contradictory mix (null)'),
     thread_id: z.string().nullable(),
     user_id: z.string().nullable(),
     created_at: z.string().nullable(),
@@ -38,6 +49,13 @@ export const sandboxSchema = z
 export type SandboxAnswer = z.infer<typeof sandboxSchema>;
 
 export const sandboxListSchema = z.object({ sandboxes: z.array(sandboxSchema), count: z.number().int() }).meta({ id: 'SandboxList' });
+export const presenceSchema = z
+  .object({
+    sandbox_id: z.string(),
+    exists: z.boolean(),
+    container_id: z.string().nullable().describe('The pod’s uid; null when no pod exists'),
+  })
+  .meta({ id: 'Presence' });
 export const deletedSchema = z.object({ ok: z.literal(true), sandbox_id: z.string() }).meta({ id: 'Deleted' });
 const issueSchema = z.object({ loc: z.array(z.string()), msg: z.string(), type: z.string() });
 export const errorSchema = z
@@ -72,6 +90,9 @@ export const capabilitiesSchema = z
     storage_mode: z.enum(['hostPath', 'pvc', 'mixed']),
     skills_layout: z.enum(['current', 'seed']),
     service_type: z.enum(['NodePort', 'ClusterIP']),
+    contracts: z
+      .array(z.string())
+      .describe('The DeerFlow provisioner contracts this service speaks: `deerflow-seed` (f1f4af99) and `deerflow-2.1`'),
   })
   .meta({ id: 'Capabilities' });
 
@@ -145,6 +166,9 @@ export class Answers {
       sandbox_url: this.url(record, requestBase),
       ...(token ? { sandbox_token: token } : {}),
       status: record.status,
+      max_shell_sessions: record.shellCapacity ?? DEFAULT_SHELL_SESSIONS,
+      container_id: record.podUid || null,
+      lark_cli_broker: record.larkBroker ?? null,
       thread_id: record.threadId ?? null,
       user_id: record.userId ?? null,
       created_at: created ? new Date(record.createdAt).toISOString() : null,

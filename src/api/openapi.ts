@@ -6,7 +6,16 @@
 import { z } from 'zod';
 import { STATUSES } from '../domain/sandbox.ts';
 import { ERRORS, type ErrorCode } from '../http/errors.ts';
-import { capabilitiesSchema, deletedSchema, errorSchema, healthSchema, readySchema, sandboxListSchema, sandboxSchema } from './answer.ts';
+import {
+  capabilitiesSchema,
+  deletedSchema,
+  errorSchema,
+  healthSchema,
+  presenceSchema,
+  readySchema,
+  sandboxListSchema,
+  sandboxSchema,
+} from './answer.ts';
 import { createRequestSchema, keepaliveRequestSchema, sandboxIdSchema, threadIdSchema } from './request.ts';
 
 const COMPONENTS = [
@@ -15,6 +24,7 @@ const COMPONENTS = [
   sandboxSchema,
   sandboxListSchema,
   deletedSchema,
+  presenceSchema,
   errorSchema,
   healthSchema,
   readySchema,
@@ -153,6 +163,9 @@ const CREATE_ERRORS: ErrorCode[] = [
   'limit_range_violation',
   'admission_denied',
   'conflict',
+  'shell_capacity_conflict',
+  'lark_broker_conflict',
+  'lark_broker_not_configured',
   'quota_exceeded',
   'limit_reached',
   'too_many_requests',
@@ -240,6 +253,15 @@ export function openApiDocument(maxWaitSeconds = 300): Record<string, unknown> {
           parameters: [idParameter],
           ok: { 200: deletedSchema },
           errors: [...API, 'invalid_sandbox_id', 'provisioner_forbidden', 'cluster_unavailable', 'internal_error'],
+        }),
+      },
+      '/api/sandboxes/{sandbox_id}/presence': {
+        get: operation({
+          summary:
+            'DeerFlow 2.1: whether a pod of this id exists (Pending, crashed and Terminating pods do; a Service alone does not), with its uid',
+          parameters: [idParameter],
+          ok: { 200: presenceSchema },
+          errors: [...API, 'invalid_sandbox_id'],
         }),
       },
       '/api/sandboxes/{sandbox_id}/keepalive': {

@@ -4,7 +4,17 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
-import { MAX_SANDBOX_ID, SANDBOX_ID, SANDBOX_ID_LENGTH_RULE, SANDBOX_ID_RULE, THREAD_ID, USER_ID } from '../domain/sandbox.ts';
+import {
+  MAX_SANDBOX_ID,
+  RESERVED_MOUNT_PATHS,
+  SANDBOX_ID,
+  SANDBOX_ID_LENGTH_RULE,
+  SANDBOX_ID_RULE,
+  SKILL_CATEGORIES,
+  SKILLS_PATH,
+  THREAD_ID,
+  USER_ID,
+} from '../domain/sandbox.ts';
 import type { ExtraMount, SandboxRequest } from '../domain/request.ts';
 import { HttpError } from '../http/errors.ts';
 import { builtinMountPaths } from '../provisioner/pod-spec.ts';
@@ -39,6 +49,10 @@ export const createRequestSchema = z
     provision_lark_cli_runtime: z.boolean().default(false),
     provision_lark_cli_broker: z.boolean().default(false),
     ttl_seconds: ttlSecondsSchema.nullish(),
+    /** DeerFlow 2.1: where the skills are mounted; checked by toSandboxRequest (400 with DeerFlow's words). */
+    skills_container_path: z.string().max(4096).default(SKILLS_PATH),
+    /** DeerFlow 2.1: the sandbox's MAX_SHELL_SESSIONS (null or absent: the image's 10). */
+    max_shell_sessions: z.number().int().gt(0).max(10_000).nullish(),
   })
   .meta({ id: 'CreateSandboxRequest' });
 
@@ -46,20 +60,41 @@ export const keepaliveRequestSchema = z.object({ ttl_seconds: ttlSecondsSchema.n
 
 const isUnder = (path: string, base: string): boolean => path === base || path.startsWith(base.endsWith('/') ? base : `${base}/`);
 
-/** Validates a parsed body against the operator's configuration (400 with a clear detail otherwise). */
-export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, config: Config): SandboxRequest {
-  if (body.provision_lark_cli_runtime && !config.lark.initImage) {
+/** The header DeerFlow 2.1's gateway reads on a Lark conflict: drop the cached broker capability and ask again. */
+export const CAPABILITY_REFRESH = { 'x-deerflow-capability-refresh': 'lark-broker' } as const;
+
+/** DeerFlow 2.1's skills root rules, with its three details (400). */
+export function skillsRoot(path: string): string {
+  if (!path.startsWith('/') || path.startsWith('//') || path.includes('\0'))
+    throw new HttpError('invalid_request', 'The skills container path must be an absolute non-root path');
+  if (posix.normalize(path) !== path || path === '/' || path.endsWith('/'))
+    throw new HttpError('invalid_request', "The skills container path must not be root or contain redundant separators, '.' or '..'");
+  for (const reserved of RESERVED_MOUNT_PATHS)
+    if (isUnder(path, reserved) || isUnder(reserved, path))
+      throw new HttpError('invalid_request', `The skills container path '${path}' overlaps reserved sandbox path '${reserved}'`);
+  return path;
+}
+
+/** The Lark flags against this provisioner's images: DeerFlow 2.1's 503 and 409, each asking the gateway to refresh. */
+function checkLark(body: z.infer<typeof createRequestSchema>, config: Config): void {
+  if (body.provision_lark_cli_broker && !config.lark.brokerImage)
+    throw new HttpError('lark_broker_not_configured', 'Requested Lark broker image is not configured', { headers: CAPABILITY_REFRESH });
+  if (body.provision_lark_cli_runtime && config.lark.brokerImage && !body.provision_lark_cli_broker)
+    throw new HttpError('lark_broker_conflict', 'Configured Lark broker is required; refresh provisioner capabilities', {
+      headers: CAPABILITY_REFRESH,
+    });
+  if (body.provision_lark_cli_runtime && !body.provision_lark_cli_broker && !config.lark.initImage) {
     throw new HttpError(
       'unsupported_feature',
       'provision_lark_cli_runtime needs LARK_CLI_INIT_IMAGE, which this provisioner is not configured with',
     );
   }
-  if (body.provision_lark_cli_broker && !config.lark.brokerImage) {
-    throw new HttpError(
-      'unsupported_feature',
-      'provision_lark_cli_broker needs LARK_CLI_BROKER_IMAGE, which this provisioner is not configured with',
-    );
-  }
+}
+
+/** Validates a parsed body against the operator's configuration (400 with a clear detail otherwise). */
+export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, config: Config): SandboxRequest {
+  const root = skillsRoot(body.skills_container_path);
+  checkLark(body, config);
   const mounts = body.extra_mounts ?? [];
   if (mounts.length > 0 && config.extraMounts.baseDir === undefined) {
     throw new HttpError('unsupported_feature', 'extra_mounts need EXTRA_MOUNTS_BASE_DIR, which this provisioner is not configured with');
@@ -79,8 +114,9 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
       throw new HttpError('invalid_request', `Extra mount container path must be absolute: ${JSON.stringify(m.container_path)}`);
     }
     const clean = containerPath.length > 1 ? containerPath.replace(/\/+$/, '') : containerPath;
-    if (!config.extraMounts.allowedPaths.includes(clean)) throw new HttpError('invalid_request', `Unsupported extra mount path: ${clean}`);
-    if (builtinMountPaths(config).some((b) => b === clean || isUnder(b, clean)))
+    if (!config.extraMounts.allowedPaths.includes(clean) && !SKILL_CATEGORIES.some((c) => clean === `${root}/${c}`))
+      throw new HttpError('invalid_request', `Unsupported extra mount path: ${clean}`);
+    if (builtinMountPaths(root).some((b) => b === clean || isUnder(b, clean)))
       throw new HttpError('invalid_request', `Extra mount path clashes with a built-in mount: ${clean}`);
     if (seen.has(clean)) throw new HttpError('invalid_request', `Duplicate extra mount path: ${clean}`);
     seen.add(clean);
@@ -95,5 +131,7 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
     larkRuntime: body.provision_lark_cli_runtime,
     larkBroker: body.provision_lark_cli_broker,
     ttlSeconds: body.ttl_seconds ?? undefined,
+    skillsRoot: root,
+    maxShellSessions: body.max_shell_sessions ?? undefined,
   };
 }

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
-import { STATUSES } from '../domain/sandbox.ts';
+import type { SandboxRequest } from '../domain/request.ts';
+import { DEFAULT_SHELL_SESSIONS, STATUSES } from '../domain/sandbox.ts';
 import { HttpError, queryProblem, sandboxNotFound } from '../http/errors.ts';
 import { declaresBody, parseSandboxId, readJson, validate } from '../http/input.ts';
 import { abortOnClose, sendJson, sendJsonSized, sendJsonText } from '../http/reply.ts';
@@ -21,7 +22,7 @@ import type { Answers } from './answer.ts';
 import { streamSandboxEvents } from './events.ts';
 import type { EventStreams } from '../http/event-stream.ts';
 import { openApiDocument } from './openapi.ts';
-import { createRequestSchema, keepaliveRequestSchema, threadIdSchema, toSandboxRequest } from './request.ts';
+import { CAPABILITY_REFRESH, createRequestSchema, keepaliveRequestSchema, threadIdSchema, toSandboxRequest } from './request.ts';
 
 export const listQuerySchema = z.object({ thread_id: threadIdSchema.optional(), status: z.enum(STATUSES).optional() });
 
@@ -49,6 +50,30 @@ function waitMs(url: RequestTarget, maxSeconds: number): number {
   const n = Number(raw);
   if (!Number.isFinite(n) || n < 0) throw queryProblem('wait', `must be a number of seconds between 0 and ${maxSeconds}`, 'number_parsing');
   return Math.min(n, maxSeconds) * 1000;
+}
+
+/** The DeerFlow provisioner contracts this service speaks (docs/api.md). */
+export const CONTRACTS = ['deerflow-seed', 'deerflow-2.1'];
+
+/**
+ * DeerFlow 2.1: the sandbox a create answers must have what the request asked, whoever made its pod (an
+ * earlier create, a racing one): the shell capacity at least, and the Lark broker mode when Lark was asked.
+ * Replacing a sandbox that falls short is the gateway's call (it knows whether the sandbox is idle), as
+ * with DeerFlow's own provisioner.
+ */
+function meetsRequest(request: SandboxRequest, record: SandboxRecord): void {
+  const capacity = record.shellCapacity ?? DEFAULT_SHELL_SESSIONS;
+  if (request.maxShellSessions !== undefined && capacity < request.maxShellSessions)
+    throw new HttpError(
+      'shell_capacity_conflict',
+      'Existing sandbox shell capacity is below the requested value; replacement must be coordinated by the Gateway',
+    );
+  if ((request.larkRuntime || request.larkBroker) && record.larkBroker !== request.larkBroker)
+    throw new HttpError(
+      'lark_broker_conflict',
+      'Existing sandbox has an incompatible Lark broker mode; replacement must be coordinated by the Gateway',
+      { headers: CAPABILITY_REFRESH },
+    );
 }
 
 /** `pvc` when skills and user data both come from claims, `hostPath` when neither does, else `mixed`. */
@@ -106,14 +131,16 @@ class Api {
       storage_mode: storageMode(config),
       skills_layout: config.storage.layout,
       service_type: config.sandbox.serviceType,
+      contracts: CONTRACTS,
     });
   }
 
   list({ req, res, url }: Context): void {
     const { view, answers, base } = this.#deps;
     const q = validate(listQuerySchema, Object.fromEntries(url.searchParams), 'query');
+    // A sandbox is its pod: a service or route left without one is not listed (DeerFlow 2.1 skips it too).
     const items = view.list(
-      (r) => (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
+      (r) => r.hasPod && (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
     );
     const origin = answers.perCaller ? base(req) : undefined;
     sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, origin)).join(',')}],"count":${items.length}}`);
@@ -127,6 +154,7 @@ class Api {
     const result = await countOutcome(metrics.creates, writer.create(request, { ms: wait, signal: abortOnClose(req, res) }), (r) =>
       r.created ? 'created' : 'existing',
     );
+    meetsRequest(request, result.record);
     if (result.created) activity.created(request.sandboxId);
     else activity.touch(request.sandboxId);
     this.#answer(req, res, result.created ? 201 : 200, result.record);
@@ -138,14 +166,15 @@ class Api {
     const wait = waitMs(url, this.#deps.config.maxWaitSeconds);
     const record = this.#deps.view.get(id);
     if (record && wait > 0 && !settled(record)) return this.#statusAfterWait(req, res, id, wait);
-    if (!record) throw sandboxNotFound(id);
+    // A service whose pod is gone: 404, what DeerFlow's clients handle (is_alive false), where DeerFlow 2.1 answers a 500.
+    if (!record?.hasPod) throw sandboxNotFound(id);
     this.#deps.activity.touch(id);
     this.#answer(req, res, 200, record);
   }
 
   async #statusAfterWait(req: IncomingMessage, res: ServerResponse, id: string, wait: number): Promise<void> {
     const record = await this.#deps.view.waitFor(id, settled, wait, abortOnClose(req, res));
-    if (!record) throw sandboxNotFound(id);
+    if (!record?.hasPod) throw sandboxNotFound(id);
     this.#deps.activity.touch(id);
     this.#answer(req, res, 200, record);
   }
@@ -166,6 +195,14 @@ class Api {
     const record = persisted ? await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000) : view.get(id);
     if (!record) throw sandboxNotFound(id);
     this.#answer(req, res, 200, record);
+  }
+
+  /** DeerFlow 2.1: whether a pod of this id exists (Pending, crashed and Terminating ones do), and its uid. */
+  presence({ res, params }: Context): void {
+    const id = parseSandboxId(params[0] ?? '');
+    const record = this.#deps.view.get(id);
+    const exists = record?.hasPod === true;
+    sendJson(res, 200, { sandbox_id: id, exists, container_id: (exists && record.podUid) || null });
   }
 
   events({ req, res, params }: Context): void {
@@ -202,6 +239,12 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       name: '/api/sandboxes/{id}/keepalive',
       template: '/api/sandboxes/{id}/keepalive',
       methods: { POST: (c) => api.keepalive(c) },
+    },
+    {
+      name: '/api/sandboxes/{id}/presence',
+      template: '/api/sandboxes/{id}/presence',
+      getLogsNothing: true,
+      methods: { GET: (c) => api.presence(c) },
     },
     { name: '/api/sandboxes/{id}/events', template: '/api/sandboxes/{id}/events', methods: { GET: (c) => api.events(c) } },
   ];

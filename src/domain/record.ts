@@ -13,6 +13,11 @@ import {
   routeName,
   SANDBOX_CONTAINER,
   serviceName,
+  DEFAULT_SHELL_SESSIONS,
+  LARK_BROKER_CONTAINER,
+  LARK_CREDENTIAL_ROOTS,
+  LARK_SHIM_CONTAINER,
+  MAX_SHELL_SESSIONS_ENV,
   type ParentRef,
   type SandboxStatus,
 } from './sandbox.ts';
@@ -41,6 +46,10 @@ export type PodFacts = {
   scheduledAt: number | undefined;
   startedAt: number | undefined;
   readyAt: number | undefined;
+  /** The sandbox container's MAX_SHELL_SESSIONS (10 when unset; 0 when it is not a positive integer: no capacity known). */
+  shellCapacity: number;
+  /** The Lark broker attestation (DeerFlow 2.1): sidecar and shim both there and no credentials in the sandbox; false: neither; null: contradictory. */
+  larkBroker: boolean | null;
 };
 
 /**
@@ -80,15 +89,17 @@ export const STUCK_REASONS = new Set([
 /**
  * The documented status of a sandbox from its pod and service.
  * - Running means Ready (readiness probe passing), not merely phase Running.
- * - A pod being deleted, a node lost (Ready=Unknown), or a pod gone while its service stays: Unknown.
+ * - A pod being deleted: Terminating (DeerFlow 2.1's word; its clients read any status but Running as not alive).
+ * - A node lost (Ready=Unknown), or a pod gone while its service stays: Unknown.
  * - A container waiting (crash loop, image pull) or a pod that cannot be scheduled: Pending + reason.
  * - A service gone while the pod stays: the pod's status, reason ServiceMissing (not reachable).
  */
 export function deriveStatus(pod: PodFacts | undefined, service: ServiceFacts | undefined): Derived {
   if (pod === undefined) {
-    return { status: 'Unknown', reason: service?.deleting ? 'Terminating' : 'PodMissing', message: 'the sandbox pod does not exist' };
+    if (service?.deleting) return { status: 'Terminating', reason: 'Terminating', message: 'the sandbox is being deleted' };
+    return { status: 'Unknown', reason: 'PodMissing', message: 'the sandbox pod does not exist' };
   }
-  if (pod.deleting) return { status: 'Unknown', reason: 'Terminating', message: 'the sandbox is being deleted' };
+  if (pod.deleting) return { status: 'Terminating', reason: 'Terminating', message: 'the sandbox is being deleted' };
   if (pod.ready === 'Unknown' || pod.phase === 'Unknown') {
     return { status: 'Unknown', reason: pod.reason ?? 'NodeLost', message: pod.message ?? 'the node running the sandbox is not reporting' };
   }
@@ -221,6 +232,7 @@ export function slimPod(pod: PodJson): PodFacts | undefined {
   const transitions = conditions.map((c) => time(c.lastTransitionTime) ?? 0);
   const since = (c: Condition | undefined) => (c?.status === 'True' ? time(c.lastTransitionTime) : undefined);
   const sandbox = status.containerStatuses?.find((c) => c.name === SANDBOX_CONTAINER) ?? status.containerStatuses?.[0];
+  const { shellCapacity, larkBroker } = podRuntime(pod.spec);
   const activity = meta.annotations?.[ANNOTATION_LAST_ACTIVITY];
   const expires = meta.annotations?.[ANNOTATION_EXPIRES_AT];
   return {
@@ -243,7 +255,21 @@ export function slimPod(pod: PodJson): PodFacts | undefined {
     scheduledAt: since(scheduled),
     startedAt: time(sandbox?.state?.running?.startedAt),
     readyAt: since(readyCondition),
+    shellCapacity,
+    larkBroker,
   };
+}
+
+/** What a pod's spec says of its runtime: the shell capacity and the Lark broker mode, as DeerFlow 2.1 reads them. */
+function podRuntime(spec: PodJson['spec']): Pick<PodFacts, 'shellCapacity' | 'larkBroker'> {
+  const containers = spec?.containers ?? [];
+  const sandbox = containers.find((c) => c.name === SANDBOX_CONTAINER);
+  const env = sandbox?.env?.find((e) => e.name === MAX_SHELL_SESSIONS_ENV);
+  const value = env === undefined ? DEFAULT_SHELL_SESSIONS : /^\d+$/.test(env.value ?? '') ? Number(env.value) : 0;
+  const sidecar = containers.some((c) => c.name === LARK_BROKER_CONTAINER);
+  const shim = (spec?.initContainers ?? []).some((c) => c.name === LARK_SHIM_CONTAINER);
+  const credentials = (sandbox?.volumeMounts ?? []).some((m) => LARK_CREDENTIAL_ROOTS.some((root) => m.mountPath.startsWith(root)));
+  return { shellCapacity: value, larkBroker: sidecar === shim && !(sidecar && credentials) ? sidecar : null };
 }
 
 /** One kubelet image event of a sandbox pod (Pulling or Pulled); undefined for any other event. */
@@ -342,6 +368,9 @@ export type SandboxRecord = {
   hasRoute: boolean;
   routeOwnerUid: string | undefined;
   routeRefused: boolean;
+  /** DeerFlow 2.1, read off the pod: its shell capacity and its Lark broker attestation (see PodFacts). */
+  shellCapacity: number | undefined;
+  larkBroker: boolean | null | undefined;
 };
 
 /**
@@ -397,6 +426,8 @@ export function joinRecord(
     hasRoute: route !== undefined,
     routeOwnerUid: route?.ownerUid,
     routeRefused: route?.state === 'refused',
+    shellCapacity: pod?.shellCapacity,
+    larkBroker: pod?.larkBroker,
   };
 }
 

@@ -2,7 +2,8 @@
 // API paths and DNS name of its objects, the rules for identifiers, and the container paths it mounts.
 // Pure facts: this module imports nothing.
 
-export const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'] as const;
+/** A pod's phase as DeerFlow reads it, Running only when the app can answer, and Terminating for a pod being deleted (DeerFlow 2.1). */
+export const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown', 'Terminating'] as const;
 export type SandboxStatus = (typeof STATUSES)[number];
 
 export const LABEL_APP = 'app';
@@ -80,14 +81,25 @@ export const TOKEN_PARAM = 'sandbox_token';
 
 export const SKILLS_PATH = '/mnt/skills';
 export const USER_DATA_PATH = '/mnt/user-data';
-/** DeerFlow's three skills views (DEER_FLOW_HOST_BASE_DIR layout): volume, host path under the base dir, container path. */
+/** DeerFlow's three skills views (DEER_FLOW_HOST_BASE_DIR layout): volume, host path under the base dir, category under the skills root. */
 export const SKILLS_VIEWS = [
-  { volume: 'skills-public', hostPath: (_userId: string) => ['skills_view', 'public'], mountPath: `${SKILLS_PATH}/public` },
-  { volume: 'skills-custom', hostPath: (userId: string) => ['users', userId, 'skills_view', 'custom'], mountPath: `${SKILLS_PATH}/custom` },
-  { volume: 'skills-legacy', hostPath: (userId: string) => ['users', userId, 'skills_view', 'legacy'], mountPath: `${SKILLS_PATH}/legacy` },
+  { volume: 'skills-public', hostPath: (_userId: string) => ['skills_view', 'public'], category: 'public' },
+  { volume: 'skills-custom', hostPath: (userId: string) => ['users', userId, 'skills_view', 'custom'], category: 'custom' },
+  { volume: 'skills-legacy', hostPath: (userId: string) => ['users', userId, 'skills_view', 'legacy'], category: 'legacy' },
 ] as const;
 /** Where a claim holds DeerFlow's state (user data, extra mounts): the host base dir maps to this sub-path. */
 export const CLAIM_STATE_DIR = 'deer-flow';
+
+/** The AIO image's shell sessions when MAX_SHELL_SESSIONS is not set (DeerFlow's DEFAULT_MAX_SHELL_SESSIONS). */
+export const DEFAULT_SHELL_SESSIONS = 10;
+export const MAX_SHELL_SESSIONS_ENV = 'MAX_SHELL_SESSIONS';
+/** DeerFlow 2.1's skill categories under the skills root: each may be replaced by an extra mount. */
+export const SKILL_CATEGORIES = ['public', 'custom', 'legacy', 'integrations'] as const;
+/** Paths no skills root may equal, lie under, or hold (DeerFlow 2.1). */
+export const RESERVED_MOUNT_PATHS = ['/mnt/user-data', '/mnt/acp-workspace', '/mnt/integrations/lark-cli'] as const;
+/** The Lark broker sidecar and the shim's init container, by name (the broker attestation reads them off the pod). */
+export const LARK_BROKER_CONTAINER = 'lark-cli-broker';
+export const LARK_SHIM_CONTAINER = 'lark-cli-shim-init';
 
 const LARK = '/mnt/integrations/lark-cli';
 export const LARK_RUNTIME_PATH = `${LARK}/runtime`;
@@ -99,13 +111,13 @@ export const LARK_CREDENTIALS = [
   { containerPath: `${LARK}/data`, sidecarPath: '/var/lark/data', volume: 'lark-cli-data' },
 ] as const;
 export const LARK_BROKER_URL = 'http://127.0.0.1:8788';
+/** The paths under which a sandbox container mount holds Lark credentials (DeerFlow reads them by prefix). */
+export const LARK_CREDENTIAL_ROOTS = [`${LARK}/config`, `${LARK}/data`] as const;
 
-/** Container paths DeerFlow's current client may send as extra mounts (its own allowlist). */
+/** Container paths DeerFlow's clients may send as extra mounts, beside the skill categories under the request's skills root. */
 export const DEFAULT_EXTRA_MOUNT_PATHS = [
   `${USER_DATA_PATH}/.upload-conversions`,
   '/mnt/acp-workspace',
-  `${SKILLS_PATH}/custom`,
-  `${SKILLS_PATH}/integrations`,
   ...LARK_CREDENTIALS.map((c) => c.containerPath),
   LARK_RUNTIME_PATH,
 ];

@@ -36,6 +36,14 @@ export const ERRORS = {
   limit_range_violation: { status: 422, doc: 'A LimitRange in the namespace refused the sandbox resources.' },
   admission_denied: { status: 422, doc: 'An admission webhook or policy denied the request; `detail` carries its message.' },
   conflict: { status: 409, doc: 'The sandbox is being deleted; retry after it is gone.' },
+  shell_capacity_conflict: {
+    status: 409,
+    doc: 'DeerFlow 2.1: the existing sandbox runs fewer shell sessions than `max_shell_sessions` asks; the gateway replaces it (DELETE, then create).',
+  },
+  lark_broker_conflict: {
+    status: 409,
+    doc: 'DeerFlow 2.1: the existing sandbox’s Lark broker mode differs from the one asked, or the Lark runtime was asked without the broker this provisioner is configured with; `X-DeerFlow-Capability-Refresh: lark-broker` tells the gateway to read `/api/capabilities` again.',
+  },
   quota_exceeded: { status: 429, doc: 'A ResourceQuota in the namespace is exhausted (`Retry-After` is set).' },
   limit_reached: { status: 429, doc: 'The provisioner’s own sandbox limit is reached.' },
   too_many_requests: {
@@ -50,6 +58,10 @@ export const ERRORS = {
   namespace_missing: {
     status: 503,
     doc: 'The sandbox namespace was deleted and this provisioner may not create it; `/readyz` says so too (`Retry-After` is set).',
+  },
+  lark_broker_not_configured: {
+    status: 503,
+    doc: 'DeerFlow 2.1: `provision_lark_cli_broker` was asked and `LARK_CLI_BROKER_IMAGE` is not set; with `X-DeerFlow-Capability-Refresh: lark-broker`.',
   },
   server_busy: { status: 503, doc: 'The provisioner holds `MAX_CONNECTIONS` connections already (`Retry-After` is set).' },
   sandbox_not_ready: { status: 503, doc: 'Proxy: the sandbox exists but is not Ready yet (`Retry-After` is set).' },

@@ -13,7 +13,10 @@ import {
   LARK_CREDENTIALS,
   LARK_RUNTIME_PATH,
   LARK_RUNTIME_VOLUME,
-  SKILLS_PATH,
+  LARK_BROKER_CONTAINER,
+  LARK_SHIM_CONTAINER,
+  MAX_SHELL_SESSIONS_ENV,
+  SKILL_CATEGORIES,
   SKILLS_VIEWS,
   USER_DATA_PATH,
   ANNOTATION_THREAD_ID,
@@ -58,21 +61,29 @@ function storage(config: Config, req: SandboxRequest): Storage {
   const volumes: V1Volume[] = [];
   const mounts: V1VolumeMount[] = [];
   const sidecarMounts: V1VolumeMount[] = [];
+  // DeerFlow 2.1: an extra mount on a skill category takes the place of that category's default; the
+  // one skills volume (claim or the seed's host path) goes only when all four are given.
+  const overridden = new Set(req.extraMounts.map((m) => m.containerPath));
+  const whole = SKILL_CATEGORIES.every((c) => overridden.has(`${req.skillsRoot}/${c}`));
   switch (skills.source) {
     case 'claim': {
+      if (whole) break;
       const subPath = fillTemplate(skills.subPathTemplate, req);
       volumes.push({ name: 'skills', persistentVolumeClaim: { claimName: skills.claim, readOnly: true } });
-      mounts.push({ name: 'skills', mountPath: SKILLS_PATH, readOnly: true, ...(subPath ? { subPath } : {}) });
+      mounts.push({ name: 'skills', mountPath: req.skillsRoot, readOnly: true, ...(subPath ? { subPath } : {}) });
       break;
     }
     case 'hostPath':
+      if (whole) break;
       volumes.push({ name: 'skills', hostPath: { path: skills.path, type: 'Directory' } });
-      mounts.push({ name: 'skills', mountPath: SKILLS_PATH, readOnly: true });
+      mounts.push({ name: 'skills', mountPath: req.skillsRoot, readOnly: true });
       break;
     case 'views':
       for (const view of SKILLS_VIEWS) {
+        const mountPath = `${req.skillsRoot}/${view.category}`;
+        if (overridden.has(mountPath)) continue;
         volumes.push({ name: view.volume, hostPath: { path: join(skills.baseDir, ...view.hostPath(req.userId)), type: 'Directory' } });
-        mounts.push({ name: view.volume, mountPath: view.mountPath, readOnly: true });
+        mounts.push({ name: view.volume, mountPath, readOnly: true });
       }
   }
   const dataPath = fillTemplate(userData.template, req);
@@ -141,7 +152,7 @@ function larkContainers(
   if (!req.larkRuntime && !req.larkBroker) return { init: [], sidecars: [] };
   const pullPolicy = config.sandbox.pullPolicy;
   const init: V1Container = {
-    name: req.larkBroker ? 'lark-cli-shim-init' : 'lark-cli-init',
+    name: req.larkBroker ? LARK_SHIM_CONTAINER : 'lark-cli-init',
     image: req.larkBroker ? config.lark.brokerImage : config.lark.initImage,
     imagePullPolicy: pullPolicy,
     ...(req.larkBroker ? { args: ['install-shim', LARK_RUNTIME_PATH] } : {}),
@@ -157,7 +168,7 @@ function larkContainers(
     ...(config.lark.denySubcommands ? [{ name: 'DEERFLOW_LARK_BROKER_DENY_SUBCOMMANDS', value: config.lark.denySubcommands }] : []),
   ];
   const sidecar: V1Container = {
-    name: 'lark-cli-broker',
+    name: LARK_BROKER_CONTAINER,
     image: config.lark.brokerImage,
     imagePullPolicy: pullPolicy,
     args: ['serve'],
@@ -179,7 +190,10 @@ export function buildPod(config: Config, req: SandboxRequest, now: number = Date
   });
   const { volumes, mounts, sidecarMounts } = storage(config, req);
   const lark = larkContainers(config, req, sidecarMounts);
-  const env = req.larkBroker ? [{ name: 'DEERFLOW_LARK_BROKER_URL', value: LARK_BROKER_URL }] : [];
+  const env = [
+    ...(req.maxShellSessions !== undefined ? [{ name: MAX_SHELL_SESSIONS_ENV, value: String(req.maxShellSessions) }] : []),
+    ...(req.larkBroker ? [{ name: 'DEERFLOW_LARK_BROKER_URL', value: LARK_BROKER_URL }] : []),
+  ];
   if (c.shmSize) {
     // Chromium in the AIO image wants more shared memory than a container's default 64 MiB.
     volumes.push({ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: c.shmSize } });
@@ -267,11 +281,11 @@ export function buildService(config: Config, id: string, owner?: { name: string;
   };
 }
 
-/** Container paths the provisioner itself mounts (by skills layout); extra mounts may neither equal nor contain them. */
-export function builtinMountPaths(config: Config): string[] {
-  const skills = config.storage.skills.source === 'views' ? SKILLS_VIEWS.map((v) => v.mountPath) : [SKILLS_PATH];
-  return [...skills, USER_DATA_PATH];
-}
+/**
+ * Container paths an extra mount may neither equal nor contain: the skills root (its categories may each be
+ * replaced, the root not) and the user data.
+ */
+export const builtinMountPaths = (skillsRoot: string): string[] => [skillsRoot, USER_DATA_PATH];
 
 /**
  * Gateway mode: the sandbox's HTTPRoute (Gateway API v1, standard channel). Requests under

@@ -5,19 +5,10 @@
 import type { Config } from '../config.ts';
 import { HttpError } from '../http/errors.ts';
 import { buildPod, buildService } from './pod-spec.ts';
-import type { SandboxRequest } from '../domain/request.ts';
+import { plainRequest } from '../domain/request.ts';
 import type { SandboxWriter } from './writer.ts';
 
-const SAMPLE: SandboxRequest = {
-  sandboxId: 'preflight-check',
-  threadId: 'preflight-check',
-  userId: 'default',
-  extraMounts: [],
-  includeLegacySkills: false,
-  larkRuntime: false,
-  larkBroker: false,
-  ttlSeconds: undefined,
-};
+const SAMPLE = plainRequest('preflight-check');
 
 function hint(code: string, config: Config, message: string): string {
   const { skills, userData } = config.storage;

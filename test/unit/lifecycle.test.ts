@@ -11,6 +11,7 @@ import { expiryReason, sweep } from '../../src/lifecycle/sweeper.ts';
 import { silentLogger } from '../../src/log.ts';
 import { Grants, Permissions } from '../../src/provisioner/permissions.ts';
 import { SandboxWriter } from '../../src/provisioner/writer.ts';
+import { plainRequest } from '../../src/domain/request.ts';
 import { kubeSources } from '../../src/watch/kube-source.ts';
 import { SandboxView } from '../../src/watch/sandbox-view.ts';
 import { FakeKube } from '../fake-kube.ts';
@@ -52,19 +53,7 @@ function setup(t: { after: (fn: () => Promise<void>) => void }, env: Record<stri
   return { kube, config, view, writer, grants, activity, log, now, advance: (ms: number) => (clock += ms) };
 }
 
-const create = async (writer: SandboxWriter, id: string) =>
-  (
-    await writer.create({
-      sandboxId: id,
-      threadId: id,
-      userId: 'u',
-      extraMounts: [],
-      includeLegacySkills: false,
-      larkRuntime: false,
-      larkBroker: false,
-      ttlSeconds: undefined,
-    })
-  ).record;
+const create = async (writer: SandboxWriter, id: string) => (await writer.create({ ...plainRequest(id), userId: 'u' })).record;
 const patches = (kube: FakeKube) => kube.calls.filter((c) => c.method === 'PATCH' && c.path.includes('/pods/'));
 
 test('activity is written to the pod at most once per interval, and read back by the view', async (t) => {

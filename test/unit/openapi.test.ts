@@ -62,7 +62,7 @@ test('query parameters are typed, and each route lists what it may answer', () =
   assert.deepEqual(params('/api/sandboxes/{sandbox_id}', 'get')['wait'], { type: 'number', minimum: 0, maximum: 300, default: 0 });
   assert.deepEqual(params('/api/sandboxes', 'get')['status'], {
     type: 'string',
-    enum: ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'],
+    enum: ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown', 'Terminating'],
   });
   const statuses = (path: string, method: string) => Object.keys(doc.paths[path]?.[method]?.responses ?? {});
   assert.deepEqual(statuses('/api/sandboxes/{sandbox_id}/keepalive', 'post').sort(), [

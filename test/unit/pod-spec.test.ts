@@ -16,6 +16,7 @@ const request = (config = loadConfig(env), body: Record<string, unknown> = {}) =
       include_legacy_skills: false,
       provision_lark_cli_runtime: false,
       provision_lark_cli_broker: false,
+      skills_container_path: '/mnt/skills',
       ...body,
     },
     config,

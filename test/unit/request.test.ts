@@ -133,8 +133,13 @@ test('extra mounts are checked against the base directory, the allowlist, duplic
   const views = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state' });
   assert.equal(
     code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', '/mnt/skills/custom')), views)),
+    'ok',
+    'DeerFlow 2.1: an extra mount on a skill category replaces its view',
+  );
+  assert.equal(
+    code(() => toSandboxRequest(validate(createRequestSchema, m('/state/x', '/mnt/skills')), views)),
     '400 invalid_request',
-    'in the three-view layout /mnt/skills/custom is a built-in mount',
+    'the skills root itself is no extra mount',
   );
   const noBase = loadConfig({ SKILLS_HOST_PATH: '/skills' });
   assert.equal(
@@ -149,13 +154,86 @@ test('features that need configuration the operator has not given are refused', 
     '400 unsupported_feature',
   );
   assert.equal(
-    code(() => parse({ sandbox_id: 'ok', provision_lark_cli_broker: true })),
-    '400 unsupported_feature',
-  );
-  assert.equal(
     code(() => parse({ sandbox_id: 'ok', provision_lark_cli_runtime: false })),
     'ok',
   );
+});
+
+/** The detail and headers of a refusal. */
+const refusal = (fn: () => unknown): { status: number; detail: unknown; headers: Record<string, string> } => {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof HttpError) return { status: err.status, detail: err.body()['detail'], headers: err.headers };
+    throw err;
+  }
+  throw new Error('accepted');
+};
+
+test('DeerFlow 2.1 Lark conflicts: 503 for a broker not configured, 409 for the runtime without the configured broker, both asking for a refresh', () => {
+  const refresh = { 'x-deerflow-capability-refresh': 'lark-broker' };
+  assert.deepEqual(
+    refusal(() => parse({ sandbox_id: 'ok', provision_lark_cli_broker: true })),
+    {
+      status: 503,
+      detail: 'Requested Lark broker image is not configured',
+      headers: refresh,
+    },
+  );
+  const broker = loadConfig({ LARK_CLI_BROKER_IMAGE: 'broker:1', LARK_CLI_INIT_IMAGE: 'init:1' });
+  assert.deepEqual(
+    refusal(() => toSandboxRequest(validate(createRequestSchema, { sandbox_id: 'ok', provision_lark_cli_runtime: true }), broker)),
+    { status: 409, detail: 'Configured Lark broker is required; refresh provisioner capabilities', headers: refresh },
+  );
+  const both = { sandbox_id: 'ok', provision_lark_cli_runtime: true, provision_lark_cli_broker: true };
+  assert.equal(toSandboxRequest(validate(createRequestSchema, both), broker).larkBroker, true);
+});
+
+test('DeerFlow 2.1 skills_container_path: its three 400 details, the skill categories follow the root', () => {
+  const detail = (path: unknown) => refusal(() => parse({ sandbox_id: 'ok', skills_container_path: path })).detail;
+  for (const p of ['', 'mnt/skills', '//mnt/skills'])
+    assert.equal(detail(p), 'The skills container path must be an absolute non-root path', JSON.stringify(p));
+  for (const p of ['/', '/mnt/skills/', '/mnt//skills', '/mnt/./skills', '/mnt/x/../skills'])
+    assert.equal(detail(p), "The skills container path must not be root or contain redundant separators, '.' or '..'", p);
+  assert.equal(detail('/mnt'), "The skills container path '/mnt' overlaps reserved sandbox path '/mnt/user-data'");
+  assert.equal(
+    detail('/mnt/user-data/skills'),
+    "The skills container path '/mnt/user-data/skills' overlaps reserved sandbox path '/mnt/user-data'",
+  );
+  assert.equal(
+    detail('/mnt/integrations/lark-cli'),
+    "The skills container path '/mnt/integrations/lark-cli' overlaps reserved sandbox path '/mnt/integrations/lark-cli'",
+  );
+  assert.equal(
+    code(() => parse({ sandbox_id: 'ok', skills_container_path: 7 })),
+    '422 validation_failed',
+  );
+  assert.equal(parse({ sandbox_id: 'ok' }).skillsRoot, '/mnt/skills');
+  const state = loadConfig({ EXTRA_MOUNTS_BASE_DIR: '/state' });
+  const mount = (root: string, path: string) => ({
+    sandbox_id: 'ok',
+    skills_container_path: root,
+    extra_mounts: [{ host_path: '/state/x', container_path: path, read_only: true }],
+  });
+  const make = (body: unknown) => code(() => toSandboxRequest(validate(createRequestSchema, body), state));
+  for (const category of ['public', 'custom', 'legacy', 'integrations']) {
+    assert.equal(make(mount('/mnt/skills', `/mnt/skills/${category}`)), 'ok', category);
+    assert.equal(make(mount('/opt/skills', `/opt/skills/${category}`)), 'ok', category);
+    assert.equal(make(mount('/opt/skills', `/mnt/skills/${category}`)), '400 invalid_request', `${category} under another root`);
+  }
+  assert.equal(make(mount('/opt/skills', '/opt/skills/other')), '400 invalid_request');
+});
+
+test('DeerFlow 2.1 max_shell_sessions: a positive integer or null, else 422', () => {
+  assert.equal(parse({ sandbox_id: 'ok', max_shell_sessions: 11 }).maxShellSessions, 11);
+  assert.equal(parse({ sandbox_id: 'ok', max_shell_sessions: null }).maxShellSessions, undefined);
+  assert.equal(parse({ sandbox_id: 'ok' }).maxShellSessions, undefined);
+  for (const bad of [0, -1, 1.5, '11', true, 1e9])
+    assert.equal(
+      code(() => parse({ sandbox_id: 'ok', max_shell_sessions: bad })),
+      '422 validation_failed',
+      String(bad),
+    );
 });
 
 test('ids in paths: percent-encoding decoded, then the same rule', () => {

@@ -29,7 +29,13 @@ test('the reference flow over the fake API: create, status, list, proxy, delete'
   assert.equal((await waiting).body['status'], 'Running');
 
   const through = await call(url, 'POST', '/sandboxes/u1/v1/shell/exec', { command: 'echo hi' });
-  assert.deepEqual(through.body['data'], { output: 'echo hi', exit_code: 0, sandbox_id: 'standin' });
+  assert.deepEqual(through.body['data'], {
+    session_id: 'session-1',
+    evicted_session: null,
+    output: 'echo hi',
+    exit_code: 0,
+    sandbox_id: 'standin',
+  });
   assert.equal((await call(url, 'GET', '/api/sandboxes?thread_id=t1&status=Running')).body['count'], 1);
   assert.equal((await call(url, 'GET', '/api/sandboxes?status=Pending')).body['count'], 0);
   assert.equal((await call(url, 'GET', '/api/sandboxes?status=Nope')).status, 422);

@@ -32,6 +32,8 @@ const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   scheduledAt: undefined,
   startedAt: undefined,
   readyAt: undefined,
+  shellCapacity: 10,
+  larkBroker: false,
   ...over,
 });
 const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({
@@ -55,10 +57,11 @@ test('deriveStatus: the documented statuses and the odd cases', () => {
     ['unschedulable', pod({ phase: 'Pending', ready: 'False', reason: 'Unschedulable' }), svc(), 'Pending', 'Unschedulable'],
     ['succeeded', pod({ phase: 'Succeeded', ready: 'False' }), svc(), 'Succeeded', undefined],
     ['failed OOM', pod({ phase: 'Failed', ready: 'False', reason: 'OOMKilled' }), svc(), 'Failed', 'OOMKilled'],
-    ['pod terminating', pod({ deleting: true }), svc(), 'Unknown', 'Terminating'],
+    ['pod terminating', pod({ deleting: true }), svc(), 'Terminating', 'Terminating'],
     ['node lost', pod({ ready: 'Unknown' }), svc(), 'Unknown', 'NodeLost'],
     ['phase unknown', pod({ phase: 'Unknown', ready: 'False' }), svc(), 'Unknown', 'NodeLost'],
     ['pod gone, service left', undefined, svc(), 'Unknown', 'PodMissing'],
+    ['pod gone, service being deleted', undefined, svc({ deleting: true }), 'Terminating', 'Terminating'],
     ['service gone, pod left', pod(), undefined, 'Running', 'ServiceMissing'],
     ['service terminating', pod(), svc({ deleting: true }), 'Running', 'ServiceMissing'],
   ];

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
-import type { SandboxRequest } from '../../src/domain/request.ts';
+import { plainRequest, type SandboxRequest } from '../../src/domain/request.ts';
 import { HttpError } from '../../src/http/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import { Grants, Permissions } from '../../src/provisioner/permissions.ts';
@@ -30,14 +30,8 @@ function setup(t: { after: (fn: () => Promise<void>) => void }, env: Record<stri
 }
 
 const request = (sandboxId: string, extra: Partial<SandboxRequest> = {}): SandboxRequest => ({
-  sandboxId,
+  ...plainRequest(sandboxId),
   threadId: `thread-${sandboxId}`,
-  userId: 'default',
-  extraMounts: [],
-  includeLegacySkills: false,
-  larkRuntime: false,
-  larkBroker: false,
-  ttlSeconds: undefined,
   ...extra,
 });
 

@@ -195,8 +195,8 @@ export class FakeNode {
         });
       },
       event: (pod, container, type, reason, message) => this.#postEvent(pod, container, type, reason, message),
-      startApp: (pod, ip, port, healthy) =>
-        this.#podHost('PUT', ip, { ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, healthy }),
+      startApp: (pod, ip, port, app) =>
+        this.#podHost('PUT', ip, { ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, ...app }),
       stopApp: (ip) => this.#podHost('DELETE', ip),
       readObject: (path) => this.#kube.find<{ data?: Record<string, string> }>(path),
     };

@@ -18,6 +18,8 @@ export type PodProcess = StandinInfo & {
   appStartMs: number;
   /** False: the app answers, but its health endpoint (/v1/sandbox) fails, so readiness never passes. */
   healthy: boolean;
+  /** The container's plain environment values. */
+  env?: Record<string, string>;
 };
 
 type Running = { timer: NodeJS.Timeout | undefined; server: Promise<Server> | undefined; listeningAt: number | undefined };
@@ -40,7 +42,7 @@ async function start(p: PodProcess): Promise<void> {
   const running: Running = { timer: undefined, server: undefined, listeningAt: undefined };
   pods.set(p.ip, running);
   const listen = (): Promise<void> => {
-    running.server = startStandin(p, p.port, p.ip, { healthy: p.healthy });
+    running.server = startStandin(p, p.port, p.ip, { healthy: p.healthy, env: p.env ?? {} });
     return running.server.then(
       () => void (running.listeningAt = Date.now()),
       (err: unknown) => console.error(`${p.ip}:${p.port}: ${String(err)}`),

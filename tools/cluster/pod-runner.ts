@@ -47,7 +47,8 @@ export type Node = {
   ) => Promise<{ pulled: boolean; pullMs: number; totalMs: number; sizeBytes: number } | 'absent'>;
   patchStatus: (pod: PodRef, status: Record<string, unknown>) => Promise<void>;
   event: (pod: PodRef, container: string | undefined, type: 'Normal' | 'Warning', reason: string, message: string) => void;
-  startApp: (pod: PodRef, ip: string, port: number, healthy: boolean) => Promise<void>;
+  /** Starts the sandbox's app: healthy or not, with the container's plain environment values (the image reads MAX_SHELL_SESSIONS). */
+  startApp: (pod: PodRef, ip: string, port: number, app: { healthy: boolean; env: Record<string, string> }) => Promise<void>;
   stopApp: (ip: string) => Promise<void>;
   /** A Secret or ConfigMap of the API (its data), or undefined when there is none. */
   readObject: (path: string) => Promise<{ data?: Record<string, string> } | undefined>;
@@ -327,7 +328,10 @@ export class PodRun {
         terminated,
       );
     }
-    if (c.spec.name === 'sandbox') await this.#node.startApp(this.ref, this.ip, c.port, this.#behavior !== 'never-ready');
+    if (c.spec.name === 'sandbox') {
+      const env = Object.fromEntries((c.spec.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])));
+      await this.#node.startApp(this.ref, this.ip, c.port, { healthy: this.#behavior !== 'never-ready', env });
+    }
     if (this.#stopped) return;
     this.#probes(c, now);
   }

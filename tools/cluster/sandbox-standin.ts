@@ -66,9 +66,71 @@ function sse(req: IncomingMessage, res: ServerResponse, url: URL): void {
   req.on('close', () => clearInterval(timer));
 }
 
-export type StandinOptions = { /** False: /v1/sandbox (the health endpoint probes use) answers 503. */ healthy?: boolean };
+export type StandinOptions = {
+  /** False: /v1/sandbox (the health endpoint probes use) answers 503. */
+  healthy?: boolean;
+  /** The container's environment: MAX_SHELL_SESSIONS bounds the shell sessions, as in the AIO image (10 unless set). */
+  env?: Record<string, string>;
+};
 
-async function handle(info: StandinInfo, options: StandinOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/**
+ * The image's shell sessions: each exec runs in a session (the one named by `id`, or a new one), and
+ * beyond MAX_SHELL_SESSIONS the least recently used session is dropped to make room, as the AIO image
+ * does (DeerFlow #5178: the 11th subagent shell evicted a live one).
+ */
+class ShellSessions {
+  #open = new Map<string, number>();
+  #made = 0;
+  readonly capacity: number;
+
+  constructor(env: Record<string, string>) {
+    const n = Number(env['MAX_SHELL_SESSIONS'] ?? '10');
+    this.capacity = Number.isInteger(n) && n > 0 ? n : 10;
+  }
+
+  /** The session an exec runs in, made (and the oldest evicted past capacity) when it is new. */
+  use(id: string | undefined): { id: string; evicted: string | undefined } {
+    const session = id ?? `session-${++this.#made}`;
+    let evicted: string | undefined;
+    if (!this.#open.has(session) && this.#open.size >= this.capacity) {
+      evicted = this.#open.keys().next().value;
+      if (evicted !== undefined) this.#open.delete(evicted);
+    }
+    this.#open.delete(session);
+    this.#open.set(session, Date.now());
+    return { id: session, evicted };
+  }
+
+  get ids(): string[] {
+    return [...this.#open.keys()];
+  }
+}
+
+/** POST /v1/shell/exec: the command echoed, in the session named by `id` (or a new one). */
+async function exec(info: StandinInfo, shells: ShellSessions, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const body = await readBody(req);
+  let parsed: { command?: unknown; id?: unknown };
+  try {
+    parsed = JSON.parse(body.text) as { command?: unknown; id?: unknown };
+  } catch {
+    return json(res, 422, { success: false, message: 'invalid JSON', data: null });
+  }
+  const command = String(parsed.command ?? '');
+  const session = shells.use(typeof parsed.id === 'string' && parsed.id !== '' ? parsed.id : undefined);
+  json(res, 200, {
+    success: true,
+    message: 'ok',
+    data: { session_id: session.id, evicted_session: session.evicted ?? null, output: command, exit_code: 0, sandbox_id: info.sandboxId },
+  });
+}
+
+async function handle(
+  info: StandinInfo,
+  options: StandinOptions,
+  shells: ShellSessions,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://standin');
   if ((req.headers.accept ?? '').includes('text/event-stream')) return sse(req, res, url);
   const route = `${req.method} ${url.pathname}`;
@@ -83,16 +145,10 @@ async function handle(info: StandinInfo, options: StandinOptions, req: IncomingM
         version: '1.0.0-standin',
         detail: null,
       });
-    case 'POST /v1/shell/exec': {
-      const body = await readBody(req);
-      let command = '';
-      try {
-        command = String((JSON.parse(body.text) as { command?: unknown }).command ?? '');
-      } catch {
-        return json(res, 422, { success: false, message: 'invalid JSON', data: null });
-      }
-      return json(res, 200, { success: true, message: 'ok', data: { output: command, exit_code: 0, sandbox_id: info.sandboxId } });
-    }
+    case 'POST /v1/shell/exec':
+      return exec(info, shells, req, res);
+    case 'GET /v1/shell/sessions':
+      return json(res, 200, { success: true, data: { capacity: shells.capacity, sessions: shells.ids } });
     case 'GET /v1/file/download':
       return download(res, Number(url.searchParams.get('size') ?? String(200 * 1024 * 1024)));
     case 'POST /v1/file/upload': {
@@ -140,8 +196,9 @@ async function handle(info: StandinInfo, options: StandinOptions, req: IncomingM
 
 /** Starts a stand-in sandbox on host:port. Resolves once listening. */
 export async function startStandin(info: StandinInfo, port: number, host = '127.0.0.1', options: StandinOptions = {}): Promise<Server> {
+  const shells = new ShellSessions(options.env ?? {});
   const server = createServer((req, res) => {
-    handle(info, options, req, res).catch((err: unknown) => {
+    handle(info, options, shells, req, res).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { success: false, message: String(err) });
       else res.destroy();
     });
