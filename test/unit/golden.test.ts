@@ -16,7 +16,7 @@ type Json = Record<string, unknown>;
 type Fixture = { commit: string; env: Record<string, string>; request: Json; pod: Json; service: Json };
 
 const dir = join(import.meta.dirname, '..', 'fixtures', 'reference');
-const fixtures = (layout: 'current' | 'seed' | 'chart'): [string, Fixture][] =>
+const fixtures = (layout: 'current' | 'seed' | 'chart' | 'v21'): [string, Fixture][] =>
   readdirSync(join(dir, layout))
     .filter((f) => f.endsWith('.json'))
     .map((f) => [`${layout}/${f}`, JSON.parse(readFileSync(join(dir, layout, f), 'utf8')) as Fixture]);
@@ -96,6 +96,7 @@ const GROUPS = {
   current: 'today’s skills layout (DEER_FLOW_HOST_BASE_DIR)',
   seed: 'the seed’s skills layout (SKILLS_HOST_PATH)',
   chart: 'the environments DeerFlow’s Helm chart produces (no skills or base dir set)',
+  v21: 'DeerFlow 2.1’s requests (a default gateway’s 8 extra mounts, its shell capacity, another skills root, claims)',
 } as const;
 
 for (const [layout, what] of Object.entries(GROUPS) as [keyof typeof GROUPS, string][]) {
