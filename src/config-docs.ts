@@ -169,4 +169,7 @@ export const SETTINGS: Record<Setting, Doc> = {
     'Gateway mode: the Gateway(s) of each sandbox’s HTTPRoute, namespace/name[/sectionName] (a lone name is in K8S_NAMESPACE).',
   ),
   GATEWAY_PUBLIC_URL: access('Gateway mode: the address clients reach the Gateway at.', 'required in gateway mode'),
+  GATEWAY_ROUTE_CHECK_SECONDS: access(
+    'Gateway mode: Running waits until a request through GATEWAY_PUBLIC_URL reaches the sandbox (a Gateway accepts a route before its data plane serves it), at most this long; 0: not checked.',
+  ),
 };

@@ -277,6 +277,7 @@ export const envFields = z.object({
       }),
     ),
   GATEWAY_PUBLIC_URL: optional(httpUrl('GATEWAY_PUBLIC_URL')),
+  GATEWAY_ROUTE_CHECK_SECONDS: seconds(10),
 });
 
 const schema = envFields
@@ -424,6 +425,8 @@ const schema = envFields
         ? {
             parentRefs: e.GATEWAY_PARENT_REFS.map((r) => ({ ...r, namespace: r.namespace ?? e.K8S_NAMESPACE })),
             publicUrl: (e.GATEWAY_PUBLIC_URL ?? '').replace(/\/+$/, ''),
+            /** How long Running may wait for the gateway to serve a route (0: not checked). */
+            routeCheckMs: e.GATEWAY_ROUTE_CHECK_SECONDS * 1000,
           }
         : undefined,
   }));

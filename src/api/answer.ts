@@ -40,9 +40,11 @@ export const sandboxSchema = z
         image_ready_s: z.number().optional(),
         started_s: z.number().optional(),
         ready_s: z.number().optional(),
+        app_answered_s: z.number().optional(),
+        route_served_s: z.number().optional(),
       })
       .describe(
-        'Seconds from the sandbox’s creation to its pod being scheduled, its image ready (kubelet’s Pulled event), its container started and its pod Ready, as far as they happened (the API server’s clock, whole seconds)',
+        'Seconds from the sandbox’s creation to its pod being scheduled, its image ready (kubelet’s Pulled event), its container started and its pod Ready, as far as they happened (the API server’s clock, whole seconds); and to its app answering on the pod’s address before Ready (then it is Running already) and, in gateway mode, the gateway serving its route (Running waits for it), as this service saw them',
       ),
   })
   .meta({ id: 'Sandbox' });
@@ -109,6 +111,10 @@ export function timings(record: SandboxRecord): SandboxAnswer['timings'] {
   if (image !== undefined) out.image_ready_s = image;
   if (started !== undefined) out.started_s = started;
   if (ready !== undefined) out.ready_s = ready;
+  const answered = since(record.answeredAt);
+  const served = since(record.servedAt);
+  if (answered !== undefined) out.app_answered_s = answered;
+  if (served !== undefined) out.route_served_s = served;
   return out;
 }
 

@@ -368,22 +368,44 @@ export type SandboxRecord = {
   hasRoute: boolean;
   routeOwnerUid: string | undefined;
   routeRefused: boolean;
+  /**
+   * When this service saw the pod's app answer on the pod's own address before kubelet marked it Ready
+   * (the proxy's app check), and in gateway mode when the gateway's data plane first served the route
+   * (its route check): what makes "Running" mean usable, whoever asks.
+   */
+  answeredAt: number | undefined;
+  servedAt: number | undefined;
   /** DeerFlow 2.1, read off the pod: its shell capacity and its Lark broker attestation (see PodFacts). */
   shellCapacity: number | undefined;
   larkBroker: boolean | null | undefined;
 };
 
 /**
+ * What this service itself saw of a pod (by its uid): its app answering on the pod's address, and (gateway
+ * mode, with the route check) the gateway serving its route. `served` undefined: not checked.
+ */
+export type Usable = {
+  podUid: string;
+  answeredAt: number | undefined;
+  servedAt: number | undefined;
+  /** The pod has been Ready once: from then on kubelet's word alone says whether it is. */
+  wasReady: boolean;
+};
+
+/**
  * One sandbox's record from its pod and service facts (undefined when neither exists), and what
  * kubelet's events say of its pod's images: a pod waiting for its image says so (PullingImage, with
- * kubelet's message) rather than ContainerCreating.
+ * kubelet's message) rather than ContainerCreating. A pod whose container runs and whose app was seen
+ * answering is Running before kubelet's probe says so: the proxy sends requests to it already. In
+ * gateway mode with the route check, Running waits for the gateway to serve the route.
  */
 export function joinRecord(
   id: string,
   pod: PodFacts | undefined,
   svc: ServiceFacts | undefined,
   images?: ImageFacts,
-  gateway?: { route: RouteFacts | undefined },
+  gateway?: { route: RouteFacts | undefined; checked: boolean },
+  seen?: Usable,
 ): SandboxRecord | undefined {
   if (pod === undefined && svc === undefined && gateway?.route === undefined) return undefined;
   const image = images && pod && images.podUid === pod.uid ? images : undefined;
@@ -394,8 +416,13 @@ export function joinRecord(
     (d.reason === undefined || d.reason === 'ContainerCreating' || d.reason === 'PodInitializing')
   )
     d = { ...d, reason: 'PullingImage', message: image.pulling };
+  const own = seen && pod && seen.podUid === pod.uid ? seen : undefined;
+  if (!gateway && own?.answeredAt !== undefined && !own.wasReady && answersEarly(pod, d))
+    d = { status: 'Running', reason: undefined, message: undefined };
   const route = gateway?.route;
   if (gateway && pod && !pod.deleting) d = withRoute(d, route);
+  if (gateway?.checked && d.status === 'Running' && own?.servedAt === undefined)
+    d = { status: 'Pending', reason: 'RouteNotServed', message: 'waiting for the gateway to serve the sandbox’s route' };
   return {
     sandboxId: id,
     threadId: pod?.threadId,
@@ -426,10 +453,21 @@ export function joinRecord(
     hasRoute: route !== undefined,
     routeOwnerUid: route?.ownerUid,
     routeRefused: route?.state === 'refused',
+    answeredAt: own?.answeredAt,
+    servedAt: own?.servedAt,
     shellCapacity: pod?.shellCapacity,
     larkBroker: pod?.larkBroker,
   };
 }
+
+/** The container runs, nothing is wrong, kubelet has only not probed it Ready yet. */
+const answersEarly = (pod: PodFacts | undefined, d: Derived): boolean =>
+  pod !== undefined &&
+  pod.phase === 'Running' &&
+  !pod.deleting &&
+  pod.ready === 'False' &&
+  d.status === 'Pending' &&
+  (d.reason === undefined || d.reason === 'ContainersNotReady');
 
 /**
  * Gateway mode: a sandbox is Running only when its pod is Ready and its route accepted. A route its

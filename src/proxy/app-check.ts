@@ -2,13 +2,14 @@
 // sandbox that is starting, it polls the pod's own address on the probe path (what kubelet's probe asks),
 // every 100 ms, so the request goes on the moment the app answers instead of when kubelet's next probe
 // tick marks the pod Ready (up to a probe period later). Polls are shared by every request waiting for
-// the same pod, and an answer is remembered for that pod until it is Ready. The checks go through the
+// the same pod. An answer is told to the view (appAnswered): the sandbox is then Running for every
+// reader (status, ?wait=, events, the dashboard), not only for the proxy. The checks go through the
 // proxy's one engine (upstream.ts), on the pool of the pod's address that the request will then use.
 
-import { LRUCache } from 'lru-cache';
+import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { Upstreams } from './upstream.ts';
 
-export type AppCheckOptions = { path: string; port: number; upstreams: Upstreams; everyMs?: number };
+export type AppCheckOptions = { path: string; port: number; upstreams: Upstreams; view: SandboxView; everyMs?: number };
 
 /** The origin of a pod's app, by its address. */
 export const podOrigin = (ip: string, port: number): string => `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
@@ -26,21 +27,20 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 
 export class AppCheck {
   #options: Required<AppCheckOptions>;
-  /** Pods (by uid) whose app has answered. */
-  #answered = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
   #polls = new Map<string, { waiters: number; stop: AbortController; done: Promise<boolean> }>();
 
   constructor(options: AppCheckOptions) {
     this.#options = { everyMs: 100, ...options };
   }
 
-  answered(podUid: string): boolean {
-    return this.#answered.has(podUid);
+  #answered(id: string, podUid: string): boolean {
+    const record = this.#options.view.get(id);
+    return record?.podUid === podUid && record.answeredAt !== undefined;
   }
 
   /** Resolves true once the app at `ip` answers its probe path (2xx or 3xx), false when `signal` ends the wait first. */
   async until(id: string, podUid: string, ip: string, signal: AbortSignal): Promise<boolean> {
-    if (this.answered(podUid)) return true;
+    if (this.#answered(id, podUid)) return true;
     let poll = this.#polls.get(podUid);
     if (!poll) {
       const stop = new AbortController();
@@ -66,7 +66,7 @@ export class AppCheck {
     const origin = podOrigin(ip, this.#options.port);
     while (!signal.aborted) {
       if (await this.#options.upstreams.answers(origin, id, this.#options.path, signal)) {
-        this.#answered.set(podUid, true);
+        this.#options.view.appAnswered(id, podUid);
         return true;
       }
       await sleep(this.#options.everyMs, signal);

@@ -44,7 +44,8 @@ export class Locator {
     this.#access = deps.access;
     this.#upstreams = deps.upstreams;
     const { sandbox, proxy } = deps.config;
-    if (proxy.earlyReady) this.#appCheck = new AppCheck({ path: sandbox.probePath, port: sandbox.port, upstreams: deps.upstreams });
+    if (proxy.earlyReady)
+      this.#appCheck = new AppCheck({ path: sandbox.probePath, port: sandbox.port, upstreams: deps.upstreams, view: deps.view });
   }
 
   /** Forgets what it knew of a sandbox that is gone or has a new pod. */
@@ -131,8 +132,8 @@ export class Locator {
 
   /** The pod's own address, once its app has answered (a sandbox not yet marked Ready by kubelet). */
   #direct(record: SandboxRecord): string | undefined {
-    const answered = record.podUid !== undefined && record.podIP !== undefined && this.#appCheck?.answered(record.podUid);
-    return answered && record.phase === 'Running' && record.podIP ? podOrigin(record.podIP, this.#config.sandbox.port) : undefined;
+    const answered = this.#appCheck !== undefined && record.answeredAt !== undefined && record.status === 'Running';
+    return answered && record.podIP ? podOrigin(record.podIP, this.#config.sandbox.port) : undefined;
   }
 
   /** Resolves with the sandbox's record once its container runs and its app answers; never, without PROXY_EARLY_READY. */

@@ -21,6 +21,7 @@ import type { SandboxView } from '../watch/sandbox-view.ts';
 import { Access } from './access.ts';
 import { capabilityLogPath, hostEntry, hostLabel, pathEntry, sameOriginLocation, tokenCookie, type Entry } from './entry.ts';
 import { requestHeaders, responseHeaders, type HeaderPolicy } from './headers.ts';
+import { RouteCheck } from './route-check.ts';
 import { Locator, type Target } from './locate.ts';
 import { Report, type ProxyStats } from './report.ts';
 import { Upstreams } from './upstream.ts';
@@ -47,6 +48,7 @@ export class SandboxProxy {
   #locator: Locator;
   #report: Report;
   #unsubscribe: () => void;
+  #routeCheck: RouteCheck | undefined;
 
   constructor(deps: ProxyDeps) {
     const { config, view } = deps;
@@ -55,6 +57,8 @@ export class SandboxProxy {
     this.#policy = { trusted: deps.trusted, apiKey: config.auth.apiKey };
     this.#upstreams = new Upstreams(config.proxy);
     this.#locator = new Locator({ config, view, access: new Access(config.auth, deps.capabilities), upstreams: this.#upstreams });
+    if (config.gateway && config.gateway.routeCheckMs > 0)
+      this.#routeCheck = new RouteCheck({ config, view, upstreams: this.#upstreams, capabilities: deps.capabilities, log: deps.log });
     this.#report = new Report({
       log: deps.log,
       idleTimeoutMs: config.proxy.idleTimeoutMs,
@@ -117,6 +121,7 @@ export class SandboxProxy {
   close(): Promise<void> {
     this.#report.closing = true;
     this.#unsubscribe();
+    this.#routeCheck?.stop();
     return this.#upstreams.close();
   }
 

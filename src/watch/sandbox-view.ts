@@ -3,7 +3,7 @@
 // (waitFor) or subscribe to transitions; readiness of the view itself is `synced` (first lists done)
 // and `health()` (every watch connected and recent, the API server answering).
 
-import { imageFacts, joinRecord, sameRecord, type SandboxRecord } from '../domain/record.ts';
+import { imageFacts, joinRecord, sameRecord, type SandboxRecord, type Usable } from '../domain/record.ts';
 import { Informers, type InformerOptions, type ViewHealth } from './informers.ts';
 
 export type { ViewHealth } from './informers.ts';
@@ -11,7 +11,10 @@ export type { ViewHealth } from './informers.ts';
 export type Change = { id: string; record: SandboxRecord | undefined; previous: SandboxRecord | undefined; at: number };
 export type Listener = (change: Change) => void;
 
-export type SandboxViewOptions = InformerOptions;
+export type SandboxViewOptions = InformerOptions & {
+  /** Gateway mode: Running waits until the gateway has served the sandbox's route (routeServed). */
+  routeCheck?: boolean;
+};
 
 export class SandboxView {
   #informers: Informers;
@@ -25,10 +28,14 @@ export class SandboxView {
   #waitsEnded = false;
   /** When this view saw each sandbox turn Ready, by its own clock (`now`), never the node's. */
   #readySeenAt = new Map<string, number>();
+  /** What this service itself saw of each sandbox's current pod (its app answering; the gateway serving it). */
+  #seen = new Map<string, Usable>();
+  #routeCheck: boolean;
   readonly synced: Promise<void>;
 
   constructor(options: SandboxViewOptions) {
     this.#now = options.now ?? Date.now;
+    this.#routeCheck = options.routeCheck ?? false;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
     this.#informers = new Informers({ ...options, now: this.#now, log: this.#log }, (id) => this.#refresh(id));
     this.synced = this.#informers.synced;
@@ -39,12 +46,16 @@ export class SandboxView {
     const facts = this.#informers;
     const pod = facts.pods.get(id);
     const events = pod && facts.events.get(id);
+    let seen = this.#seen.get(id);
+    if (seen && seen.podUid !== pod?.uid) this.#seen.delete(id);
+    else if (seen && pod?.ready === 'True' && !seen.wasReady) this.#seen.set(id, (seen = { ...seen, wasReady: true }));
     const record = joinRecord(
       id,
       pod,
       facts.services.get(id),
       events ? imageFacts(pod.uid, events.values()) : undefined,
-      facts.watchesRoutes ? { route: facts.routes.get(id) } : undefined,
+      facts.watchesRoutes ? { route: facts.routes.get(id), checked: this.#routeCheck } : undefined,
+      this.#seen.get(id),
     );
     if (sameRecord(previous, record)) return;
     if (record === undefined) this.#records.delete(id);
@@ -81,6 +92,29 @@ export class SandboxView {
 
   stop(): Promise<void> {
     return this.#informers.stop();
+  }
+
+  /**
+   * This service saw the app of the sandbox's pod `podUid` answer on the pod's own address (the proxy's
+   * app check): the sandbox is Running for every reader, before kubelet's probe says so.
+   */
+  appAnswered(id: string, podUid: string): void {
+    this.#see(id, podUid, { answeredAt: this.#now() });
+  }
+
+  /** Gateway mode: the gateway served the route of the sandbox's pod `podUid` (its route check). */
+  routeServed(id: string, podUid: string): void {
+    this.#see(id, podUid, { servedAt: this.#now() });
+  }
+
+  #see(id: string, podUid: string, fact: Partial<Usable>): void {
+    const record = this.#records.get(id);
+    if (record?.podUid !== podUid) return;
+    const before = this.#seen.get(id);
+    const base: Usable =
+      before?.podUid === podUid ? before : { podUid, answeredAt: undefined, servedAt: undefined, wasReady: record.ready };
+    this.#seen.set(id, { ...base, ...Object.fromEntries(Object.entries(fact).filter(([k]) => base[k as keyof Usable] === undefined)) });
+    this.#refresh(id);
   }
 
   get(id: string): SandboxRecord | undefined {

@@ -4,13 +4,15 @@
 // (Traefik) is test/integration/gateway.test.ts.
 
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { StartupError } from '../../src/kube/errors.ts';
 import { silentLogger } from '../../src/log.ts';
 import { start } from '../../src/service.ts';
 import { FakeKube, type FakeObject } from '../fake-kube.ts';
-import { call } from '../helpers.ts';
+import { call, eventually } from '../helpers.ts';
 
 const NS = 'gw';
 const env = {
@@ -22,7 +24,8 @@ const env = {
   SANDBOX_URL_MODE: 'gateway',
   SANDBOX_SERVICE_TYPE: 'ClusterIP',
   GATEWAY_PARENT_REFS: 'infra/public/http',
-  GATEWAY_PUBLIC_URL: 'https://sandboxes.example.com/',
+  // Loopback only: setup() puts its own data plane here.
+  GATEWAY_PUBLIC_URL: 'http://127.0.0.1:9/',
   PROXY_SIGNING_KEYS: 's'.repeat(32),
   RECONCILE_GRACE_SECONDS: '0',
 };
@@ -41,22 +44,43 @@ const judged = (status: 'True' | 'False', reason: string, message = '') => ({
   ],
 });
 
-async function setup(t: { after: (fn: () => Promise<void>) => void }) {
+/**
+ * The gateway's data plane on loopback: `503 no available server` (Traefik's answer for a route it has
+ * not programmed yet) until `serve` is set, then the sandbox's answer; it counts what it was asked.
+ */
+async function dataPlane(t: { after: (fn: () => Promise<void>) => void }) {
+  const plane = { serve: false, asked: [] as string[], url: '' };
+  const server = createServer((req, res) => {
+    plane.asked.push(req.url ?? '');
+    res.writeHead(plane.serve ? 200 : 503).end(plane.serve ? '{"success":true}' : 'no available server');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  plane.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return plane;
+}
+
+async function setup(t: { after: (fn: () => Promise<void>) => void }, extra: Record<string, string> = {}) {
+  const plane = await dataPlane(t);
   const kube = new FakeKube([NS]);
   kube.gatewayApi = true;
-  const service = await start(loadConfig(env), silentLogger(), { kube });
+  const service = await start(loadConfig({ ...env, GATEWAY_PUBLIC_URL: `${plane.url}/`, ...extra }), silentLogger(), { kube });
   t.after(() => service.stop(0));
   await service.view.synced;
-  return { kube, service };
+  plane.serve = true;
+  return { kube, service, plane };
 }
 
 test('each sandbox gets an HTTPRoute on its capability path, owned by its pod; Running once the gateway accepts it', async (t) => {
-  const { kube, service } = await setup(t);
+  const { kube, service, plane } = await setup(t);
   const created = await call(service.url, 'POST', '/api/sandboxes', { sandbox_id: 'g1' });
   assert.equal(created.status, 201);
   const url = String(created.body['sandbox_url']);
   const token = String(created.body['sandbox_token']);
-  assert.equal(url, `https://sandboxes.example.com/s/g1.${token}`, 'the same shape as proxy mode, on the gateway');
+  assert.equal(url, `${plane.url}/s/g1.${token}`, 'the same shape as proxy mode, on the gateway');
   const route = kube.get('httproutes', NS, 'sandbox-g1') as FakeObject & { spec: Record<string, unknown> };
   assert.equal(route.metadata.ownerReferences?.[0]?.uid, kube.get('pods', NS, 'sandbox-g1')?.metadata.uid);
   assert.deepEqual(route.spec['parentRefs'], [
@@ -73,8 +97,16 @@ test('each sandbox gets an HTTPRoute on its capability path, owned by its pod; R
   kube.ready(NS, 'sandbox-g1');
   const waiting = await service.view.waitFor('g1', (r) => r?.reason === 'RoutePending', 2000);
   assert.equal(waiting?.status, 'Pending', 'the pod is Ready, the route not yet accepted');
+  // Accepted, and the data plane not serving it yet: Running waits until a request through it gets there.
+  plane.serve = false;
   kube.put('httproutes', NS, { metadata: { name: 'sandbox-g1' }, status: judged('True', 'Accepted') });
-  assert.equal((await call(service.url, 'GET', '/api/sandboxes/g1?wait=5')).body['status'], 'Running');
+  const unserved = await service.view.waitFor('g1', (r) => r?.reason === 'RouteNotServed', 2000);
+  assert.equal(unserved?.status, 'Pending');
+  await eventually('the gateway asked', async () => (plane.asked.includes(`/s/g1.${token}/v1/sandbox`) ? true : undefined));
+  plane.serve = true;
+  const served = await call(service.url, 'GET', '/api/sandboxes/g1?wait=5');
+  assert.equal(served.body['status'], 'Running');
+  assert.equal(typeof (served.body['timings'] as Record<string, unknown>)['route_served_s'], 'number');
 
   // A refusal by the gateway shows in the status, with the gateway's words, and ends a wait at once.
   kube.put('httproutes', NS, {

@@ -61,9 +61,20 @@ test('a request to a starting sandbox is held, and goes to the pod as soon as it
   const answer = await held;
   assert.equal(answer.status, 200);
   assert.ok(Date.now() - started < 2000, `answered ${Date.now() - started} ms after the request`);
-  assert.equal(service.view.get('early')?.status, 'Pending', 'still not Ready in Kubernetes');
+  // Not Ready in Kubernetes yet, and Running for every reader: what DeerFlow's is_alive reads right after its poll.
+  assert.equal(service.view.get('early')?.ready, false, 'kubelet has not marked it Ready');
+  const status = await call(url, 'GET', '/api/sandboxes/early');
+  assert.equal(status.body['status'], 'Running');
+  assert.equal(typeof (status.body['timings'] as Record<string, unknown>)['app_answered_s'], 'number');
   const exec = await call(url, 'POST', '/sandboxes/early/v1/shell/exec', { command: 'ls' });
   assert.equal(exec.status, 200, 'the next request goes straight to the pod too');
+  // Once kubelet has marked it Ready, kubelet's word alone counts: a readiness failure is Pending again.
+  kube.ready(NS, 'sandbox-early');
+  await service.view.waitFor('early', (r) => r?.ready === true, 2000);
+  kube.setPodStatus(NS, 'sandbox-early', {
+    conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: new Date().toISOString() }],
+  });
+  assert.equal((await service.view.waitFor('early', (r) => r?.ready === false, 2000))?.status, 'Pending');
 
   // A stuck sandbox is not held: it answers at once, with the reason.
   await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'stuck' });
