@@ -155,7 +155,9 @@ export const SETTINGS: Record<Setting, Doc> = {
     'Requests to a sandbox that is starting are held this long by default (clients ask with X-Sandbox-Wait).',
   ),
   PROXY_MAX_WAIT_READY_SECONDS: access('The longest hold a client may ask for.'),
-  PROXY_EARLY_READY: access('A held request goes to the pod as soon as its app answers, before kubelet marks it Ready.'),
+  PROXY_EARLY_READY: access(
+    'A starting sandbox is Running (status, ?wait=, events, proxied requests) as soon as its app answers on the pod’s address, before kubelet marks it Ready; the pod must be reachable from the provisioner.',
+  ),
   PROXY_CONNECTIONS_PER_SANDBOX: access('Keep-alive connections per sandbox (each stalled download holds about 210 KiB).'),
   PROXY_SIGNING_KEYS: access(
     'Comma-separated keys (at least 32 characters each) for capabilities: the first signs, all verify. Give every replica the same (a Secret); otherwise each makes its own and /readyz says so.',

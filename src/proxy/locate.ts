@@ -44,8 +44,15 @@ export class Locator {
     this.#access = deps.access;
     this.#upstreams = deps.upstreams;
     const { sandbox, proxy } = deps.config;
-    if (proxy.earlyReady)
+    if (proxy.earlyReady) {
       this.#appCheck = new AppCheck({ path: sandbox.probePath, port: sandbox.port, upstreams: deps.upstreams, view: deps.view });
+      // Gateway mode routes through the sandbox's Service, which has it only once Ready: nothing to see early.
+      if (!deps.config.gateway) this.#appCheck.watch();
+    }
+  }
+
+  stop(): void {
+    this.#appCheck?.stop();
   }
 
   /** Forgets what it knew of a sandbox that is gone or has a new pod. */

@@ -122,6 +122,7 @@ export class SandboxProxy {
     this.#report.closing = true;
     this.#unsubscribe();
     this.#routeCheck?.stop();
+    this.#locator.stop();
     return this.#upstreams.close();
   }
 
