@@ -117,13 +117,26 @@ test('DEER_FLOW_HOST_BASE_DIR: the three skills views, accepted by the API serve
     extra_mounts: [{ host_path: '/etc', container_path: '/mnt/acp-workspace' }],
   });
   assert.equal(outside.status, 400);
-  const clash = await call(p.url, 'POST', '/api/sandboxes', {
+  // DeerFlow 2.1: an extra mount on a skill category takes that view's place (the API server accepts the
+  // pod: no path is mounted twice); the skills root itself stays the provisioner's.
+  const replaced = await call(p.url, 'POST', '/api/sandboxes?wait=20', {
     ...body,
     sandbox_id: 'v3',
-    extra_mounts: [{ host_path: '/srv/deer-flow/x', container_path: '/mnt/skills/custom' }],
+    extra_mounts: [{ host_path: '/srv/deer-flow/users/alice/skills_view/custom', container_path: '/mnt/skills/custom', read_only: true }],
   });
-  assert.equal(clash.status, 400, 'an extra mount may not shadow a skills view');
-  assert.match(String(clash.body['detail']), /clashes with a built-in mount/);
+  assert.equal(replaced.body['status'], 'Running', JSON.stringify(replaced.body));
+  const v3 = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-v3`);
+  const v3Mounts = (v3.spec as { containers: { volumeMounts: { mountPath: string; name: string }[] }[] }).containers[0]?.volumeMounts;
+  assert.deepEqual(
+    v3Mounts?.filter((m) => m.mountPath.startsWith('/mnt/skills')).map((m) => `${m.name} ${m.mountPath}`),
+    ['skills-public /mnt/skills/public', 'skills-legacy /mnt/skills/legacy', 'extra-0 /mnt/skills/custom'],
+  );
+  const clash = await call(p.url, 'POST', '/api/sandboxes', {
+    ...body,
+    sandbox_id: 'v4',
+    extra_mounts: [{ host_path: '/srv/deer-flow/x', container_path: '/mnt/skills' }],
+  });
+  assert.equal(clash.status, 400, 'no extra mount at the skills root');
 });
 
 test('DeerFlow’s client in every URL mode with the default probes: create, poll, exec; a slow app and a cold node say why in answers and timings', async (t) => {
