@@ -2,7 +2,7 @@
 // rows in view, so 10,000 sandboxes stay usable. Plain JavaScript, served as is.
 'use strict';
 
-const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown'];
+const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown', 'Terminating'];
 const ROW_HEIGHT = 32;
 const KEY = 'sandbox-provisioner-key';
 
