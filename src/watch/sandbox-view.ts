@@ -107,13 +107,14 @@ export class SandboxView {
     this.#see(id, podUid, { servedAt: this.#now() });
   }
 
-  #see(id: string, podUid: string, fact: Partial<Usable>): void {
+  #see(id: string, podUid: string, fact: Pick<Partial<Usable>, 'answeredAt' | 'servedAt'>): void {
     const record = this.#records.get(id);
     if (record?.podUid !== podUid) return;
     const before = this.#seen.get(id);
     const base: Usable =
       before?.podUid === podUid ? before : { podUid, answeredAt: undefined, servedAt: undefined, wasReady: record.ready };
-    this.#seen.set(id, { ...base, ...Object.fromEntries(Object.entries(fact).filter(([k]) => base[k as keyof Usable] === undefined)) });
+    // The first sighting counts: a later answer of the same pod changes nothing.
+    this.#seen.set(id, { ...base, answeredAt: base.answeredAt ?? fact.answeredAt, servedAt: base.servedAt ?? fact.servedAt });
     this.#refresh(id);
   }
 

@@ -25,7 +25,8 @@ test('GET and POST through the proxy equal the direct answers', async (t) => {
   const { p, urls } = await ready(t, 'proxy', ['pa']);
   for (const [method, path, body] of [
     ['GET', '/v1/sandbox', undefined],
-    ['POST', '/v1/shell/exec', JSON.stringify({ command: 'echo hi' })],
+    // In a named shell session (a command without one gets a new session, so two calls never answer alike).
+    ['POST', '/v1/shell/exec', JSON.stringify({ command: 'echo hi', id: 'same' })],
     ['GET', '/missing/thing?x=1', undefined],
   ] as const) {
     const headers: Record<string, string> = body ? { 'content-type': 'application/json' } : {};
