@@ -425,8 +425,8 @@ const schema = envFields
         ? {
             parentRefs: e.GATEWAY_PARENT_REFS.map((r) => ({ ...r, namespace: r.namespace ?? e.K8S_NAMESPACE })),
             publicUrl: (e.GATEWAY_PUBLIC_URL ?? '').replace(/\/+$/, ''),
-            /** How long Running may wait for the gateway to serve a route (0: not checked). */
-            routeCheckMs: e.GATEWAY_ROUTE_CHECK_SECONDS * 1000,
+            /** How long Running may wait for the gateway to serve a route (0: not checked; the proxy's engine checks it). */
+            routeCheckMs: e.PROXY_ENABLED ? e.GATEWAY_ROUTE_CHECK_SECONDS * 1000 : 0,
           }
         : undefined,
   }));

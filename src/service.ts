@@ -62,7 +62,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     probe: (timeoutMs) => kube.probe(timeoutMs),
     probeEveryMs: config.k8sProbeMs,
     // The proxy's route check tells the view when the gateway serves a route (proxy/route-check.ts).
-    routeCheck: config.proxy.enabled && (config.gateway?.routeCheckMs ?? 0) > 0,
+    routeCheck: (config.gateway?.routeCheckMs ?? 0) > 0,
   });
   const nodes = new NodeImages({
     ...nodeSources(kube, config.sandbox.nodeSelector),

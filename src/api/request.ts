@@ -11,6 +11,7 @@ import {
   SANDBOX_ID_LENGTH_RULE,
   SANDBOX_ID_RULE,
   SKILL_CATEGORIES,
+  skillPath,
   SKILLS_PATH,
   THREAD_ID,
   USER_ID,
@@ -114,7 +115,7 @@ export function toSandboxRequest(body: z.infer<typeof createRequestSchema>, conf
       throw new HttpError('invalid_request', `Extra mount container path must be absolute: ${JSON.stringify(m.container_path)}`);
     }
     const clean = containerPath.length > 1 ? containerPath.replace(/\/+$/, '') : containerPath;
-    if (!config.extraMounts.allowedPaths.includes(clean) && !SKILL_CATEGORIES.some((c) => clean === `${root}/${c}`))
+    if (!config.extraMounts.allowedPaths.includes(clean) && !SKILL_CATEGORIES.some((c) => clean === skillPath(root, c)))
       throw new HttpError('invalid_request', `Unsupported extra mount path: ${clean}`);
     if (builtinMountPaths(root).some((b) => b === clean || isUnder(b, clean)))
       throw new HttpError('invalid_request', `Extra mount path clashes with a built-in mount: ${clean}`);

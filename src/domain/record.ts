@@ -381,8 +381,8 @@ export type SandboxRecord = {
 };
 
 /**
- * What this service itself saw of a pod (by its uid): its app answering on the pod's address, and (gateway
- * mode, with the route check) the gateway serving its route. `served` undefined: not checked.
+ * What this service itself saw of a pod (by its uid), each when first seen: its app answering on the pod's
+ * address, and (gateway mode, with the route check) the gateway serving its route.
  */
 export type Usable = {
   podUid: string;
@@ -417,12 +417,13 @@ export function joinRecord(
   )
     d = { ...d, reason: 'PullingImage', message: image.pulling };
   const own = seen && pod && seen.podUid === pod.uid ? seen : undefined;
-  if (!gateway && own?.answeredAt !== undefined && !own.wasReady && answersEarly(pod, d))
-    d = { status: 'Running', reason: undefined, message: undefined };
+  const early =
+    pod?.ready === 'False' && onlyReadyMissing({ phase: pod.phase, deleting: pod.deleting, status: d.status, reason: d.reason });
+  if (!gateway && own?.answeredAt !== undefined && !own.wasReady && early) d = { status: 'Running', reason: undefined, message: undefined };
   const route = gateway?.route;
   if (gateway && pod && !pod.deleting) d = withRoute(d, route);
   if (gateway?.checked && d.status === 'Running' && own?.servedAt === undefined)
-    d = { status: 'Pending', reason: 'RouteNotServed', message: 'waiting for the gateway to serve the sandbox’s route' };
+    d = { status: 'Pending', reason: ROUTE_NOT_SERVED, message: 'waiting for the gateway to serve the sandbox’s route' };
   return {
     sandboxId: id,
     threadId: pod?.threadId,
@@ -460,14 +461,21 @@ export function joinRecord(
   };
 }
 
-/** The container runs, nothing is wrong, kubelet has only not probed it Ready yet. */
-const answersEarly = (pod: PodFacts | undefined, d: Derived): boolean =>
-  pod !== undefined &&
-  pod.phase === 'Running' &&
-  !pod.deleting &&
-  pod.ready === 'False' &&
-  d.status === 'Pending' &&
-  (d.reason === undefined || d.reason === 'ContainersNotReady');
+/**
+ * The container runs and nothing is wrong: only kubelet's Ready is missing (of a record, or of a pod's
+ * facts with what was derived from them). The proxy's app check polls such sandboxes, and one whose app
+ * answered counts as Running.
+ */
+export const onlyReadyMissing = (s: {
+  phase: string | undefined;
+  deleting: boolean;
+  status: SandboxStatus;
+  reason: string | undefined;
+}): boolean =>
+  s.phase === 'Running' && !s.deleting && s.status === 'Pending' && (s.reason === undefined || s.reason === 'ContainersNotReady');
+
+/** Gateway mode: the route is accepted, and the gateway has not served it yet (the route check asks it). */
+export const ROUTE_NOT_SERVED = 'RouteNotServed';
 
 /**
  * Gateway mode: a sandbox is Running only when its pod is Ready and its route accepted. A route its

@@ -95,6 +95,8 @@ export const DEFAULT_SHELL_SESSIONS = 10;
 export const MAX_SHELL_SESSIONS_ENV = 'MAX_SHELL_SESSIONS';
 /** DeerFlow 2.1's skill categories under the skills root: each may be replaced by an extra mount. */
 export const SKILL_CATEGORIES = ['public', 'custom', 'legacy', 'integrations'] as const;
+/** Where a skill category is mounted under a skills root. */
+export const skillPath = (root: string, category: (typeof SKILL_CATEGORIES)[number]): string => `${root}/${category}`;
 /** Paths no skills root may equal, lie under, or hold (DeerFlow 2.1). */
 export const RESERVED_MOUNT_PATHS = ['/mnt/user-data', '/mnt/acp-workspace', '/mnt/integrations/lark-cli'] as const;
 /** The Lark broker sidecar and the shim's init container, by name (the broker attestation reads them off the pod). */

@@ -17,6 +17,7 @@ import {
   LARK_SHIM_CONTAINER,
   MAX_SHELL_SESSIONS_ENV,
   SKILL_CATEGORIES,
+  skillPath,
   SKILLS_VIEWS,
   USER_DATA_PATH,
   ANNOTATION_THREAD_ID,
@@ -64,7 +65,7 @@ function storage(config: Config, req: SandboxRequest): Storage {
   // DeerFlow 2.1: an extra mount on a skill category takes the place of that category's default; the
   // one skills volume (claim or the seed's host path) goes only when all four are given.
   const overridden = new Set(req.extraMounts.map((m) => m.containerPath));
-  const whole = SKILL_CATEGORIES.every((c) => overridden.has(`${req.skillsRoot}/${c}`));
+  const whole = SKILL_CATEGORIES.every((c) => overridden.has(skillPath(req.skillsRoot, c)));
   switch (skills.source) {
     case 'claim': {
       if (whole) break;
@@ -80,7 +81,7 @@ function storage(config: Config, req: SandboxRequest): Storage {
       break;
     case 'views':
       for (const view of SKILLS_VIEWS) {
-        const mountPath = `${req.skillsRoot}/${view.category}`;
+        const mountPath = skillPath(req.skillsRoot, view.category);
         if (overridden.has(mountPath)) continue;
         volumes.push({ name: view.volume, hostPath: { path: join(skills.baseDir, ...view.hostPath(req.userId)), type: 'Directory' } });
         mounts.push({ name: view.volume, mountPath, readOnly: true });

@@ -8,8 +8,7 @@
 // own poll), not only for the proxy. The checks go through the proxy's one engine (upstream.ts), on the
 // pool of the pod's address that the request will then use.
 
-import type { SandboxRecord } from '../domain/record.ts';
-
+import { onlyReadyMissing, type SandboxRecord } from '../domain/record.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { Upstreams } from './upstream.ts';
 
@@ -18,7 +17,8 @@ export type AppCheckOptions = { path: string; port: number; upstreams: Upstreams
 /** The origin of a pod's app, by its address. */
 export const podOrigin = (ip: string, port: number): string => `http://${ip.includes(':') ? `[${ip}]` : ip}:${port}`;
 
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+/** Waits `ms`, or less when `signal` aborts first (the polls' pause). */
+export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     const t = setTimeout(done, ms);
     function done(): void {
@@ -33,17 +33,9 @@ const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
 const WATCHED = 64;
 const WATCH_EVERY_MS = 250;
 
-/** Its container runs, it has an address, nothing is wrong: only kubelet's Ready is missing. */
+/** Its container runs, it has an address, its app has not answered yet, and only kubelet's Ready is missing. */
 const starting = (r: SandboxRecord | undefined): r is SandboxRecord =>
-  r !== undefined &&
-  r.phase === 'Running' &&
-  r.podIP !== undefined &&
-  r.podUid !== undefined &&
-  !r.ready &&
-  !r.deleting &&
-  r.answeredAt === undefined &&
-  r.status === 'Pending' &&
-  (r.reason === undefined || r.reason === 'ContainersNotReady');
+  r !== undefined && !r.ready && r.podIP !== undefined && r.podUid !== undefined && r.answeredAt === undefined && onlyReadyMissing(r);
 
 export class AppCheck {
   #options: Required<AppCheckOptions>;

@@ -57,7 +57,7 @@ export class SandboxProxy {
     this.#policy = { trusted: deps.trusted, apiKey: config.auth.apiKey };
     this.#upstreams = new Upstreams(config.proxy);
     this.#locator = new Locator({ config, view, access: new Access(config.auth, deps.capabilities), upstreams: this.#upstreams });
-    if (config.gateway && config.gateway.routeCheckMs > 0)
+    if ((config.gateway?.routeCheckMs ?? 0) > 0)
       this.#routeCheck = new RouteCheck({ config, view, upstreams: this.#upstreams, capabilities: deps.capabilities, log: deps.log });
     this.#report = new Report({
       log: deps.log,

@@ -7,10 +7,12 @@
 // sandboxes back for ever: after GATEWAY_ROUTE_CHECK_SECONDS the route counts as served, with a warning.
 
 import type { Config } from '../config.ts';
+import { ROUTE_NOT_SERVED } from '../domain/record.ts';
 import { capabilityPath } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import type { Logger } from '../log.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
+import { sleep } from './app-check.ts';
 import type { Upstreams } from './upstream.ts';
 
 const EVERY_MS = 100;
@@ -37,7 +39,7 @@ export class RouteCheck {
     this.#probePath = config.sandbox.probePath;
     this.#limitMs = config.gateway?.routeCheckMs ?? 0;
     this.#unsubscribe = deps.view.subscribe(({ id, record }) => {
-      const waiting = record?.reason === 'RouteNotServed' && record.podUid !== undefined ? record.podUid : undefined;
+      const waiting = record?.reason === ROUTE_NOT_SERVED && record.podUid !== undefined ? record.podUid : undefined;
       const poll = this.#polls.get(id);
       if (poll && poll.podUid !== waiting) {
         poll.stop.abort();
@@ -45,7 +47,7 @@ export class RouteCheck {
       }
       if (waiting !== undefined && !this.#polls.has(id)) this.#start(id, waiting);
     });
-    for (const record of deps.view.list((r) => r.reason === 'RouteNotServed' && r.podUid !== undefined))
+    for (const record of deps.view.list((r) => r.reason === ROUTE_NOT_SERVED && r.podUid !== undefined))
       this.#start(record.sandboxId, record.podUid ?? '');
   }
 
@@ -69,10 +71,7 @@ export class RouteCheck {
         );
         return this.#view.routeServed(id, podUid);
       }
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, EVERY_MS);
-        signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-      });
+      await sleep(EVERY_MS, signal);
     }
   }
 

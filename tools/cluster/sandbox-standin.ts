@@ -79,7 +79,8 @@ export type StandinOptions = {
  * does (DeerFlow #5178: the 11th subagent shell evicted a live one).
  */
 class ShellSessions {
-  #open = new Map<string, number>();
+  /** Open sessions, least recently used first. */
+  #open = new Set<string>();
   #made = 0;
   readonly capacity: number;
 
@@ -97,7 +98,7 @@ class ShellSessions {
       if (evicted !== undefined) this.#open.delete(evicted);
     }
     this.#open.delete(session);
-    this.#open.set(session, Date.now());
+    this.#open.add(session);
     return { id: session, evicted };
   }
 
