@@ -238,8 +238,10 @@ function drawHistory(now) {
   ctx.fillText('0', 2, y(0) + 4);
   ctx.fillText('-1h', pad, canvas.height - 6);
   ctx.fillText('now', canvas.width - pad - 18, canvas.height - 6);
-  // One line per status, and its latest value as a dot (a single sample, after a restart, is a dot).
-  STATUSES.forEach((status, k) => {
+  // One line per status, and its latest value as a dot (a single sample, after a restart, is a dot);
+  // the legend's labels side by side, each as wide as its text.
+  let legendX = pad + 10;
+  STATUSES.forEach((status) => {
     ctx.strokeStyle = ctx.fillStyle = statusColor(status);
     ctx.lineWidth = 2;
     ctx.beginPath();
@@ -248,7 +250,9 @@ function drawHistory(now) {
     ctx.beginPath();
     ctx.arc(x(Date.now()), y(now[status]), 3, 0, 2 * Math.PI);
     ctx.fill();
-    ctx.fillText(`${status} ${now[status]}`, pad + 10 + k * 100, 12);
+    const label = `${status} ${now[status]}`;
+    ctx.fillText(label, legendX, 12);
+    legendX += ctx.measureText(label).width + 14;
   });
 }
 
