@@ -35,7 +35,9 @@ export function loadKubeConfig(config: Pick<Config, 'kubeconfigPath' | 'apiServe
     kc.loadFromCluster();
     source = 'in-cluster service account';
   } else {
-    throw new KubeconfigError(`no kubeconfig at KUBECONFIG_PATH=${path}, and not running inside a cluster (KUBERNETES_SERVICE_HOST unset)`);
+    throw new KubeconfigError(
+      `no kubeconfig at KUBECONFIG_PATH=${path}, and not running inside a cluster (KUBERNETES_SERVICE_HOST unset): set KUBECONFIG_PATH or KUBECONFIG to your kubeconfig`,
+    );
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KubeconfigError(`kubeconfig ${source} has no current context/cluster`);
@@ -88,6 +90,8 @@ export interface Kube {
     idleMs?: number,
   ): Promise<{ abort: () => void }>;
   probe(timeoutMs: number): Promise<void>;
+  /** A GET whose answer is streamed (a pod's log, followed): its body, once the status is 200. */
+  stream(path: string, signal: AbortSignal): Promise<NodeJS.ReadableStream>;
   close(): Promise<void>;
 }
 
@@ -164,13 +168,13 @@ export class KubeClient implements Kube {
   /**
    * Streams a watch (`path` must carry `watch=true`): one onEvent call per JSON line, then onDone once,
    * with undefined when the server ended the watch, or the error. A watch silent for `idleMs` (no
-   * event and no bookmark) is treated as dead.
+   * event and no bookmark) is treated as dead: callers pass more than the watch's `timeoutSeconds`.
    */
   async watch(
     path: string,
     onEvent: (type: string, object: unknown) => void,
     onDone: (err: unknown) => void,
-    idleMs = 120_000,
+    idleMs = 600_000,
   ): Promise<{ abort: () => void }> {
     const { headers, agent } = await this.#prepare();
     const controller = new AbortController();
@@ -216,6 +220,25 @@ export class KubeClient implements Kube {
       })
       .catch((err: unknown) => finish(done ? undefined : new KubeUnavailableError('WATCH', path, err)));
     return { abort: () => finish(undefined) };
+  }
+
+  async stream(path: string, signal: AbortSignal): Promise<NodeJS.ReadableStream> {
+    const { headers, agent } = await this.#prepare();
+    let res;
+    try {
+      res = await undiciRequest(this.server + path, {
+        method: 'GET',
+        headers: { ...headers, accept: '*/*', 'user-agent': 'sandbox-provisioner' },
+        dispatcher: agent,
+        signal,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: 0,
+      });
+    } catch (err) {
+      throw new KubeUnavailableError('GET', path, err);
+    }
+    if (res.statusCode >= 400) throw new KubeApiError('GET', path, res.statusCode, parseStatus(await res.body.text()));
+    return res.body;
   }
 
   /** Any answer of the API server, within `timeoutMs` (GET /version: cheap, and open to every identity). */

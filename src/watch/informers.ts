@@ -44,8 +44,6 @@ export type InformerOptions = {
   watchEvents?: WatchFn;
   log?: ReflectorLog;
   now?: () => number;
-  /** A watch with no event, bookmark or reconnect for this long is reported unhealthy. */
-  staleAfterMs?: number;
   backoff?: { initialMs: number; maxMs: number };
   delay?: (ms: number, signal: AbortSignal) => Promise<void>;
   /**
@@ -73,7 +71,6 @@ export class Informers {
   #routeReflector: Reflector<HttpRoute, RouteFacts> | undefined;
   #eventsOn = false;
   #now: () => number;
-  #staleAfterMs: number;
   #log: ReflectorLog;
   #probe: ApiProbe | undefined;
   #changed: (id: string) => void;
@@ -82,7 +79,6 @@ export class Informers {
     this.#changed = changed;
     this.watchesRoutes = options.routes !== undefined;
     this.#now = options.now ?? Date.now;
-    this.#staleAfterMs = options.staleAfterMs ?? 90_000;
     this.#log = options.log ?? { info() {}, warn() {}, error() {} };
     const common = {
       log: this.#log,
@@ -215,9 +211,9 @@ export class Informers {
     const problems: string[] = [];
     for (const r of reflectors) {
       if (!r.stats.synced) problems.push(`${r.name}: initial list not done${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
+      // A connected watch is healthy however quiet it is: a namespace where nothing changes sends
+      // nothing. Whether the API server still answers is the probe's to say, below.
       else if (!r.stats.connected) problems.push(`${r.name}: watch disconnected${r.stats.lastError ? ` (${r.stats.lastError})` : ''}`);
-      else if (now - r.stats.lastContactAt > this.#staleAfterMs)
-        problems.push(`${r.name}: no watch activity for ${Math.round((now - r.stats.lastContactAt) / 1000)}s`);
     }
     const lastContactAt = Math.max(this.#probe?.lastOkAt ?? 0, ...reflectors.map((r) => r.stats.lastContactAt));
     if (this.#probe && this.#probe.failures > 0) {

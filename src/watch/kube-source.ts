@@ -9,6 +9,9 @@ import type { EventJson, HttpRoute, NodeJson, PodJson, ServiceJson, WireList } f
 import { Gone, type ListFn, type WatchFn } from './reflector.ts';
 
 /** Sandbox objects by label; kubelet's events of pods by field (events carry no labels). */
+/** How long past its server-side deadline a silent watch is given before it counts as dead. */
+export const WATCH_DEADLINE_GRACE_SECONDS = 30;
+
 type Selector = { labelSelector: string } | { fieldSelector: string };
 
 function list<T>(client: Kube, collection: string, selector: Selector): ListFn<T> {
@@ -27,18 +30,23 @@ function list<T>(client: Kube, collection: string, selector: Selector): ListFn<T
 
 function watch(client: Kube, collection: string, selector: Selector, random: () => number): WatchFn {
   return (resourceVersion, onEvent, onDone) => {
+    const timeoutSeconds = 240 + Math.floor(random() * 120);
     const query = new URLSearchParams({
       watch: 'true',
       ...selector,
       allowWatchBookmarks: 'true',
       resourceVersion,
-      timeoutSeconds: String(240 + Math.floor(random() * 120)),
+      timeoutSeconds: String(timeoutSeconds),
     });
     return client.watch(
       `${collection}?${query}`,
       (type, object) => onEvent(type as Parameters<typeof onEvent>[0], object),
       // The API server may refuse a too-old resourceVersion with HTTP 410 before the stream starts.
       (err) => onDone(err instanceof KubeApiError && err.status === 410 ? new Gone(err.message) : err),
+      // A quiet watch is not a dead one: a namespace with no change sends nothing, and the API server
+      // sends bookmarks only for watches its cache serves (never for events, which it does not cache).
+      // Only a watch still open past its own deadline is dead; the API probe sees a frozen server sooner.
+      (timeoutSeconds + WATCH_DEADLINE_GRACE_SECONDS) * 1000,
     );
   };
 }

@@ -1,5 +1,6 @@
 // The sandbox view against the real API server: events, readiness, an API-server outage with changes
-// made meanwhile (through a second API server on the same etcd), and a forced 410 Gone.
+// made meanwhile (through a second API server on the same etcd), a forced 410 Gone, and a namespace
+// where nothing happens for minutes.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -11,7 +12,7 @@ import { SandboxView } from '../../src/watch/sandbox-view.ts';
 import { recoverControllers, startApiServer, startSecondApiServer, stopApiServer } from '../../tools/cluster/cluster.ts';
 import { KubeHttp } from '../../tools/cluster/kube-http.ts';
 import { sandboxPod, sandboxService } from '../../tools/cluster/objects.ts';
-import { admin, cluster, eventually, namespace } from '../helpers.ts';
+import { admin, call, captureLogs, cluster, eventually, FAST_PROBES, namespace, provisioner } from '../helpers.ts';
 
 const pod = (id: string) => sandboxPod(id, { 'sandbox.deer-flow/thread-id': `t-${id}` });
 const service = sandboxService;
@@ -142,4 +143,31 @@ test('a forced 410 Gone relists to the same final view with no duplicate adds', 
     ['g2', 1],
     ['g3', 1],
   ]);
+});
+
+test('a namespace where nothing happens for 3 minutes: /readyz stays healthy and no watch is restarted', async (t) => {
+  const ns = await namespace(t, 'quiet');
+  const { log, lines } = captureLogs();
+  const p = await provisioner(t, ns, FAST_PROBES, { log });
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'q1' })).status, 201);
+  await eventually('the last event of the start is in', () => (p.view.get('q1')?.status === 'Running' ? true : undefined));
+  // kubelet's events come from a watch the API server's cache does not serve, so it sends no bookmarks:
+  // from here on nothing arrives on it. Before, /readyz went unhealthy after 95 s and the watch was cut at 120 s.
+  const quietSince = Date.now();
+  const seen: string[] = [];
+  while (Date.now() - quietSince < 180_000) {
+    const ready = await call(p.url, 'GET', '/readyz');
+    if (ready.status !== 200 || ready.body['healthy'] !== true)
+      seen.push(`${Math.round((Date.now() - quietSince) / 1000)}s: ${ready.status} ${JSON.stringify(ready.body)}`);
+    const metrics = await (await fetch(`${p.url}/metrics`)).text();
+    if (!/^sandbox_provisioner_view_healthy 1$/m.test(metrics)) seen.push(`view_healthy is not 1`);
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+  assert.deepEqual(seen, [], 'healthy throughout');
+  assert.deepEqual(
+    lines.filter((l) => /idle|retrying|disconnected/.test(l)),
+    [],
+    'no watch was declared dead',
+  );
+  assert.equal(p.view.stats().restarts, 0);
 });
