@@ -253,6 +253,25 @@ test('the admission policy in deploy/: only the provisioner’s ServiceAccount m
     const o = await objectsIn(ns);
     return !o.pods.includes('sandbox-nope') && !o.services.includes('sandbox-nope-svc') ? true : undefined;
   });
+
+  // Uninstalled with its sandboxes kept (docs/deploy.md): the ConfigMap goes, the guard stays and fails
+  // closed. Before, its binding allowed every look-alike once the ConfigMap was gone.
+  await kube.delete(`/api/v1/namespaces/${ns}/configmaps/sandbox-provisioner`);
+  await eventually('the guard sees the ConfigMap gone', () =>
+    kube.post(`/api/v1/namespaces/${ns}/pods`, lookalike('sandbox-after')).then(
+      async () => {
+        await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-after`, { gracePeriodSeconds: 0 });
+        return undefined;
+      },
+      (err: Error) => err.message,
+    ),
+  ).then((message) => assert.match(message, /no params found for policy binding with `Deny` parameterNotFoundAction/));
+  await assert.rejects(sa.post(`/api/v1/namespaces/${ns}/pods`, lookalike('sandbox-by-sa')), /no params found/);
+  // A namespace where no provisioner ever ran is guarded the same way; deletes stay open to the operator.
+  const elsewhere = await namespace(t, 'guard-none');
+  await assert.rejects(kube.post(`/api/v1/namespaces/${elsewhere}/pods`, lookalike('sandbox-x')), /no params found/);
+  await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-ok-0-reference`, { gracePeriodSeconds: 0 });
+  await kube.delete(`/api/v1/namespaces/${ns}/services/sandbox-ok-0-reference-svc`);
 });
 
 const saToken = (ns: string): Promise<string> => serviceAccountToken(ns, 'sandbox-provisioner');

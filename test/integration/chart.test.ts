@@ -10,7 +10,7 @@ import { loadAllYaml, type RbacV1Subject, type V1Deployment, type V1DeploymentSp
 import { loadConfig } from '../../src/config.ts';
 import type { Wire } from '../../src/domain/wire.ts';
 import type { KubeObject } from '../../tools/cluster/kube-http.ts';
-import { admin, call, cluster, namespace, spawnProvisioner } from '../helpers.ts';
+import { admin, call, cluster, eventually, namespace, spawnProvisioner } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const chart = join(root, 'deploy', 'helm', 'sandbox-provisioner');
@@ -132,6 +132,21 @@ test('helm install, upgrade and uninstall on the control plane; running sandboxe
     `/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/${fullname}-sandbox-guard`,
   ])
     assert.ok(await kube.find(path), path);
+  // The release's guard covers its sandbox namespace, closed to look-alikes; another namespace is not its own.
+  const lookalike = (name: string) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: 'deer-flow-sandbox', 'sandbox-id': name } },
+    spec: { automountServiceAccountToken: false, containers: [{ name: 'sandbox', image: 'x' }] },
+  });
+  await eventually('the guard is in force', () =>
+    kube.post(`/api/v1/namespaces/${ns}/pods`, lookalike('sandbox-fake')).then(
+      async () => void (await kube.delete(`/api/v1/namespaces/${ns}/pods/sandbox-fake`, { gracePeriodSeconds: 0 })),
+      (err: Error) => (/only the sandbox provisioner/.test(err.message) ? true : undefined),
+    ),
+  );
+  const other = await namespace(t, 'chart-other');
+  await kube.post(`/api/v1/namespaces/${other}/pods`, lookalike('sandbox-elsewhere'));
   const deploymentPath = `/apis/apps/v1/namespaces/${ns}/deployments/${fullname}`;
   const podAnnotations = async () => (await kube.get<Wire<V1Deployment>>(deploymentPath)).spec?.template.metadata?.annotations ?? {};
   const first = await podAnnotations();
