@@ -70,7 +70,7 @@ export const errorSchema = z
   })
   .loose()
   .meta({ id: 'Error' });
-export const healthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
+export const healthSchema = z.object({ status: z.literal('ok'), version: z.string() }).meta({ id: 'Health' });
 const checkSchema = z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() });
 export const readySchema = z
   .object({
@@ -119,6 +119,11 @@ export function timings(record: SandboxRecord): SandboxAnswer['timings'] {
 }
 
 /** Renders records as answers; the serialized text of a record is cached (records are immutable). */
+/** The reason of a sandbox with no address in this URL mode (made under another one). */
+export const NO_ADDRESS_REASON = 'NoAddressInThisMode';
+const NO_ADDRESS_MESSAGE =
+  'made under another URL mode: its Service has no node port yet; the reconciler gives it one (RECONCILE_INTERVAL_SECONDS)';
+
 export class Answers {
   #config: Config;
   #expiresAt: (record: SandboxRecord) => number | undefined;
@@ -167,9 +172,13 @@ export class Answers {
     const created = Number.isFinite(record.createdAt);
     const token = this.#token(record);
     const expiresAt = this.#expiresAt(record) ?? (c.lifecycle.ttlMs > 0 && created ? record.createdAt + c.lifecycle.ttlMs : undefined);
+    const url = this.url(record, requestBase);
+    // A sandbox made under another URL mode (a ClusterIP Service in nodeport mode) has no address
+    // until the reconciler gives its Service a node port: say so rather than answer a bare "".
+    const unaddressed = url === '' && record.hasPod && record.hasService && !record.reason;
     return {
       sandbox_id: record.sandboxId,
-      sandbox_url: this.url(record, requestBase),
+      sandbox_url: url,
       ...(token ? { sandbox_token: token } : {}),
       status: record.status,
       max_shell_sessions: record.shellCapacity ?? DEFAULT_SHELL_SESSIONS,
@@ -182,6 +191,7 @@ export class Answers {
       ...(c.mountContractVersion !== undefined ? { mount_contract_version: c.mountContractVersion } : {}),
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.message ? { message: record.message } : {}),
+      ...(unaddressed ? { reason: NO_ADDRESS_REASON, message: NO_ADDRESS_MESSAGE } : {}),
       timings: timings(record),
     };
   }

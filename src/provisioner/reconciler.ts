@@ -1,7 +1,8 @@
 // Mends what a crash (of this process, another replica, or the reference provisioner) left behind: it
 // removes a service whose pod is gone, or a pod without its service, and sets a service's missing
 // ownerReference to its pod, once older than a grace period (a create in progress takes milliseconds
-// between the two). Runs at startup and periodically; each action is idempotent, so several replicas
+// between the two). In nodeport mode it gives a NodePort to a sandbox made under another URL mode (a
+// ClusterIP Service has no address in this mode). Runs at startup and periodically; each action is idempotent, so several replicas
 // may reconcile at once.
 
 import type { Config } from '../config.ts';
@@ -16,6 +17,7 @@ export type ReconcileResult = {
   ownersSet: string[];
   routesMended: string[];
   removedRoutes: string[];
+  nodePortsGiven: string[];
 };
 
 export async function reconcile(deps: {
@@ -27,12 +29,26 @@ export async function reconcile(deps: {
 }): Promise<ReconcileResult> {
   const { config, view, writer, log } = deps;
   const now = deps.now?.() ?? Date.now();
-  const result: ReconcileResult = { removedServices: [], removedPods: [], ownersSet: [], routesMended: [], removedRoutes: [] };
+  const result: ReconcileResult = {
+    removedServices: [],
+    removedPods: [],
+    ownersSet: [],
+    routesMended: [],
+    removedRoutes: [],
+    nodePortsGiven: [],
+  };
   for (const r of view.list()) {
     if (r.deleting || writer.busy(r.sandboxId) || now - r.createdAt < config.reconcile.graceMs) continue;
     if (config.gateway && (await mendRoute(r, writer, result))) continue;
     if (r.hasPod && r.hasService && r.podUid !== undefined && r.serviceOwnerUid !== r.podUid) {
       if (await writer.setOwner(r.sandboxId, r.podUid)) result.ownersSet.push(r.sandboxId);
+      continue;
+    }
+    if (r.hasPod && r.hasService && r.nodePort === undefined && needsNodePort(config)) {
+      if (await writer.makeNodePort(r.sandboxId)) {
+        result.nodePortsGiven.push(r.sandboxId);
+        log.info({ sandbox_id: r.sandboxId }, 'reconciler made the service of a sandbox from another URL mode a NodePort one');
+      }
       continue;
     }
     const orphan = !r.hasPod && r.hasService ? 'service' : r.hasPod && !r.hasService ? 'pod' : undefined;
@@ -64,4 +80,9 @@ async function mendRoute(
     return true;
   }
   return false;
+}
+
+/** nodeport mode: every sandbox's address is its node port. */
+export function needsNodePort(config: Config): boolean {
+  return config.sandboxUrl.mode === 'nodeport' && !config.gateway && config.sandbox.serviceType === 'NodePort';
 }

@@ -249,6 +249,22 @@ export class SandboxWriter {
   }
 
   /** Makes the service owned by its pod (ownerReference), so the garbage collector removes it with the pod; true when set. */
+  /**
+   * Makes a sandbox's Service a NodePort one (the API server gives it a node port): a sandbox made under
+   * another URL mode (a ClusterIP Service) gets an address in nodeport mode.
+   */
+  async makeNodePort(id: string): Promise<boolean> {
+    if (!this.#grants.can('patch', 'services')) return false;
+    try {
+      await this.#kube.request('PATCH', servicePath(this.#ns, id), { body: { spec: { type: 'NodePort' } }, contentType: MERGE_PATCH });
+      return true;
+    } catch (err) {
+      if (!isNotFound(err))
+        this.#log.warn({ sandbox_id: id, err }, 'could not make the service a NodePort one (the reconciler will retry)');
+      return false;
+    }
+  }
+
   async setOwner(id: string, podUid: string | undefined): Promise<boolean> {
     if (!podUid || !this.#grants.can('patch', 'services')) return false;
     const ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }];

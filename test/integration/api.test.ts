@@ -61,6 +61,26 @@ test('create, read, turn Running, list, delete: the reference flow', async (t) =
   assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/test-001')).status, 200, 'deleting a missing sandbox is 200');
 });
 
+test('after a change of URL mode, sandboxes made under the old one get an address in the new one', async (t) => {
+  const ns = await namespace(t, 'mode');
+  const before = await provisioner(t, ns, { SANDBOX_URL_MODE: 'proxy', SANDBOX_SERVICE_TYPE: 'ClusterIP' });
+  assert.equal((await call(before.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'm1' })).status, 201);
+  // Now nodeport mode, as the reference runs: DeerFlow's list_running drops a sandbox without a URL.
+  const after = await provisioner(t, ns, { RECONCILE_GRACE_SECONDS: '0' });
+  const listed = await eventually(
+    'm1 has a node port',
+    async () => {
+      const list = await call(after.url, 'GET', '/api/sandboxes');
+      const [m1] = list.body['sandboxes'] as { sandbox_url: string; reason?: string }[];
+      return m1 && /^http:\/\/127\.0\.0\.1:3\d{4}$/.test(m1.sandbox_url) ? m1 : undefined;
+    },
+    20_000,
+  );
+  assert.equal(listed.reason, undefined);
+  const sandbox = await eventually('its node port answers', () => fetch(`${listed.sandbox_url}/v1/sandbox`).catch(() => undefined));
+  assert.equal(sandbox.status, 200);
+});
+
 test('POST ?wait= answers once the sandbox is Running; a stuck one answers early with its reason', async (t) => {
   const ns = await namespace(t, 'wait');
   const p = await provisioner(t, ns);
@@ -348,4 +368,42 @@ test('configuration problems stop `npm start` with one line per problem', () => 
   const dir = run({ KUBECONFIG_PATH: '/tmp' });
   assert.equal(dir.status, 2);
   assert.match(dir.stderr.trim(), /^fatal: KUBECONFIG_PATH=\/tmp is a directory, expected a kubeconfig file/);
+});
+
+test('GET /api/sandboxes/{id}/logs: the container log through the API server (tail, follow), and clear 4xx otherwise', async (t) => {
+  const ns = await namespace(t, 'logs');
+  const p = await provisioner(t, ns, { PROVISIONER_API_KEY: 'logs-key', PROVISIONER_ALLOW_ANONYMOUS: 'false' });
+  const auth = { 'x-api-key': 'logs-key' };
+  assert.equal((await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'l1' }, auth)).status, 201);
+  assert.equal((await fetch(`${p.url}/api/sandboxes/l1/logs`)).status, 401, 'behind the API key');
+
+  const res = await fetch(`${p.url}/api/sandboxes/l1/logs`, { headers: auth });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+  assert.match(await res.text(), /starting .*\(the sandbox app on /);
+  const one = await (await fetch(`${p.url}/api/sandboxes/l1/logs?tail_lines=1`, { headers: auth })).text();
+  assert.equal(one.trim().split('\n').length, 1);
+
+  // Followed: the stream stays open with what is there, and ends when the pod goes.
+  const followed = await fetch(`${p.url}/api/sandboxes/l1/logs?follow=true`, { headers: auth });
+  const reader = followed.body!.getReader();
+  assert.match(new TextDecoder().decode((await reader.read()).value), /starting/);
+  assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/l1', undefined, auth)).status, 200);
+  for (;;) if ((await reader.read()).done) break;
+
+  // A pod on no node has no log: 409 with the API server's words; bad queries and unknown sandboxes are 4xx.
+  await setBehavior(ns, 'sandbox-l2', 'unschedulable');
+  await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'l2' }, auth);
+  const none = await call(p.url, 'GET', '/api/sandboxes/l2/logs', undefined, auth);
+  assert.equal(none.status, 409, JSON.stringify(none.body));
+  assert.equal(none.body['code'], 'logs_unavailable');
+  for (const [query, status] of [
+    ['tail_lines=abc', 400],
+    ['tail_lines=0', 400],
+    ['follow=maybe', 400],
+    ['container=Bad_Name', 400],
+  ] as const)
+    assert.equal((await call(p.url, 'GET', `/api/sandboxes/l2/logs?${query}`, undefined, auth)).status, status, query);
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes/nope/logs', undefined, auth)).body['code'], 'sandbox_not_found');
+  assert.equal((await call(p.url, 'GET', '/api/sandboxes/Bad..Id/logs', undefined, auth)).status, 400);
 });

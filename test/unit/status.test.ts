@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Answers, NO_ADDRESS_REASON } from '../../src/api/answer.ts';
+import { loadConfig } from '../../src/config.ts';
 import {
   deriveStatus,
   imageFacts,
@@ -185,4 +187,17 @@ test('image events: a pod waiting for its image says PullingImage with kubeletâ€
   );
   const stuck = pod({ phase: 'Pending', ready: 'False', reason: 'ImagePullBackOff' });
   assert.equal(joinRecord('a', stuck, svc(), waiting)?.reason, 'ImagePullBackOff', 'a stuck pull says so');
+});
+
+test('a sandbox with no address in this URL mode says why instead of a bare sandbox_url ""', () => {
+  const nodeport = new Answers(loadConfig({ K8S_NAMESPACE: 'n', NODE_HOST: 'h' }));
+  const made = joinRecord('a', pod(), svc({ nodePort: undefined }));
+  assert.ok(made);
+  const answer = nodeport.answer(made);
+  assert.equal(answer.sandbox_url, '');
+  assert.equal(answer.reason, NO_ADDRESS_REASON);
+  assert.match(String(answer.message), /another URL mode/);
+  const given = nodeport.answer(joinRecord('a', pod(), svc())!);
+  assert.equal(given.sandbox_url, 'http://h:30001');
+  assert.equal(given.reason, undefined);
 });
