@@ -5,7 +5,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LRUCache } from 'lru-cache';
-import type { SandboxRecord } from '../domain/record.ts';
+import { STUCK_REASONS, type SandboxRecord } from '../domain/record.ts';
 import { STATUSES, type SandboxStatus } from '../domain/sandbox.ts';
 import type { Answers, SandboxAnswer } from '../api/answer.ts';
 import type { EventStream, EventStreams } from '../http/event-stream.ts';
@@ -13,14 +13,24 @@ import type { SandboxView } from '../watch/sandbox-view.ts';
 
 export type Transition = { at: string; status: SandboxStatus; reason?: string };
 
+/**
+ * What the dashboard counts a sandbox as: its status, except that a Pending one that waits for someone
+ * to act (a crash loop, an image that cannot be pulled, no node to run on) is Stuck, counted apart.
+ */
+export const STATES = ['Pending', 'Stuck', ...STATUSES.filter((s) => s !== 'Pending')] as const;
+export type DashboardState = (typeof STATES)[number];
+export const stateOf = (r: SandboxRecord): DashboardState =>
+  r.status === 'Pending' && r.reason !== undefined && STUCK_REASONS.has(r.reason) ? 'Stuck' : r.status;
+
 /** One sandbox as the dashboard shows it: the API's answer plus what an operator looks at. */
 export type DashboardRow = SandboxAnswer & {
+  state: DashboardState;
   last_activity_at: string;
   create_to_running_s?: number;
   transitions: Transition[];
 };
 
-export type Sample = { at: string; counts: Record<SandboxStatus, number> };
+export type Sample = { at: string; counts: Record<DashboardState, number> };
 
 const TRANSITIONS_PER_SANDBOX = 20;
 const SAMPLE_EVERY_MS = 30_000;
@@ -87,11 +97,11 @@ export class Feed {
   }
 
   #sample(): void {
-    const counts = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<SandboxStatus, number>;
+    const counts = Object.fromEntries(STATES.map((s) => [s, 0])) as Record<DashboardState, number>;
     // Activity changes no record (it is kept in memory between writes): send it with each sample.
     const activity: Record<string, string> = {};
     for (const r of this.#deps.view.list()) {
-      counts[r.status] += 1;
+      counts[stateOf(r)] += 1;
       activity[r.sandboxId] = this.#iso(this.#deps.lastActivity(r));
     }
     const sample = { at: this.#iso(this.#now()), counts };
@@ -104,6 +114,7 @@ export class Feed {
     const ready = this.#readyAfter.get(record.sandboxId);
     return {
       ...this.#deps.answers.answer(record, base),
+      state: stateOf(record),
       last_activity_at: this.#iso(this.#deps.lastActivity(record)),
       ...(ready !== undefined ? { create_to_running_s: Math.round(ready * 10) / 10 } : {}),
       transitions: this.#transitions.get(record.sandboxId) ?? [this.#transitionNow(record)],

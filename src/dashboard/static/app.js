@@ -2,7 +2,9 @@
 // rows in view, so 10,000 sandboxes stay usable. Plain JavaScript, served as is.
 'use strict';
 
-const STATUSES = ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown', 'Terminating'];
+// What the page counts: the API's statuses, with Pending sandboxes that wait for someone to act
+// (CrashLoopBackOff, ImagePullBackOff, Unschedulable...) apart as Stuck (the row's `state`).
+const STATES = ['Pending', 'Stuck', 'Running', 'Succeeded', 'Failed', 'Unknown', 'Terminating'];
 const ROW_HEIGHT = 32;
 const KEY = 'sandbox-provisioner-key';
 
@@ -15,6 +17,7 @@ const state = {
   selected: undefined,
   key: sessionStorage.getItem(KEY) ?? '',
   abort: undefined,
+  locked: false, // the provisioner asked for a key this page does not have (yet)
 };
 
 // ---- formatting ----
@@ -45,7 +48,7 @@ function cell(value, className) {
 function badge(row) {
   const span = document.createElement('span');
   span.append(text('span', row.status, 'badge'));
-  span.firstChild.style.background = color(row.status);
+  span.firstChild.style.background = color(row.state ?? row.status);
   if (row.reason) span.append(text('span', row.reason, 'reason'));
   span.title = [row.status, row.reason, row.message].filter(Boolean).join(' — ');
   return span;
@@ -54,7 +57,7 @@ function badge(row) {
 // ---- the table: search, filter, and only the visible rows in the DOM ----
 
 function matches(row, query, status) {
-  if (status && row.status !== status) return false;
+  if (status && (row.state ?? row.status) !== status) return false;
   if (!query) return true;
   return [row.sandbox_id, row.thread_id, row.user_id].some((v) => v && v.toLowerCase().includes(query));
 }
@@ -118,11 +121,13 @@ function render() {
 }
 
 function renderCounts() {
-  const counts = Object.fromEntries(STATUSES.map((s) => [s, 0]));
-  for (const row of state.rows.values()) counts[row.status] += 1;
   const list = $('counts');
+  // Locked, the page knows nothing: it says so rather than show zeros as if there were no sandboxes.
+  if (state.locked) return list.replaceChildren(text('li', 'locked: enter the API key to see the sandboxes', 'locked'));
+  const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+  for (const row of state.rows.values()) counts[row.state ?? row.status] += 1;
   list.replaceChildren(
-    ...STATUSES.map((s) => {
+    ...STATES.map((s) => {
       const li = text('li', s);
       li.style.color = color(s);
       li.append(text('b', String(counts[s])));
@@ -214,6 +219,20 @@ async function act(kind) {
   $('d-result').textContent = res.ok ? (kind === 'delete' ? 'Deleting…' : 'Kept alive.') : `Failed: ${body.detail ?? res.status}`;
 }
 
+/** The selected sandbox's last log lines (GET /api/sandboxes/{id}/logs): what anyone asks first of a crash loop. */
+async function loadLogs() {
+  const id = state.selected;
+  if (!id) return;
+  const el = $('d-logs');
+  el.textContent = 'loading…';
+  const res = await fetch(`/api/sandboxes/${encodeURIComponent(id)}/logs?tail_lines=200`, { headers: headers() }).catch(() => undefined);
+  if (state.selected !== id) return;
+  if (!res) return void (el.textContent = 'the provisioner did not answer');
+  if (!res.ok) return void (el.textContent = (await res.json().catch(() => ({}))).detail ?? `error ${res.status}`);
+  el.textContent = (await res.text()) || '(empty)';
+  el.scrollTop = el.scrollHeight;
+}
+
 // ---- charts (canvas, no library) ----
 
 function drawHistory(now) {
@@ -222,7 +241,7 @@ function drawHistory(now) {
   const hour = 3600_000;
   const points = [...state.samples.map((s) => ({ at: Date.parse(s.at), counts: s.counts })), { at: Date.now(), counts: now }];
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const max = Math.max(1, ...points.flatMap((p) => STATUSES.map((s) => p.counts[s])));
+  const max = Math.max(1, ...points.flatMap((p) => STATES.map((s) => p.counts[s])));
   const pad = 24;
   // Placed by time: the right edge is now, the left edge an hour ago.
   const x = (at) => pad + (canvas.width - 2 * pad) * Math.max(0, 1 - (Date.now() - at) / hour);
@@ -239,9 +258,9 @@ function drawHistory(now) {
   ctx.fillText('-1h', pad, canvas.height - 6);
   ctx.fillText('now', canvas.width - pad - 18, canvas.height - 6);
   // One line per status, and its latest value as a dot (a single sample, after a restart, is a dot);
-  // the legend's labels side by side, each as wide as its text.
-  let legendX = pad + 10;
-  STATUSES.forEach((status) => {
+  // the legend's labels side by side, each as wide as its text, on a second line when they overflow.
+  let [legendX, legendY] = [pad + 10, 12];
+  STATES.forEach((status) => {
     ctx.strokeStyle = ctx.fillStyle = statusColor(status);
     ctx.lineWidth = 2;
     ctx.beginPath();
@@ -251,8 +270,10 @@ function drawHistory(now) {
     ctx.arc(x(Date.now()), y(now[status]), 3, 0, 2 * Math.PI);
     ctx.fill();
     const label = `${status} ${now[status]}`;
-    ctx.fillText(label, legendX, 12);
-    legendX += ctx.measureText(label).width + 14;
+    const width = ctx.measureText(label).width;
+    if (legendX + width > canvas.width - 4) [legendX, legendY] = [pad + 10, legendY + 13];
+    ctx.fillText(label, legendX, legendY);
+    legendX += width + 14;
   });
 }
 
@@ -344,6 +365,7 @@ async function connect() {
     setConnection(`error ${res.status}, retrying…`, 'down');
     return void setTimeout(connect, 2000);
   }
+  state.locked = false;
   $('login').hidden = true;
   $('main').hidden = false;
   setConnection('live', 'live');
@@ -375,6 +397,8 @@ async function connect() {
 
 function showLogin(message) {
   state.rows.clear();
+  state.locked = true;
+  renderCounts();
   $('main').hidden = true;
   $('login').hidden = false;
   $('login-error').textContent = message;
@@ -385,7 +409,7 @@ function showLogin(message) {
 // ---- wiring ----
 
 document.addEventListener('DOMContentLoaded', () => {
-  for (const s of STATUSES) $('status').append(new Option(s, s));
+  for (const s of STATES) $('status').append(new Option(s, s));
   $('search').addEventListener('input', () => schedule(true));
   $('status').addEventListener('change', () => schedule(true));
   $('viewport').addEventListener('scroll', () => schedule(false));
@@ -395,9 +419,15 @@ document.addEventListener('DOMContentLoaded', () => {
     state.selected = row.dataset.id;
     $('d-result').textContent = '';
     schedule(false);
+    void loadLogs();
   });
   $('delete').addEventListener('click', () => void act('delete'));
   $('keepalive').addEventListener('click', () => void act('keepalive'));
+  $('logs-refresh').addEventListener('click', () => void loadLogs());
+  void fetch('/health')
+    .then((r) => r.json())
+    .then((h) => ($('version').textContent = `v${h.version}`))
+    .catch(() => undefined);
   $('login').addEventListener('submit', (e) => {
     e.preventDefault();
     state.key = $('key').value;
