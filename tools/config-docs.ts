@@ -1,7 +1,7 @@
 // Writes what is derived from the settings (src/config.ts, documented in src/config-docs.ts) and from
 // deploy/: the settings table of docs/configuration.md, the `config:` block of the Helm chart's
 // values.yaml, the chart's values.schema.json, and the chart's copies of files kept in deploy/ (the
-// sandbox-guard policy, the Grafana board). `node tools/config-docs.ts` writes them; `--check` (and
+// sandbox-guard policy, the Grafana board). `npm run config-docs` writes them; `--check` (and
 // test/unit/chart-values.test.ts) fails when one is not current.
 //
 // The chart's defaults are the service's own, except the settings deploy/base/provisioner.env sets
@@ -136,6 +136,9 @@ const map = (description: string): JsonSchema => ({ type: 'object', description,
 const free = (description: string): JsonSchema => ({ type: 'object', description });
 const list = (description: string): JsonSchema => ({ type: 'array', description });
 
+/** A Kubernetes quantity, as a claim's size. */
+const QUANTITY = '^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$';
+
 export function valuesSchema(): JsonSchema {
   const config = Object.fromEntries(names.filter((s) => !SECRETS.includes(s)).map((s) => [s, configSchema(s)]));
   return {
@@ -203,6 +206,21 @@ export function valuesSchema(): JsonSchema {
         tolerations: list('Keep equal to config.SANDBOX_TOLERATIONS.'),
         pauseImage: str('The container that keeps the pod, and so the image, on the node.'),
       }),
+      claims: obj(
+        {
+          create: bool('Make the two claims (kept when the release is uninstalled: they hold the users’ files).'),
+          storageClassName: str('A storage class with ReadWriteMany access; empty: the cluster’s default.'),
+          skills: obj({
+            size: str('Its size.', { pattern: QUANTITY }),
+            accessMode: { enum: ['ReadOnlyMany', 'ReadWriteMany'], description: 'Mounted by every sandbox, on any node.' },
+          }),
+          userData: obj({
+            size: str('Its size.', { pattern: QUANTITY }),
+            accessMode: { enum: ['ReadWriteMany'], description: 'Written by every sandbox, on any node.' },
+          }),
+        },
+        'pvc mode: the claims of config.SKILLS_PVC_NAME and config.USERDATA_PVC_NAME, made by the chart when create is on.',
+      ),
       gateway: obj({
         exampleGateway: obj({
           enabled: bool('An example Gateway for gateway mode (config.SANDBOX_URL_MODE=gateway).'),
@@ -283,7 +301,7 @@ if (import.meta.main) {
   if (process.argv.includes('--check')) {
     const old = stale();
     if (old.length) {
-      console.error(`not current (run: node tools/config-docs.ts): ${old.join(', ')}`);
+      console.error(`not current (run: npm run config-docs): ${old.join(', ')}`);
       process.exit(1);
     }
   } else for (const d of derived()) writeFileSync(d.path, d.content);

@@ -5,7 +5,7 @@
 // slim functions of record.ts need. So a model's Date fields hold the RFC 3339 strings the API server sent;
 // Wire<T> is the model with that said in its type.
 
-import type { CoreV1Event, V1ListMeta, V1Node, V1ObjectMeta, V1Pod, V1Service } from '@kubernetes/client-node';
+import type { CoreV1Event, V1ListMeta, V1Node, V1ObjectMeta, V1PersistentVolumeClaim, V1Pod, V1Service } from '@kubernetes/client-node';
 
 /** T with every Date (at any depth) as the string JSON carries. */
 export type Wire<T> = T extends Date
@@ -21,6 +21,7 @@ export type PodJson = Wire<V1Pod>;
 export type ServiceJson = Wire<V1Service>;
 export type EventJson = Wire<CoreV1Event>;
 export type NodeJson = Wire<V1Node>;
+export type PersistentVolumeClaimJson = Wire<V1PersistentVolumeClaim>;
 
 /**
  * A list answer: its items and the list's own metadata. The model calls the continue token `_continue`

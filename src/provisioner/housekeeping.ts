@@ -4,7 +4,7 @@
 
 import type { Config } from '../config.ts';
 import { GATEWAY_API } from '../domain/sandbox.ts';
-import type { Gateway } from '../domain/wire.ts';
+import type { Gateway, PersistentVolumeClaimJson } from '../domain/wire.ts';
 import type { Kube } from '../kube/client.ts';
 import { isForbidden, isNotFound, StartupError } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
@@ -45,6 +45,15 @@ function signersProblem(n: number, ephemeral: boolean): string {
   );
 }
 
+/** pvc mode: the claims every sandbox mounts, with the setting that names each. */
+export function claimsOf(config: Config): { name: string; setting: string }[] {
+  const { skills, userData } = config.storage;
+  return [
+    ...(skills.source === 'claim' ? [{ name: skills.claim, setting: 'SKILLS_PVC_NAME' }] : []),
+    ...(userData.source === 'claim' ? [{ name: userData.claim, setting: 'USERDATA_PVC_NAME' }] : []),
+  ];
+}
+
 /** How long start-up waits for the namespace before serving anyway (the view reports what is missing). */
 const NAMESPACE_WAIT_MS = 10_000;
 
@@ -54,6 +63,7 @@ export class Housekeeping {
   #permissions: Check = { name: 'permissions', ok: true, detail: 'not checked yet' };
   #first: Promise<void> | undefined;
   #gateways: Check | undefined;
+  #claims: Check | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = new AbortController();
 
@@ -90,6 +100,7 @@ export class Housekeeping {
       ...this.#signers(),
       ...this.#images(),
       ...(this.#gateways ? [this.#gateways] : []),
+      ...(this.#claims ? [this.#claims] : []),
     ];
   }
 
@@ -116,6 +127,36 @@ export class Housekeeping {
         `SANDBOX_URL_MODE=gateway needs the Gateway API's HTTPRoute (${GATEWAY_API}, standard channel), which this cluster does not serve: install the CRDs (kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml) and a Gateway API implementation`,
       );
     }
+  }
+
+  /**
+   * pvc mode: the claims every sandbox mounts exist and are bound (when this identity may read them). A
+   * sandbox on a missing or unbound claim never starts: the scheduler holds it Pending, Unschedulable.
+   */
+  async #checkClaims(): Promise<void> {
+    const { config, kube } = this.#deps;
+    const problems: string[] = [];
+    for (const { name, setting } of claimsOf(config)) {
+      try {
+        const res = await kube.request('GET', `/api/v1/namespaces/${config.namespace}/persistentvolumeclaims/${name}`);
+        const claim = res.body as PersistentVolumeClaimJson;
+        const phase = claim.status?.phase ?? 'Pending';
+        if (phase !== 'Bound')
+          problems.push(
+            `PersistentVolumeClaim ${name} (${setting}) is ${phase}, not Bound: sandboxes stay Pending until it is (a storage class with ${claim.spec?.accessModes?.join(', ') || 'ReadWriteMany'} access must provide it)`,
+          );
+      } catch (err) {
+        if (isForbidden(err)) return; // not allowed to look: the sandboxes' scheduling still tells
+        problems.push(
+          isNotFound(err)
+            ? `PersistentVolumeClaim ${name} (${setting}) does not exist in ${config.namespace}: sandboxes stay Pending until it does (create it, or the chart's storage.createClaims)`
+            : String(err),
+        );
+      }
+    }
+    this.#claims = claimsOf(config).length
+      ? { name: 'claims', ok: problems.length === 0, ...(problems.length ? { detail: problems.join('; ') } : {}) }
+      : undefined;
   }
 
   /** The Gateways of GATEWAY_PARENT_REFS exist and are programmed (when this identity may read them). */
@@ -195,7 +236,11 @@ export class Housekeeping {
   /** What this identity may do: features whose verb is missing degrade, said once in the log and in /readyz. */
   async #checkPermissions(): Promise<void> {
     const { kube, grants, log, config } = this.#deps;
-    const permissions = await reviewPermissions(kube, config.namespace, needsFor(config.gateway !== undefined));
+    const permissions = await reviewPermissions(
+      kube,
+      config.namespace,
+      needsFor({ gateway: config.gateway !== undefined, claims: claimsOf(config).length > 0 }),
+    );
     grants.use(permissions);
     const detail = permissions.known
       ? permissions.describe()
@@ -213,6 +258,7 @@ export class Housekeeping {
         .catch((err: unknown) => log.error({ namespace: config.namespace, err }, 'namespace check failed'));
       await this.#checkPermissions();
       await this.#checkGateways();
+      await this.#checkClaims();
       const refused = await preflight(writer, config);
       this.#preflight = { name: 'preflight', ok: refused === undefined, ...(refused ? { detail: refused } : {}) };
       if (refused) log.error({ namespace: config.namespace }, refused);

@@ -61,8 +61,20 @@ const GATEWAY_NEEDS: readonly Need[] = [
   },
 ];
 
-/** What this deployment uses: every deployment's needs, and the gateway's in gateway mode. */
-export const needsFor = (gateway: boolean): readonly Need[] => (gateway ? [...NEEDS, ...GATEWAY_NEEDS] : NEEDS);
+/** STORAGE_MODE=pvc: a look at the claims every sandbox mounts. */
+const CLAIM_NEEDS: readonly Need[] = core(
+  ['get'],
+  'persistentvolumeclaims',
+  '/readyz saying when a claim of SKILLS_PVC_NAME or USERDATA_PVC_NAME is missing or not bound',
+  false,
+);
+
+/** What this deployment uses: every deployment's needs, the gateway's in gateway mode, the claims' in pvc mode. */
+export const needsFor = (uses: { gateway: boolean; claims: boolean }): readonly Need[] => [
+  ...NEEDS,
+  ...(uses.gateway ? GATEWAY_NEEDS : []),
+  ...(uses.claims ? CLAIM_NEEDS : []),
+];
 
 /** The Role rule (or, for cluster-scoped nodes, the ClusterRole rule) that grants a need. */
 const ruleFor = (n: Need): string =>

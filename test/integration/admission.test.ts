@@ -67,7 +67,8 @@ test('Pod Security baseline with hostPath: 422 pod_security_violation, /readyz n
 
   const pvc = await provisioner(t, ns, { SKILLS_PVC_NAME: 'skills', USERDATA_PVC_NAME: 'user-data' });
   await pvc.housekeeping();
-  assert.equal((await call(pvc.url, 'GET', '/readyz')).body['detail'], undefined, 'the preflight passes in PVC mode');
+  const checks = (await call(pvc.url, 'GET', '/readyz')).body['checks'] as { name: string; ok: boolean }[];
+  assert.equal(checks.find((c) => c.name === 'preflight')?.ok, true, 'the preflight passes in PVC mode');
   const ok = await call(pvc.url, 'POST', '/api/sandboxes', { sandbox_id: 'v1' });
   assert.equal(ok.status, 201, JSON.stringify(ok.body));
 });
@@ -189,4 +190,67 @@ test('least privilege: the Role in deploy/base is enough for the whole flow with
     }),
     /403/,
   );
+});
+
+test('pvc mode: /readyz names a missing or unbound claim, a sandbox on it stays Pending with the scheduler’s words, and runs once it is bound', async (t) => {
+  const ns = await namespace(t, 'claims');
+  const kube = admin();
+  const p = await provisioner(t, ns, { SKILLS_PVC_NAME: 'skills', USERDATA_PVC_NAME: 'user-data' });
+  await p.housekeeping();
+  const claimsCheck = async () =>
+    ((await call(p.url, 'GET', '/readyz')).body['checks'] as { name: string; ok: boolean; detail?: string }[]).find(
+      (c) => c.name === 'claims',
+    );
+  const missing = await claimsCheck();
+  assert.equal(missing?.ok, false);
+  assert.match(
+    String(missing?.detail),
+    /PersistentVolumeClaim skills \(SKILLS_PVC_NAME\) does not exist.*PersistentVolumeClaim user-data \(USERDATA_PVC_NAME\) does not exist/,
+  );
+
+  // A sandbox on a missing claim is never Running: ?wait= answers early with the scheduler's reason.
+  const waited = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'c1' });
+  assert.equal(waited.status, 201);
+  assert.equal(waited.body['status'], 'Pending');
+  assert.equal(waited.body['reason'], 'Unschedulable');
+  assert.match(String(waited.body['message']), /persistentvolumeclaim "skills" not found/);
+
+  // The claims made, but not bound yet (no volume): still not Running, and /readyz says Pending.
+  const claim = (name: string, volumeName: string) => ({
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name },
+    spec: { accessModes: ['ReadWriteMany'], storageClassName: 'manual', volumeName, resources: { requests: { storage: '1Gi' } } },
+  });
+  for (const name of ['skills', 'user-data'])
+    await kube.post(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, claim(name, `${ns}-${name}`));
+  await p.housekeeping();
+  assert.match(String((await claimsCheck())?.detail), /PersistentVolumeClaim skills \(SKILLS_PVC_NAME\) is Pending, not Bound/);
+  const unbound = await eventually('the scheduler says the claims are unbound', async () => {
+    const r = await call(p.url, 'GET', '/api/sandboxes/c1');
+    return /unbound immediate PersistentVolumeClaims/.test(String(r.body['message'])) ? r : undefined;
+  });
+  assert.equal(unbound.body['status'], 'Pending');
+
+  // Volumes for them: kube-controller-manager binds each claim, and the sandbox starts.
+  for (const name of ['skills', 'user-data']) {
+    const pv = `${ns}-${name}`;
+    await kube.post('/api/v1/persistentvolumes', {
+      apiVersion: 'v1',
+      kind: 'PersistentVolume',
+      metadata: { name: pv },
+      spec: {
+        capacity: { storage: '1Gi' },
+        accessModes: ['ReadWriteMany'],
+        storageClassName: 'manual',
+        claimRef: { namespace: ns, name },
+        hostPath: { path: `/tmp/sandbox-test/${pv}` },
+      },
+    });
+    t.after(() => kube.delete(`/api/v1/persistentvolumes/${pv}`).catch(() => undefined));
+  }
+  const running = await call(p.url, 'GET', '/api/sandboxes/c1?wait=30');
+  assert.equal(running.body['status'], 'Running', JSON.stringify(running.body));
+  await p.housekeeping();
+  assert.equal((await claimsCheck())?.ok, true);
 });

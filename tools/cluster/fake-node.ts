@@ -17,6 +17,8 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { join } from 'node:path';
+import { ContainerLogs } from './kubelet-logs.ts';
 import { PullQueue } from './kubelet-model.ts';
 import type { NodeJson, PodJson, ServiceJson } from '../../src/domain/wire.ts';
 import { KubeHttp, type KubeObject, type WatchEvent } from './kube-http.ts';
@@ -72,14 +74,27 @@ export class FakeNode {
   /** Images being pulled, and when each will be on the node: a pull queued behind another of the same image finds it there. */
   #arriving = new Map<string, number>();
   #forwarders = new Map<number, { server: TcpServer; service: string; target: string }>();
+  #containerLogs = new ContainerLogs();
+  #kubeletPort = 0;
+  /** The API server's serving certificate, which the node's kubelet port presents too. */
+  #pki: string | undefined;
+  /** Pods the scheduler holds back (a claim missing or unbound), tried again every 2 s as it does. */
+  #holding = new Set<string>();
 
-  constructor(kube: KubeHttp, net: PodNetwork, settings: Settings) {
+  constructor(kube: KubeHttp, net: PodNetwork, settings: Settings, pki?: string) {
     this.#kube = kube;
     this.#net = net;
     this.#settings = settings;
+    this.#pki = pki;
   }
 
   async start(): Promise<void> {
+    if (this.#pki)
+      this.#kubeletPort = await this.#containerLogs.listen(
+        this.#net.hostIp,
+        join(this.#pki, 'apiserver.crt'),
+        join(this.#pki, 'apiserver.key'),
+      );
     await this.#register();
     const signal = this.#abort.signal;
     const onError = (err: unknown) => log(`watch error: ${String(err)}`);
@@ -100,6 +115,7 @@ export class FakeNode {
   async stop(): Promise<void> {
     this.#abort.abort();
     await Promise.all([...this.#runs.values()].map((r) => r.run.stop()));
+    this.#containerLogs.close();
     for (const f of this.#forwarders.values()) f.server.close();
   }
 
@@ -165,6 +181,8 @@ export class FakeNode {
           { type: 'InternalIP', address: this.#net.hostIp },
           { type: 'Hostname', address: NODE_NAME },
         ],
+        // Where the API server asks for logs (by InternalIP: --kubelet-preferred-address-types).
+        ...(this.#kubeletPort ? { daemonEndpoints: { kubeletEndpoint: { Port: this.#kubeletPort } } } : {}),
         conditions: [
           {
             type: 'Ready',
@@ -195,6 +213,7 @@ export class FakeNode {
         });
       },
       event: (pod, container, type, reason, message) => this.#postEvent(pod, container, type, reason, message),
+      log: (pod, container, line) => this.#containerLogs.write(pod.namespace, pod.name, container, line),
       startApp: (pod, ip, port, app) =>
         this.#podHost('PUT', ip, { ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, ...app }),
       stopApp: (ip) => this.#podHost('DELETE', ip),
@@ -336,6 +355,7 @@ export class FakeNode {
       this.#postEvent(ref, undefined, 'Warning', 'FailedScheduling', message);
       return;
     }
+    if (!spec.nodeName && (await this.#heldForClaims(pod, spec, ref))) return;
     const ip = this.#freeIps.shift() ?? this.#nextIp++;
     const run = new PodRun(this.#node(), ref, spec, behavior, podAddress(this.#net, ip));
     this.#runs.set(key(pod), { run, ip });
@@ -351,11 +371,55 @@ export class FakeNode {
     await run.run();
   }
 
+  /**
+   * The scheduler's volume binding: a pod whose PersistentVolumeClaim is missing or not bound is not
+   * scheduled (Unschedulable, with kube-scheduler's words) until it is; tried again every 2 s.
+   */
+  async #heldForClaims(pod: KubeObject, spec: PodSpec, ref: PodRef): Promise<boolean> {
+    const claims = (spec.volumes ?? []).flatMap((v) => (v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : []));
+    if (claims.length === 0) return false;
+    const k = key(pod);
+    if (this.#holding.has(k)) return true;
+    this.#holding.add(k);
+    let problem: string | undefined;
+    for (const name of claims) {
+      const claim = await this.#kube.find(`/api/v1/namespaces/${ref.namespace}/persistentvolumeclaims/${name}`).catch(() => undefined);
+      if (!claim) problem = `persistentvolumeclaim "${name}" not found`;
+      else if ((claim.status as { phase?: string } | undefined)?.phase !== 'Bound')
+        problem = 'pod has unbound immediate PersistentVolumeClaims';
+      if (problem) break;
+    }
+    if (!problem) {
+      this.#holding.delete(k);
+      return false;
+    }
+    const message = `0/1 nodes are available: ${problem}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.`;
+    const shown = ((pod.status ?? {}) as PodStatus).conditions?.find((c) => c.type === 'PodScheduled')?.message;
+    if (shown !== message) {
+      await this.#kube
+        .mergePatch(`/api/v1/namespaces/${ref.namespace}/pods/${ref.name}/status`, {
+          status: {
+            phase: 'Pending',
+            conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now() }],
+          },
+        })
+        .catch((err: unknown) => log(`hold ${k}: ${String(err)}`));
+      this.#postEvent(ref, undefined, 'Warning', 'FailedScheduling', message);
+    }
+    setTimeout(() => {
+      this.#holding.delete(k);
+      const latest = this.#pods.get(k);
+      if (!this.#abort.signal.aborted && latest && latest.metadata.uid === pod.metadata.uid) this.#onPod(latest);
+    }, 2000).unref();
+    return true;
+  }
+
   async #release(k: string): Promise<void> {
     const entry = this.#runs.get(k);
     if (!entry) return;
     this.#runs.delete(k);
     await entry.run.stop();
+    this.#containerLogs.forget(entry.run.ref.namespace, entry.run.ref.name);
     this.#freeIps.push(entry.ip);
   }
 
@@ -463,7 +527,7 @@ if (import.meta.main) {
   const state = readState(dirname(kubeconfig));
   if (!state?.podNetwork) throw new Error(`fake-node: no cluster state with a pod network next to ${kubeconfig}`);
   const { kubeFromState } = await import('./kube-http.ts');
-  const node = new FakeNode(kubeFromState(state), state.podNetwork, settingsFromEnv(process.env));
+  const node = new FakeNode(kubeFromState(state), state.podNetwork, settingsFromEnv(process.env), join(state.dir, 'pki'));
   await node.start();
   controlServer(node, Number(process.env['FAKE_NODE_CONTROL_PORT'] ?? '0'));
   process.on('SIGTERM', () => void node.stop().then(() => process.exit(0)));
