@@ -21,6 +21,7 @@ import type { Logger } from './log.ts';
 import { CreateTimings } from './observe/creates.ts';
 import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics } from './observe/metrics.ts';
 import { Housekeeping } from './provisioner/housekeeping.ts';
+import { logReader } from './provisioner/logs.ts';
 import { SandboxNamespace } from './provisioner/namespace.ts';
 import { Grants } from './provisioner/permissions.ts';
 import { SandboxWriter } from './provisioner/writer.ts';
@@ -103,6 +104,7 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   const routes: RouteRow[] = [
     ...apiRoutes({
       ...{ config, view, writer, activity, answers, base, metrics, streams },
+      readLogs: logReader(kube, config.namespace),
       creates: new CreateTimings(view, metrics),
       readiness: () => [
         ...housekeeping.checks(),

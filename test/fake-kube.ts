@@ -192,6 +192,11 @@ export class FakeKube implements Kube {
     };
   }
 
+  /** Logs are kubelet's: this fake API has none (the integration tests read them through a real API server). */
+  async stream(path: string): Promise<NodeJS.ReadableStream> {
+    throw new KubeApiError('GET', path, 404, { message: 'the fake API serves no pod logs', code: 404 });
+  }
+
   async probe(): Promise<void> {
     if (this.down) throw new KubeUnavailableError('GET', '/version', { name: 'TimeoutError' });
   }

@@ -3,6 +3,7 @@
 // one registry, so every reference between them is `#/components/schemas/<Name>` (valid from the
 // document's root); the tests validate the document with an OpenAPI validator.
 
+import { VERSION } from '../version.ts';
 import { z } from 'zod';
 import { STATUSES } from '../domain/sandbox.ts';
 import { ERRORS, type ErrorCode } from '../http/errors.ts';
@@ -182,7 +183,7 @@ export function openApiDocument(maxWaitSeconds = 300): Record<string, unknown> {
     openapi: '3.1.0',
     info: {
       title: 'Sandbox provisioner',
-      version: '0.1.0',
+      version: VERSION,
       description:
         'Creates one Pod and one Service per sandbox on Kubernetes; compatible with DeerFlow’s provisioner API. ' +
         'Sandboxes are also reached on hosts <sandbox_id><PROXY_HOST_SUFFIX> (host routing), with the capability as a one-time query then a cookie.',
@@ -288,6 +289,41 @@ export function openApiDocument(maxWaitSeconds = 300): Record<string, unknown> {
         [idParameter],
         [...API, 'invalid_sandbox_id', 'sandbox_not_found'],
       ),
+      '/api/sandboxes/{sandbox_id}/logs': {
+        get: {
+          summary:
+            'The sandbox’s container logs, from the API server’s log endpoint (kubelet’s): the last lines, then, with follow, each new one',
+          parameters: [
+            idParameter,
+            {
+              name: 'tail_lines',
+              in: 'query',
+              required: false,
+              description: 'Lines to start with (500)',
+              schema: { type: 'integer', minimum: 1, maximum: 10_000 },
+            },
+            {
+              name: 'follow',
+              in: 'query',
+              required: false,
+              description: 'Stream new lines until the caller leaves',
+              schema: { enum: ['true', 'false'] },
+            },
+            { name: 'container', in: 'query', required: false, description: 'The container (sandbox)', schema: { type: 'string' } },
+          ],
+          responses: {
+            200: { description: 'The log, as kubelet keeps it', content: { 'text/plain': { schema: { type: 'string' } } } },
+            ...errorResponses([
+              ...API,
+              'invalid_sandbox_id',
+              'validation_failed',
+              'sandbox_not_found',
+              'logs_unavailable',
+              'cluster_unavailable',
+            ]),
+          },
+        },
+      },
       '/s/{capability}/{path}': proxied(
         'Reverse proxy to the sandbox by its capability URL, the sandbox_url of proxy mode (any method; WebSocket upgrades too)',
         [{ name: 'capability', in: 'path', required: true, description: '<sandbox_id>.<sandbox_token>', schema: { type: 'string' } }],

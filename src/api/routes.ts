@@ -2,12 +2,14 @@
 // /api/sandboxes[/{id}[/keepalive|/events]]. Status and list queries are answered from the watch view
 // alone; creates and deletes go through the writer, activity and keepalives through the activity store.
 
+import { VERSION } from '../version.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import type { SandboxRequest } from '../domain/request.ts';
-import { DEFAULT_SHELL_SESSIONS, STATUSES } from '../domain/sandbox.ts';
+import { DEFAULT_SHELL_SESSIONS, SANDBOX_CONTAINER, STATUSES } from '../domain/sandbox.ts';
 import { HttpError, queryProblem, sandboxNotFound } from '../http/errors.ts';
 import { declaresBody, parseSandboxId, readJson, validate } from '../http/input.ts';
 import { abortOnClose, sendJson, sendJsonSized, sendJsonText } from '../http/reply.ts';
@@ -16,6 +18,7 @@ import type { Activity } from '../lifecycle/activity.ts';
 import { countOutcome, type CreateTimings } from '../observe/creates.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { Check } from '../provisioner/housekeeping.ts';
+import type { ReadLogs } from '../provisioner/logs.ts';
 import type { SandboxWriter } from '../provisioner/writer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { Answers } from './answer.ts';
@@ -23,6 +26,10 @@ import { streamSandboxEvents } from './events.ts';
 import type { EventStreams } from '../http/event-stream.ts';
 import { openApiDocument } from './openapi.ts';
 import { CAPABILITY_REFRESH, createRequestSchema, keepaliveRequestSchema, threadIdSchema, toSandboxRequest } from './request.ts';
+
+/** The most lines a logs answer starts with (kubelet keeps its own bounded files anyway). */
+const MAX_TAIL_LINES = 10_000;
+const DEFAULT_TAIL_LINES = 500;
 
 export const listQuerySchema = z.object({ thread_id: threadIdSchema.optional(), status: z.enum(STATUSES).optional() });
 
@@ -40,7 +47,19 @@ export type ApiDeps = {
   creates: CreateTimings;
   /** Every event stream of the service (bounded per client, ended at shutdown). */
   streams: EventStreams;
+  /** A sandbox's container logs, from the API server (the view does not hold them). */
+  readLogs: ReadLogs;
 };
+
+/** `GET /api/sandboxes/{id}/logs`: kubelet's log of one of the sandbox's containers. */
+export const logsQuerySchema = z.object({
+  tail_lines: z.coerce.number().int().min(1).max(MAX_TAIL_LINES).optional(),
+  follow: z.enum(['true', 'false']).optional(),
+  container: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a container name')
+    .optional(),
+});
 
 /** `?wait=<seconds>`: absent means 0; bounded by MAX_WAIT_SECONDS. */
 function waitMs(url: RequestTarget, maxSeconds: number): number {
@@ -205,6 +224,24 @@ class Api {
     sendJson(res, 200, { sandbox_id: id, exists, container_id: (exists && record.podUid) || null });
   }
 
+  /**
+   * The sandbox's container logs, from the API server's log endpoint (which asks kubelet): the last
+   * `tail_lines` (500), then with `follow=true` each new line until the caller leaves.
+   */
+  async logs({ req, res, params, url }: Context): Promise<void> {
+    const id = parseSandboxId(params[0] ?? '');
+    const q = validate(logsQuerySchema, Object.fromEntries(url.searchParams), 'query');
+    const record = this.#deps.view.get(id);
+    if (!record?.hasPod) throw sandboxNotFound(id);
+    const body = await this.#deps.readLogs(
+      id,
+      { container: q.container ?? SANDBOX_CONTAINER, tailLines: q.tail_lines ?? DEFAULT_TAIL_LINES, follow: q.follow === 'true' },
+      abortOnClose(req, res),
+    );
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
+    await pipeline(body, res).catch(() => undefined);
+  }
+
   events({ req, res, params }: Context): void {
     streamSandboxEvents(this.#deps, parseSandboxId(params[0] ?? ''), req, res, this.#deps.base(req));
   }
@@ -218,7 +255,7 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       path: '/health',
       quiet: true,
       getLogsNothing: true,
-      methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok' }) },
+      methods: { GET: ({ res }) => sendJson(res, 200, { status: 'ok', version: VERSION }) },
     },
     { name: '/readyz', path: '/readyz', quiet: true, getLogsNothing: true, methods: { GET: (c) => api.readyz(c) } },
     { name: '/openapi.json', path: '/openapi.json', methods: { GET: (c) => api.openapi(c) } },
@@ -247,5 +284,6 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       methods: { GET: (c) => api.presence(c) },
     },
     { name: '/api/sandboxes/{id}/events', template: '/api/sandboxes/{id}/events', methods: { GET: (c) => api.events(c) } },
+    { name: '/api/sandboxes/{id}/logs', template: '/api/sandboxes/{id}/logs', methods: { GET: (c) => api.logs(c) } },
   ];
 }

@@ -61,6 +61,14 @@ test('the page: a new sandbox appears within 1 s and turns Running in place; a c
   await setBehavior(ns, 'sandbox-loop', 'crashloop');
   await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: 'loop' });
   await row(ui, 'loop').locator('.reason', { hasText: 'CrashLoopBackOff' }).waitFor();
+  // Stuck is its own count (it waits for someone to act), not an amber Pending beside "Failed 0".
+  const count = (state: string) => ui.locator('#counts li', { hasText: state }).locator('b');
+  await ui.locator('#counts li', { hasText: 'Stuck' }).locator('b', { hasText: '1' }).waitFor();
+  assert.equal(await count('Pending').textContent(), '0');
+  await ui.locator('#status').selectOption('Stuck');
+  await ui.locator('#shown', { hasText: '1 of 2' }).waitFor();
+  assert.equal(await ui.locator('.viewport .row').getAttribute('data-id'), 'loop');
+  await ui.locator('#status').selectOption('');
 
   // Details: reason, transitions, create-to-Running.
   await row(ui, 'one').click();
@@ -72,6 +80,13 @@ test('the page: a new sandbox appears within 1 s and turns Running in place; a c
     (await ui.locator('#d-timings').textContent()) ?? '',
     /scheduled\d+ s.*image ready\d+ s.*container started\d+ s.*Ready\d+ s/s,
   );
+  // The container's log, from the API, in the pane; a crash loop's says how it ended.
+  await ui.locator('#d-logs', { hasText: /starting .*the sandbox app on/ }).waitFor();
+  await row(ui, 'loop').click();
+  await ui.locator('#d-logs', { hasText: 'killed: out of memory' }).waitFor();
+  await row(ui, 'one').click();
+  await ui.locator('#d-id', { hasText: 'one' }).waitFor();
+  await ui.locator('#version', { hasText: /^v\d+\.\d+\.\d+$/ }).waitFor();
   await ui.locator('#nodes', { hasText: /image (on all|missing on)/ }).waitFor();
   assert.equal(await ui.locator('#counts').getByText('Running').count(), 1);
   await screenshot(ui, 'dashboard');
@@ -96,6 +111,10 @@ test('with an API key the page asks for it, shows nothing without it, and keeps 
   await ui.locator('#login').waitFor();
   assert.equal(await ui.locator('#main').isVisible(), false);
   assert.ok(!((await ui.content()) ?? '').includes('secret-box'), 'nothing of the sandboxes without the key');
+  // Locked, it says so, rather than count zero sandboxes.
+  await ui.locator('#counts', { hasText: 'locked' }).waitFor();
+  await new Promise((r) => setTimeout(r, 1500)); // the page re-renders every second
+  assert.doesNotMatch((await ui.locator('#counts').textContent()) ?? '', /\d/);
   await screenshot(ui, 'dashboard-key');
 
   await ui.locator('#key').fill('wrong');

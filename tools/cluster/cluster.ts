@@ -365,6 +365,9 @@ function apiserverArgs(state: ClusterState, dir: string, port = new URL(state.se
     `--service-account-signing-key-file=${join(dir, 'pki', 'sa.key')}`,
     '--service-cluster-ip-range=10.96.0.0/16',
     '--service-node-port-range=30000-32767',
+    // Logs, exec and port-forward reach a node by its address, never by a hostname lookup (which left
+    // the machine for its resolver).
+    '--kubelet-preferred-address-types=InternalIP',
     '--endpoint-reconciler-type=none',
     '--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,ResourceQuota,PodSecurity,DefaultTolerationSeconds,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy',
     '--allow-privileged=true',

@@ -47,6 +47,8 @@ export type Node = {
   ) => Promise<{ pulled: boolean; pullMs: number; totalMs: number; sizeBytes: number } | 'absent'>;
   patchStatus: (pod: PodRef, status: Record<string, unknown>) => Promise<void>;
   event: (pod: PodRef, container: string | undefined, type: 'Normal' | 'Warning', reason: string, message: string) => void;
+  /** A line of a container's log (what `kubectl logs` shows). */
+  log: (pod: PodRef, container: string, line: string) => void;
   /** Starts the sandbox's app: healthy or not, with the container's plain environment values (the image reads MAX_SHELL_SESSIONS). */
   startApp: (pod: PodRef, ip: string, port: number, app: { healthy: boolean; env: Record<string, string> }) => Promise<void>;
   stopApp: (ip: string) => Promise<void>;
@@ -320,8 +322,14 @@ export class PodRun {
     this.#node.event(this.ref, c.spec.name, 'Normal', 'Created', `Created container: ${c.spec.name}`);
     this.#node.event(this.ref, c.spec.name, 'Normal', 'Started', `Started container ${c.spec.name}`);
     const refusal = c.spec.name === 'sandbox' && this.#behavior === 'ready' ? aioImageRefusal(this.#spec) : undefined;
+    this.#node.log(
+      this.ref,
+      c.spec.name,
+      `starting ${c.spec.image ?? ''}${c.spec.name === 'sandbox' ? ` (the sandbox app on ${this.ip}:${c.port})` : ''}`,
+    );
     if (refusal || this.#behavior === 'crashloop') {
       const terminated = refusal ? { exitCode: 1, reason: 'Error', message: refusal } : { exitCode: 137, reason: 'OOMKilled' };
+      this.#node.log(this.ref, c.spec.name, refusal ? `fatal: ${refusal}` : 'killed: out of memory (exit code 137)');
       return this.#crashLoop(
         c,
         refusal ? `back-off 10s restarting failed container=sandbox: ${refusal}` : 'back-off 10s restarting failed container',
@@ -423,6 +431,7 @@ export class PodRun {
   /** kubelet kills a container that failed its startup or liveness probe, and starts it again after its back-off. */
   #restart(c: Container, why: string): void {
     this.#node.event(this.ref, c.spec.name, 'Normal', 'Killing', why);
+    this.#node.log(this.ref, c.spec.name, `stopped: ${why}`);
     void this.#node.stopApp(this.ip);
     c.restartCount += 1;
     c.lastState = { terminated: { exitCode: 137, reason: 'Error', startedAt: iso(c.startAt), finishedAt: iso(Date.now()) } };
