@@ -46,6 +46,7 @@ export const SETTINGS: Record<Setting, Doc> = {
   ),
   KUBECONFIG_PATH: kube(
     'Kubeconfig file; when it does not exist, the in-cluster service account is used. A directory or unreadable file is fatal.',
+    'the first file of `KUBECONFIG`, else `/root/.kube/config` (the reference’s)',
   ),
   K8S_API_SERVER: kube('Replaces the kubeconfig’s server address (e.g. https://host.docker.internal:6443).', 'the kubeconfig’s'),
   K8S_API_SERVER_INSECURE: kube('Skip TLS verification of the API server (what the reference did with K8S_API_SERVER).'),

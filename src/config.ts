@@ -3,7 +3,7 @@
 // schema validates the environment and its transform shapes it; `Config` is the schema's output type.
 
 import { isIP } from 'node:net';
-import { isAbsolute } from 'node:path';
+import { delimiter, isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_EXTRA_MOUNT_PATHS } from './domain/sandbox.ts';
 
@@ -129,7 +129,7 @@ export const envFields = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).default('info'),
 
   K8S_NAMESPACE: z.string().regex(DNS_LABEL, 'must be a DNS-1123 label').default('deer-flow'),
-  KUBECONFIG_PATH: z.string().default('/root/.kube/config'),
+  KUBECONFIG_PATH: optional(z.string()),
   K8S_API_SERVER: optional(httpUrl('K8S_API_SERVER')),
   K8S_API_SERVER_INSECURE: bool(false),
   K8S_REQUEST_TIMEOUT_SECONDS: positiveInt(30, 600),
@@ -323,7 +323,7 @@ const schema = envFields
     host: e.HOST,
     logLevel: e.LOG_LEVEL,
     namespace: e.K8S_NAMESPACE,
-    kubeconfigPath: e.KUBECONFIG_PATH,
+    kubeconfigPath: e.KUBECONFIG_PATH ?? DEFAULT_KUBECONFIG,
     apiServer: e.K8S_API_SERVER,
     apiServerInsecure: e.K8S_API_SERVER_INSECURE,
     k8sTimeoutMs: e.K8S_REQUEST_TIMEOUT_SECONDS * 1000,
@@ -500,7 +500,14 @@ export function configWarnings(config: Config, signingKeyMadeHere: boolean): str
 }
 
 /** Parses the environment. Throws ConfigError with one line per problem, naming the variable. */
+/** The reference's kubeconfig path (the Compose file mounts ~/.kube/config there). */
+const DEFAULT_KUBECONFIG = '/root/.kube/config';
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // KUBECONFIG, which every Kubernetes tool reads, names the kubeconfig when KUBECONFIG_PATH does not
+  // (its first file: a list is merged by kubectl, not here).
+  const kubeconfig = env['KUBECONFIG']?.split(delimiter).find((p) => p !== '');
+  if (!env['KUBECONFIG_PATH'] && kubeconfig) env = { ...env, KUBECONFIG_PATH: kubeconfig };
   const parsed = schema.safeParse(env);
   if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`));
   return parsed.data;

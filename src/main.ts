@@ -24,6 +24,12 @@ try {
     process.stderr.write(`fatal: ${err.message}\n`);
     process.exit(2);
   }
+  if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    process.stderr.write(
+      `fatal: ${config.host}:${config.port} is in use (another provisioner, or npm run dev, may be running there): stop it, or set PORT\n`,
+    );
+    process.exit(2);
+  }
   throw err;
 }
 const running = service;
