@@ -3,6 +3,7 @@
 // dashboard feed and metrics, without a control plane. The integration suite does the same against
 // the real one; this runs in seconds and reaches the code paths a unit test should.
 
+import { VERSION } from '../../src/version.ts';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +16,7 @@ import { call, captureLogs, eventually, exchange, raw, readEvents } from '../hel
 test('the reference flow over the fake API: create, status, list, proxy, delete', async (t) => {
   const { kube, service } = await setup(t);
   const url = service.url;
-  assert.deepEqual((await call(url, 'GET', '/health')).body, { status: 'ok' });
+  assert.deepEqual((await call(url, 'GET', '/health')).body, { status: 'ok', version: VERSION });
   const created = await call(url, 'POST', '/api/sandboxes', { sandbox_id: 'u1', thread_id: 't1' });
   assert.equal(created.status, 201);
   assert.equal(created.body['status'], 'Pending');
