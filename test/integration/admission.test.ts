@@ -249,8 +249,12 @@ test('pvc mode: /readyz names a missing or unbound claim, a sandbox on it stays 
     });
     t.after(() => kube.delete(`/api/v1/persistentvolumes/${pv}`).catch(() => undefined));
   }
-  const running = await call(p.url, 'GET', '/api/sandboxes/c1?wait=30');
-  assert.equal(running.body['status'], 'Running', JSON.stringify(running.body));
+  // (?wait= would answer at once: Unschedulable is a reason to stop waiting, until the scheduler retries.)
+  await eventually(
+    'c1 runs',
+    async () => ((await call(p.url, 'GET', '/api/sandboxes/c1')).body['status'] === 'Running' ? true : undefined),
+    30_000,
+  );
   await p.housekeeping();
   assert.equal((await claimsCheck())?.ok, true);
 });

@@ -2,9 +2,10 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { request as rawRequest } from 'node:http';
+import { createServer, request as rawRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { admin, call, eventually, namespace, objectsIn, provisioner, setBehavior } from '../helpers.ts';
+import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, setBehavior } from '../helpers.ts';
 
 test('create, read, turn Running, list, delete: the reference flow', async (t) => {
   const ns = await namespace(t, 'api');
@@ -368,6 +369,33 @@ test('configuration problems stop `npm start` with one line per problem', () => 
   const dir = run({ KUBECONFIG_PATH: '/tmp' });
   assert.equal(dir.status, 2);
   assert.match(dir.stderr.trim(), /^fatal: KUBECONFIG_PATH=\/tmp is a directory, expected a kubeconfig file/);
+  // KUBECONFIG, which every Kubernetes tool reads, names the kubeconfig when KUBECONFIG_PATH does not.
+  const viaKubeconfig = run({ KUBECONFIG: '/tmp' });
+  assert.match(viaKubeconfig.stderr.trim(), /^fatal: KUBECONFIG_PATH=\/tmp is a directory/);
+  const none = run({ KUBECONFIG: '/nonexistent/kubeconfig' });
+  assert.match(none.stderr.trim(), /^fatal: no kubeconfig at KUBECONFIG_PATH=\/nonexistent\/kubeconfig.*set KUBECONFIG_PATH or KUBECONFIG/);
+});
+
+test('a port in use stops `npm start` with one line, not a stack', async (t) => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  t.after(() => taken.close());
+  const port = (taken.address() as AddressInfo).port;
+  const r = spawnSync(process.execPath, ['src/main.ts'], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      KUBECONFIG_PATH: cluster().kubeconfig,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      LOG_LEVEL: 'silent',
+    },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  assert.equal(r.status, 2, r.stderr);
+  assert.deepEqual(r.stderr.trim().split('\n'), [
+    `fatal: 127.0.0.1:${port} is in use (another provisioner, or npm run dev, may be running there): stop it, or set PORT`,
+  ]);
 });
 
 test('GET /api/sandboxes/{id}/logs: the container log through the API server (tail, follow), and clear 4xx otherwise', async (t) => {
@@ -391,17 +419,19 @@ test('GET /api/sandboxes/{id}/logs: the container log through the API server (ta
   assert.equal((await call(p.url, 'DELETE', '/api/sandboxes/l1', undefined, auth)).status, 200);
   for (;;) if ((await reader.read()).done) break;
 
-  // A pod on no node has no log: 409 with the API server's words; bad queries and unknown sandboxes are 4xx.
-  await setBehavior(ns, 'sandbox-l2', 'unschedulable');
+  // A container still waiting (its image cannot be pulled) has no log: 409 with the API server's words;
+  // bad queries and unknown sandboxes are 4xx.
+  await setBehavior(ns, 'sandbox-l2', 'image-pull');
   await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'l2' }, auth);
   const none = await call(p.url, 'GET', '/api/sandboxes/l2/logs', undefined, auth);
   assert.equal(none.status, 409, JSON.stringify(none.body));
   assert.equal(none.body['code'], 'logs_unavailable');
+  assert.match(String(none.body['detail']), /is waiting to start/);
   for (const [query, status] of [
-    ['tail_lines=abc', 400],
-    ['tail_lines=0', 400],
-    ['follow=maybe', 400],
-    ['container=Bad_Name', 400],
+    ['tail_lines=abc', 422],
+    ['tail_lines=0', 422],
+    ['follow=maybe', 422],
+    ['container=Bad_Name', 422],
   ] as const)
     assert.equal((await call(p.url, 'GET', `/api/sandboxes/l2/logs?${query}`, undefined, auth)).status, status, query);
   assert.equal((await call(p.url, 'GET', '/api/sandboxes/nope/logs', undefined, auth)).body['code'], 'sandbox_not_found');

@@ -4,7 +4,8 @@
 // that is in neither list fails the test, so a new one is either run or explained.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,11 +42,11 @@ const keyOf = (text: string): string =>
 /** Blocks that cannot run here, each found by a line of its own, and why. */
 const CANNOT: [string, string][] = [
   ['npm install', 'the set-up itself: .ci/run installs with npm ci, and the global setup starts the control plane npm run dev starts'],
-  ['npm run test:unit', 'this suite, or part of it (what .ci/run runs)'],
   [
     'npm run config-docs',
     'a cheat sheet of separate commands: npm run dev runs until Ctrl-C, npm test is this suite, config-docs is checked by a unit test',
   ],
+  ['npm run test:unit', 'this suite, or part of it (what .ci/run runs)'],
   ['npm run bench', 'benchmarks take minutes and measure rather than test (bench/, docs/development.md)'],
   ['docker build -f deploy/Dockerfile', 'no Docker engine on this machine'],
   [
@@ -58,7 +59,8 @@ const CANNOT: [string, string][] = [
   ],
 ];
 
-function sh(script: string, cwd: string, env: Record<string, string> = {}): { status: number | null; out: string } {
+/** Runs a script as the operator's shell would (bash, -e and pipefail), kubectl and helm on the PATH, this cluster's KUBECONFIG. */
+async function sh(script: string, cwd: string): Promise<{ status: number | null; out: string }> {
   const bin = join(cluster().dir, 'docs-bin');
   mkdirSync(bin, { recursive: true });
   for (const [name, target] of [
@@ -68,17 +70,21 @@ function sh(script: string, cwd: string, env: Record<string, string> = {}): { st
     rmSync(join(bin, name), { force: true });
     symlinkSync(target, join(bin, name));
   }
-  const r = spawnSync('bash', ['-euo', 'pipefail', '-c', script], {
+  // Not spawnSync: the quick start's provisioner runs in this process and must answer meanwhile.
+  const child = spawn('bash', ['-euo', 'pipefail', '-c', script], {
     cwd,
-    encoding: 'utf8',
+    env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, KUBECONFIG: cluster().kubeconfig },
     timeout: 120_000,
-    env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, KUBECONFIG: cluster().kubeconfig, ...env },
   });
-  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const [status] = (await once(child, 'close')) as [number | null];
+  return { status, out };
 }
 
 const lines = (b: Block): string[] => b.key.split('\n');
-const found = (has: string) => (b: Block) => lines(b).includes(has);
+const found = (has: string) => (b: Block) => lines(b).some((l) => l.startsWith(has));
 
 /** The runnable blocks, each found by a line of its own, in the order an operator meets them: what its output must say, or the refusal it shows. */
 const RUN: { has: string; expect?: RegExp; fails?: RegExp }[] = [
@@ -143,10 +149,10 @@ async function withoutDocsNamespace(): Promise<void> {
 
 test('the command blocks run as written against the local control plane', async (t) => {
   const all = blocks();
-  const run = (entry: (typeof RUN)[number], cwd = root): void => {
+  const run = async (entry: (typeof RUN)[number], cwd = root): Promise<void> => {
     const block = all.find(found(entry.has));
     assert.ok(block, entry.has);
-    const { status, out } = sh(block.text, cwd);
+    const { status, out } = await sh(block.text, cwd);
     t.diagnostic(`${block.where}: exit ${status}`);
     if (entry.fails) {
       assert.notEqual(status, 0, `${block.where} is shown being refused:\n${out}`);
@@ -157,10 +163,10 @@ test('the command blocks run as written against the local control plane', async 
     }
   };
   const entry = (i: number) => RUN[i] as (typeof RUN)[number];
-  const helm = (...args: string[]) => sh(`helm ${args.join(' ')}`, root);
+  const helm = async (...args: string[]) => (await sh(`helm ${args.join(' ')}`, root)).status;
   t.after(async () => {
-    helm('uninstall', 'sandbox-provisioner', '-n', 'deer-flow');
-    sh(
+    await helm('uninstall', 'sandbox-provisioner', '-n', 'deer-flow');
+    await sh(
       'kubectl delete validatingadmissionpolicybinding,validatingadmissionpolicy -l app.kubernetes.io/name=sandbox-provisioner --ignore-not-found',
       root,
     );
@@ -174,30 +180,30 @@ test('the command blocks run as written against the local control plane', async 
   const dir = mkdtempSync(join(tmpdir(), 'docs-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   symlinkSync(cluster().dir, join(dir, '.local-cluster'));
-  run(entry(0), dir);
+  await run(entry(0), dir);
   await quick.stop(0);
   await withoutDocsNamespace();
 
   // Helm beside DeerFlow (whose chart made the namespace), then on its own: install, upgrade, the guard
   // refusing a look-alike, the sandboxes' delete, uninstall.
   await admin().post('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'deer-flow' } });
-  run(entry(1));
-  assert.equal(helm('uninstall', 'sandbox-provisioner', '-n', 'deer-flow', '--wait').status, 0);
-  run(entry(2));
-  run(entry(3));
-  await eventually('the guard is in force', () => {
-    const r = sh('kubectl -n deer-flow run probe --image=x --labels=app=deer-flow-sandbox,sandbox-id=probe', root);
-    if (r.status === 0) sh('kubectl -n deer-flow delete pod probe --grace-period=0', root);
+  await run(entry(1));
+  assert.equal(await helm('uninstall', 'sandbox-provisioner', '-n', 'deer-flow', '--wait'), 0);
+  await run(entry(2));
+  await run(entry(3));
+  await eventually('the guard is in force', async () => {
+    const r = await sh('kubectl -n deer-flow run probe --image=x --labels=app=deer-flow-sandbox,sandbox-id=probe', root);
+    if (r.status === 0) await sh('kubectl -n deer-flow delete pod probe --grace-period=0', root);
     return r.status === 0 ? undefined : true;
   });
-  run(entry(4));
-  run(entry(5));
-  assert.equal(helm('uninstall', 'sandbox-provisioner', '-n', 'deer-flow', '--wait').status, 0);
+  await run(entry(4));
+  await run(entry(5));
+  assert.equal(await helm('uninstall', 'sandbox-provisioner', '-n', 'deer-flow', '--wait'), 0);
   await withoutDocsNamespace();
 
   // kustomize, production: the Secret, the overlay of the operator's own (deploy.md, step 1), apply,
   // then the uninstall that keeps the sandboxes and the guard's removal.
-  run(entry(6));
+  await run(entry(6));
   const kustomization = /```yaml\n( *)# my-deployment\/kustomization.yaml\n([\s\S]*?)^\1```/m.exec(
     readFileSync(join(root, 'docs', 'deploy.md'), 'utf8'),
   );
@@ -208,7 +214,7 @@ test('the command blocks run as written against the local control plane', async 
     join(root, 'my-deployment', 'kustomization.yaml'),
     (kustomization[2] ?? '').replace(new RegExp(`^${kustomization[1]}`, 'gm'), ''),
   );
-  run(entry(7));
-  run(entry(8));
-  run(entry(9));
+  await run(entry(7));
+  await run(entry(8));
+  await run(entry(9));
 });

@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { Ajv } from 'ajv';
 import { envFields, loadConfig } from '../../src/config.ts';
+import { VERSION } from '../../src/version.ts';
 import { SETTINGS } from '../../src/config-docs.ts';
 import { baseSettings, chartDefaults, stale, valuesSchema } from '../../tools/config-docs.ts';
 
@@ -17,7 +18,7 @@ const chart = join(import.meta.dirname, '..', '..', 'deploy', 'helm', 'sandbox-p
 const yaml = (file: string) => loadAllYaml(readFileSync(join(chart, file), 'utf8'))[0] as Record<string, unknown>;
 
 test('values.yaml, values.schema.json, docs/configuration.md and the chart’s copies are current', () => {
-  assert.deepEqual(stale(), [], 'run: node tools/config-docs.ts');
+  assert.deepEqual(stale(), [], 'run: npm run config-docs');
 });
 
 test('every setting is documented and in values.yaml with the chart’s default; secrets are not', () => {
@@ -45,4 +46,16 @@ test('the schema accepts every value set of the repository and refuses typos', (
   }
   assert.equal(validate({ ...defaults, replicaCnt: 2 }), false);
   assert.equal(validate({ ...defaults, config: { ...(defaults['config'] as object), SANDBOX_IMAGES: 'x' } }), false);
+});
+
+test('one version: package.json’s is the chart’s appVersion, the image tag deploy/ names, and CHANGELOG.md’s latest entry', () => {
+  const root = join(chart, '..', '..', '..');
+  const chartYaml = yaml('Chart.yaml');
+  assert.equal(chartYaml['appVersion'], VERSION);
+  assert.equal(chartYaml['version'], VERSION);
+  assert.match(
+    readFileSync(join(root, 'deploy', 'base', 'deployment.yaml'), 'utf8'),
+    new RegExp(`image: sandbox-provisioner:${VERSION.replaceAll('.', '\\.')}\\n`),
+  );
+  assert.equal(/^## (\S+)$/m.exec(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'))?.[1], VERSION);
 });

@@ -94,6 +94,11 @@ export class FakeNode {
         this.#net.hostIp,
         join(this.#pki, 'apiserver.crt'),
         join(this.#pki, 'apiserver.key'),
+        (namespace, pod, container) => {
+          const status = (this.#pods.get(`${namespace}/${pod}`)?.status ?? {}) as PodStatus;
+          const waiting = status.containerStatuses?.find((c) => c.name === container)?.state?.waiting;
+          return waiting ? waiting.reason || 'ContainerCreating' : undefined;
+        },
       );
     await this.#register();
     const signal = this.#abort.signal;

@@ -37,7 +37,12 @@ export class ContainerLogs {
   }
 
   /** kubelet's HTTPS port on `host`, with the cluster's serving certificate (the API server does not verify it without a CA). */
-  async listen(host: string, certFile: string, keyFile: string): Promise<number> {
+  async listen(
+    host: string,
+    certFile: string,
+    keyFile: string,
+    waiting: (namespace: string, pod: string, container: string) => string | undefined,
+  ): Promise<number> {
     this.#server = createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile) }, (req, res) => {
       const url = new URL(req.url ?? '/', 'https://node');
       const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(url.pathname);
@@ -45,12 +50,20 @@ export class ContainerLogs {
         res.writeHead(404).end('404 page not found\n');
         return;
       }
-      const log = this.#logs.get(`${m[1]}/${m[2]}/${m[3]}`) ?? { lines: [], followers: new Set<ServerResponse>() };
+      const [, namespace = '', pod = '', container = ''] = m;
+      const known = this.#logs.get(`${namespace}/${pod}/${container}`);
+      // kubelet's refusal for a container that never ran (the API server answers it as a 400 Status).
+      const reason = known ? undefined : waiting(namespace, pod, container);
+      if (reason) {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end(`container "${container}" in pod "${pod}" is waiting to start: ${reason}`);
+        return;
+      }
+      const log = known ?? { lines: [], followers: new Set<ServerResponse>() };
       const tail = Number(url.searchParams.get('tailLines') ?? '-1');
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write((tail > 0 ? log.lines.slice(-tail) : tail === 0 ? [] : log.lines).join(''));
       if (url.searchParams.get('follow') !== 'true') return void res.end();
-      this.#logs.set(`${m[1]}/${m[2]}/${m[3]}`, log);
+      this.#logs.set(`${namespace}/${pod}/${container}`, log);
       log.followers.add(res);
       res.on('close', () => log.followers.delete(res));
     });
