@@ -328,3 +328,38 @@ export function echo(url: string, headers: Record<string, string> = {}): Promise
     ws.once('error', reject);
   });
 }
+
+/**
+ * A PersistentVolumeClaim of `ns` bound to a host-path volume made for it (kube-controller-manager binds
+ * them): what a storage class would provide. The fake node, as kube-scheduler, holds a pod whose claim
+ * is missing or unbound.
+ */
+export async function boundClaim(t: { after: (fn: () => Promise<unknown>) => void }, ns: string, name: string): Promise<void> {
+  const kube = admin();
+  const volume = `${ns}-${name}`;
+  await kube.post('/api/v1/persistentvolumes', {
+    apiVersion: 'v1',
+    kind: 'PersistentVolume',
+    metadata: { name: volume },
+    spec: {
+      capacity: { storage: '1Gi' },
+      accessModes: ['ReadWriteMany'],
+      storageClassName: 'manual',
+      claimRef: { namespace: ns, name },
+      hostPath: { path: `/tmp/sandbox-test/${volume}` },
+    },
+  });
+  t.after(() => kube.delete(`/api/v1/persistentvolumes/${volume}`).catch(() => undefined));
+  await kube.post(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name },
+    spec: { accessModes: ['ReadWriteMany'], storageClassName: 'manual', volumeName: volume, resources: { requests: { storage: '1Gi' } } },
+  });
+  await eventually(`claim ${name} bound`, async () =>
+    ((await kube.get(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`)).status as { phase?: string } | undefined)?.phase ===
+    'Bound'
+      ? true
+      : undefined,
+  );
+}

@@ -118,12 +118,12 @@ export function timings(record: SandboxRecord): SandboxAnswer['timings'] {
   return out;
 }
 
-/** Renders records as answers; the serialized text of a record is cached (records are immutable). */
 /** The reason of a sandbox with no address in this URL mode (made under another one). */
 export const NO_ADDRESS_REASON = 'NoAddressInThisMode';
 const NO_ADDRESS_MESSAGE =
   'made under another URL mode: its Service has no node port yet; the reconciler gives it one (RECONCILE_INTERVAL_SECONDS)';
 
+/** Renders records as answers; the serialized text of a record is cached (records are immutable). */
 export class Answers {
   #config: Config;
   #expiresAt: (record: SandboxRecord) => number | undefined;

@@ -149,7 +149,7 @@ export class Housekeeping {
         if (isForbidden(err)) return; // not allowed to look: the sandboxes' scheduling still tells
         problems.push(
           isNotFound(err)
-            ? `PersistentVolumeClaim ${name} (${setting}) does not exist in ${config.namespace}: sandboxes stay Pending until it does (create it, or the chart's storage.createClaims)`
+            ? `PersistentVolumeClaim ${name} (${setting}) does not exist in ${config.namespace}: sandboxes stay Pending until it does (create it, or set the chart's claims.create)`
             : String(err),
         );
       }

@@ -2,8 +2,8 @@
 // removes a service whose pod is gone, or a pod without its service, and sets a service's missing
 // ownerReference to its pod, once older than a grace period (a create in progress takes milliseconds
 // between the two). In nodeport mode it gives a NodePort to a sandbox made under another URL mode (a
-// ClusterIP Service has no address in this mode). Runs at startup and periodically; each action is idempotent, so several replicas
-// may reconcile at once.
+// ClusterIP Service has no address in this mode). Runs at startup and periodically; each action is
+// idempotent, so several replicas may reconcile at once.
 
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';

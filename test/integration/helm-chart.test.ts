@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { admin, call, eventually, namespace, objectsIn, serviceAccountKubeconfig, spawnProvisioner } from '../helpers.ts';
+import { admin, boundClaim, call, eventually, namespace, objectsIn, serviceAccountKubeconfig, spawnProvisioner } from '../helpers.ts';
 
 const SA = 'deer-flow-provisioner';
 
@@ -51,6 +51,8 @@ async function applyChartRbac(t: { after: (fn: () => Promise<void>) => void }, n
 test('DeerFlow’s Helm chart: its RBAC and environment, as uid 1000 writing nothing: the client sequence and an expiry work, patch degrades, nothing is left', async (t) => {
   const ns = await namespace(t, 'chart');
   await applyChartRbac(t, ns);
+  // The chart's home persistence claim, as its storage class would have bound it.
+  await boundClaim(t, ns, 'deer-flow-home');
   const key = { 'x-api-key': 'chart-key' };
   const { url } = await spawnProvisioner(
     t,
