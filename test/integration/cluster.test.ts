@@ -79,6 +79,27 @@ test('a Ready pod behind a NodePort serves the sandbox API on 127.0.0.1:<nodePor
   });
 });
 
+test('a pod as kubectl run makes it (any container name, --port=8080) behind a NodePort Service answers there', async (t) => {
+  const ns = await namespace(t, 'kubectl-run');
+  const kube = admin();
+  // kubectl run sb --image=x --port=8080 --labels=sandbox-id=sb
+  await kube.post(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'sb', labels: { 'sandbox-id': 'sb' } },
+    spec: { containers: [{ name: 'sb', image: 'x', ports: [{ containerPort: 8080 }] }] },
+  });
+  const svc = await kube.post(`/api/v1/namespaces/${ns}/services`, {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'sb' },
+    spec: { type: 'NodePort', selector: { 'sandbox-id': 'sb' }, ports: [{ port: 8080, targetPort: 8080 }] },
+  });
+  const nodePort = (svc.spec as { ports: { nodePort: number }[] }).ports[0]?.nodePort;
+  const res = await eventually('it answers on its NodePort', () => fetch(`http://127.0.0.1:${nodePort}/v1/sandbox`).catch(() => undefined));
+  assert.equal(res.status, 200);
+});
+
 test('the fake node can be told to fail a pod', async (t) => {
   const ns = await namespace(t, 'cluster');
   const kube = admin();

@@ -212,11 +212,15 @@ export class FakeNode {
       hostIP: this.#net.hostIp,
       settings: () => this.#settings,
       ensureImage: (image, policy, onPulling) => this.#ensureImage(image, policy, onPulling),
-      patchStatus: async (pod, status) => {
-        await this.#kube.mergePatch(`/api/v1/namespaces/${pod.namespace}/pods/${pod.name}/status`, { status }).catch((err: unknown) => {
-          if (!String(err).includes('-> 404')) log(`status of ${pod.namespace}/${pod.name}: ${String(err)}`);
-        });
-      },
+      patchStatus: (pod, status) =>
+        this.#kube.mergePatch(`/api/v1/namespaces/${pod.namespace}/pods/${pod.name}/status`, { status }).then(
+          () => true,
+          (err: unknown) => {
+            if (String(err).includes('-> 404')) return true; // the pod is gone: nothing to write
+            log(`status of ${pod.namespace}/${pod.name}: ${String(err)}; writing it again`);
+            return false;
+          },
+        ),
       event: (pod, container, type, reason, message) => this.#postEvent(pod, container, type, reason, message),
       log: (pod, container, line) => this.#containerLogs.write(pod.namespace, pod.name, container, line),
       startApp: (pod, ip, port, app) =>
@@ -365,12 +369,30 @@ export class FakeNode {
     const run = new PodRun(this.#node(), ref, spec, behavior, podAddress(this.#net, ip));
     this.#runs.set(key(pod), { run, ip });
     if (!spec.nodeName) {
-      await this.#kube.post(`/api/v1/namespaces/${ns}/pods/${name}/binding`, {
-        apiVersion: 'v1',
-        kind: 'Binding',
-        metadata: { name },
-        target: { apiVersion: 'v1', kind: 'Node', name: NODE_NAME },
-      });
+      const bound = await this.#kube
+        .post(`/api/v1/namespaces/${ns}/pods/${name}/binding`, {
+          apiVersion: 'v1',
+          kind: 'Binding',
+          metadata: { name },
+          target: { apiVersion: 'v1', kind: 'Node', name: NODE_NAME },
+        })
+        .then(
+          () => true,
+          // 409: bound already (an earlier try whose answer was lost): this node runs it.
+          (err: unknown) => (String(err).includes('-> 409') ? true : err),
+        );
+      if (bound !== true) {
+        // Not bound (the API server is out): the scheduler tries again, as kube-scheduler's queue does;
+        // keeping the run would have left the pod Pending for good.
+        this.#runs.delete(key(pod));
+        this.#freeIps.push(ip);
+        log(`bind ${key(pod)}: ${String(bound)}; trying again`);
+        setTimeout(() => {
+          const latest = this.#pods.get(key(pod));
+          if (!this.#abort.signal.aborted && latest && latest.metadata.uid === pod.metadata.uid) this.#onPod(latest);
+        }, 1000).unref();
+        return;
+      }
       this.#postEvent(ref, undefined, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${NODE_NAME}`);
     }
     await run.run();

@@ -45,7 +45,8 @@ export type Node = {
     policy: string | undefined,
     onPulling: () => void,
   ) => Promise<{ pulled: boolean; pullMs: number; totalMs: number; sizeBytes: number } | 'absent'>;
-  patchStatus: (pod: PodRef, status: Record<string, unknown>) => Promise<void>;
+  /** Writes the pod's status; false when the API server could not take it (kubelet's status manager then tries again). */
+  patchStatus: (pod: PodRef, status: Record<string, unknown>) => Promise<boolean>;
   event: (pod: PodRef, container: string | undefined, type: 'Normal' | 'Warning', reason: string, message: string) => void;
   /** A line of a container's log (what `kubectl logs` shows). */
   log: (pod: PodRef, container: string, line: string) => void;
@@ -114,6 +115,9 @@ class Container {
   }
 }
 
+/** How soon a status the API server did not take is written again. */
+const STATUS_RETRY_MS = 1000;
+
 export class PodRun {
   readonly ref: PodRef;
   readonly ip: string;
@@ -128,6 +132,7 @@ export class PodRun {
   #timers = new Set<NodeJS.Timeout>();
   #stopped = false;
   #patching: Promise<void> = Promise.resolve();
+  #resyncing = false;
 
   constructor(node: Node, ref: PodRef, spec: PodSpec, behavior: Behavior, ip: string) {
     this.#node = node;
@@ -196,7 +201,17 @@ export class PodRun {
   /** Status patches go out in order, one at a time. */
   #sync(): Promise<void> {
     const status = this.#status();
-    this.#patching = this.#patching.then(() => (this.#stopped ? undefined : this.#node.patchStatus(this.ref, status)));
+    this.#patching = this.#patching.then(async () => {
+      if (this.#stopped || (await this.#node.patchStatus(this.ref, status))) return;
+      // The API server did not take it (an outage): kubelet's status manager writes the latest status
+      // again until it does, so a pod started meanwhile is not left "running, not started".
+      if (this.#resyncing) return;
+      this.#resyncing = true;
+      this.#after(STATUS_RETRY_MS, () => {
+        this.#resyncing = false;
+        void this.#sync();
+      });
+    });
     return this.#patching;
   }
 
@@ -336,12 +351,20 @@ export class PodRun {
         terminated,
       );
     }
-    if (c.spec.name === 'sandbox') {
+    if (c === this.#app()) {
       const env = Object.fromEntries((c.spec.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])));
       await this.#node.startApp(this.ref, this.ip, c.port, { healthy: this.#behavior !== 'never-ready', env });
     }
     if (this.#stopped) return;
     this.#probes(c, now);
+  }
+
+  /**
+   * The container the node runs the stand-in app for: the sandbox container, or else the first that
+   * declares a port (`kubectl run x --image=y --port=8080` answers on its pod IP and NodePort too).
+   */
+  #app(): Container | undefined {
+    return this.#containers.find((c) => c.spec.name === 'sandbox') ?? this.#containers.find((c) => (c.spec.ports?.length ?? 0) > 0);
   }
 
   #crashLoop(c: Container, message: string, terminated: Record<string, unknown>): void {
