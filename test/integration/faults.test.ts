@@ -64,11 +64,19 @@ test('API server killed for 12 s: answers from memory meanwhile, /readyz stays 2
 test('pods made just before an API server outage turn Running within seconds of its return (the node writes their status again)', async (t) => {
   const ns = await namespace(t, 'fault-fresh');
   const p = await provisioner(t, ns, FAST);
+  // Their app answers 3 s after the start: they turn Ready while the API server is out.
+  const settings = (body: unknown) => fetch(`${cluster().fakeNodeControl}/settings`, { method: 'POST', body: JSON.stringify(body) });
+  assert.equal((await settings({ appStartMs: 3000 })).status, 200);
+  t.after(() => settings({ appStartMs: 0 }));
   const ids = ['n1', 'n2', 'n3'];
   for (const id of ids) assert.equal((await call(p.url, 'POST', '/api/sandboxes', { sandbox_id: id })).status, 201);
   const state = cluster();
   // Down while the node starts them: the status writes of their start and readiness fail.
   await stopApiServer(state);
+  assert.ok(
+    ((await call(p.url, 'GET', '/api/sandboxes')).body['sandboxes'] as { status: string }[]).every((s) => s.status !== 'Running'),
+    'not Running before the outage',
+  );
   try {
     await new Promise((r) => setTimeout(r, 6000));
   } finally {

@@ -466,8 +466,17 @@ export class FakeNode {
 
   /** NodePort Services of the changed object's sandbox (or namespace): forward each to a Ready pod, or to nothing. */
   #forward(changed: KubeObject): void {
-    const pods = this.#inGroup(this.#pods, changed).filter((p) => isReady(p) && !p.metadata.deletionTimestamp);
-    const services = this.#inGroup(this.#services, changed);
+    // Services without a sandbox-id label (`kubectl expose`, a Service of one's own) may select any pod
+    // of the namespace: with one there, every pod of the namespace is looked at.
+    const ungrouped =
+      changed.metadata.labels?.['sandbox-id'] === undefined
+        ? []
+        : [...(this.#index.get(this.#services)?.get(`${changed.metadata.namespace}/`) ?? [])].flatMap((k) => this.#services.get(k) ?? []);
+    const candidates = ungrouped.length
+      ? [...this.#pods.values()].filter((p) => p.metadata.namespace === changed.metadata.namespace)
+      : this.#inGroup(this.#pods, changed);
+    const pods = candidates.filter((p) => isReady(p) && !p.metadata.deletionTimestamp);
+    const services = [...this.#inGroup(this.#services, changed), ...ungrouped];
     const wanted = new Map<number, { service: string; target: string }>();
     for (const svc of services) {
       const spec = (svc.spec ?? {}) as ServiceSpec;
