@@ -76,6 +76,9 @@ export type Derived = { status: SandboxStatus; reason: string | undefined; messa
  * Reasons after which waiting for Running is pointless without a change by someone. Not PodMissing: pod
  * and service are created at once, so the watch may see the service a moment before the pod.
  */
+/** kubelet's pod reason for an eviction (node pressure, or over the pod's ephemeral-storage limit). */
+const EVICTED = 'Evicted';
+
 export const STUCK_REASONS = new Set([
   'CrashLoopBackOff',
   'ImagePullBackOff',
@@ -107,7 +110,9 @@ export function deriveStatus(pod: PodFacts | undefined, service: ServiceFacts | 
   switch (pod.phase) {
     case 'Succeeded':
     case 'Failed':
-      derived = { status: pod.phase, reason: pod.reason, message: pod.message };
+      // An evicted pod whose app exited 0 on the kubelet's SIGTERM ends Succeeded (a real kubelet's
+      // finding): it did not succeed, it was evicted.
+      derived = { status: pod.reason === EVICTED ? 'Failed' : pod.phase, reason: pod.reason, message: pod.message };
       break;
     case 'Running':
       derived =
@@ -225,6 +230,8 @@ export function slimPod(pod: PodJson): PodFacts | undefined {
   const readyCondition = conditions.find((c) => c.type === 'Ready');
   const scheduled = conditions.find((c) => c.type === 'PodScheduled');
   const why =
+    // An eviction says why the pod ended, whatever its containers said on the way out.
+    (status.reason === EVICTED ? { reason: EVICTED, message: status.message } : undefined) ??
     (scheduled?.status === 'False' ? { reason: scheduled.reason, message: scheduled.message } : undefined) ??
     containerReason(status.initContainerStatuses) ??
     containerReason(status.containerStatuses) ??

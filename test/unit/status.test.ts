@@ -59,6 +59,8 @@ test('deriveStatus: the documented statuses and the odd cases', () => {
     ['unschedulable', pod({ phase: 'Pending', ready: 'False', reason: 'Unschedulable' }), svc(), 'Pending', 'Unschedulable'],
     ['succeeded', pod({ phase: 'Succeeded', ready: 'False' }), svc(), 'Succeeded', undefined],
     ['failed OOM', pod({ phase: 'Failed', ready: 'False', reason: 'OOMKilled' }), svc(), 'Failed', 'OOMKilled'],
+    // A real kubelet: evicted over its ephemeral-storage limit, the app exited 0 on SIGTERM.
+    ['evicted, app exited 0', pod({ phase: 'Succeeded', ready: 'False', reason: 'Evicted' }), svc(), 'Failed', 'Evicted'],
     ['pod terminating', pod({ deleting: true }), svc(), 'Terminating', 'Terminating'],
     ['node lost', pod({ ready: 'Unknown' }), svc(), 'Unknown', 'NodeLost'],
     ['phase unknown', pod({ phase: 'Unknown', ready: 'False' }), svc(), 'Unknown', 'NodeLost'],
@@ -200,4 +202,30 @@ test('a sandbox with no address in this URL mode says why instead of a bare sand
   const given = nodeport.answer(joinRecord('a', pod(), svc())!);
   assert.equal(given.sandbox_url, 'http://h:30001');
   assert.equal(given.reason, undefined);
+});
+
+test('an eviction is the reason of an evicted pod, over what its containers said on the way out', () => {
+  const facts = slimPod({
+    metadata: { name: 'sandbox-a', labels: { 'sandbox-id': 'a' } },
+    status: {
+      phase: 'Succeeded',
+      reason: 'Evicted',
+      message: 'Pod ephemeral local storage usage exceeds the total limit of containers 500Mi.',
+      containerStatuses: [
+        {
+          name: 'sandbox',
+          image: 'x',
+          imageID: '',
+          ready: false,
+          restartCount: 0,
+          state: { terminated: { exitCode: 0, reason: 'Completed' } },
+        },
+      ],
+    },
+  });
+  assert.equal(facts?.reason, 'Evicted');
+  assert.match(String(facts?.message), /ephemeral local storage/);
+  const record = joinRecord('a', facts, svc());
+  assert.equal(record?.status, 'Failed');
+  assert.equal(record?.reason, 'Evicted');
 });
