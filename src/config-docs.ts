@@ -96,7 +96,9 @@ export const SETTINGS: Record<Setting, Doc> = {
   SANDBOX_DROP_CAPABILITIES: security('Comma-separated capabilities to drop (an empty value drops none).', 'the profile’s'),
   SANDBOX_ADD_CAPABILITIES: security('Comma-separated capabilities to add.', 'none'),
   SANDBOX_SECCOMP_PROFILE: security('RuntimeDefault, Unconfined or none (no seccompProfile field).', 'the profile’s'),
-  SANDBOX_RUN_AS_NON_ROOT: security('Require a non-root user (Pod Security restricted).'),
+  SANDBOX_RUN_AS_NON_ROOT: security(
+    'Require a non-root user (Pod Security restricted). kubelet then refuses an image whose USER is root or a name (CreateContainerConfigError): the AIO image runs as root.',
+  ),
 
   STORAGE_MODE: storage('Optional check: pvc requires both claims, hostPath neither.', 'no check'),
   DEER_FLOW_HOST_BASE_DIR: storage(

@@ -490,6 +490,10 @@ export function configWarnings(config: Config, signingKeyMadeHere: boolean): str
     warnings.push(
       'PROXY_SIGNING_KEYS is not set: a key was made for this process, so sandbox URLs stop working when it restarts and differ between replicas',
     );
+  if (config.sandbox.security.runAsNonRoot)
+    warnings.push(
+      'SANDBOX_RUN_AS_NON_ROOT=true: kubelet refuses a container whose image runs as root or as a user name (CreateContainerConfigError, "image will run as root"); the AIO sandbox image runs as root, so this needs an image whose USER is a non-zero uid',
+    );
   if (!config.auth.apiKey && config.auth.allowAnonymous)
     warnings.push('PROVISIONER_ALLOW_ANONYMOUS=true: the API is open to anyone who can reach this port');
   if (!config.auth.apiKey && !config.auth.allowAnonymous)

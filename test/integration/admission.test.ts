@@ -8,9 +8,11 @@ import { loadAllYaml } from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { KubeHttp, type KubeObject } from '../../tools/cluster/kube-http.ts';
+import { loadConfig } from '../../src/config.ts';
 import {
   admin,
   call,
+  captureLogs,
   cluster,
   eventually,
   namespace,
@@ -257,4 +259,25 @@ test('pvc mode: /readyz names a missing or unbound claim, a sandbox on it stays 
   );
   await p.housekeeping();
   assert.equal((await claimsCheck())?.ok, true);
+});
+
+test('SANDBOX_RUN_AS_NON_ROOT=true: a root image waits in CreateContainerConfigError with kubelet’s words; an image with a uid runs', async (t) => {
+  const ns = await namespace(t, 'nonroot');
+  const { log, lines } = captureLogs();
+  const p = await provisioner(t, ns, { SANDBOX_RUN_AS_NON_ROOT: 'true' }, { log });
+  assert.ok(
+    lines.some((l) => /SANDBOX_RUN_AS_NON_ROOT=true: kubelet refuses/.test(l)),
+    'said at start',
+  );
+  const refused = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'root' });
+  assert.equal(refused.body['status'], 'Pending');
+  assert.equal(refused.body['reason'], 'CreateContainerConfigError');
+  assert.match(String(refused.body['message']), /container has runAsNonRoot and image will run as root \(pod: "sandbox-root_/);
+
+  const settings = (body: unknown) => fetch(`${cluster().fakeNodeControl}/settings`, { method: 'POST', body: JSON.stringify(body) });
+  const before = (await (await settings({})).json()) as { imageUsers: Record<string, string> };
+  t.after(() => settings({ imageUsers: before.imageUsers }));
+  assert.equal((await settings({ imageUsers: { ...before.imageUsers, [loadConfig({}).sandbox.image]: '1000' } })).status, 200);
+  const runs = await call(p.url, 'POST', '/api/sandboxes?wait=20', { sandbox_id: 'uid' });
+  assert.equal(runs.body['status'], 'Running', JSON.stringify(runs.body));
 });

@@ -42,6 +42,8 @@ export type Settings = {
   presentPullMs: number;
   imageSizeBytes: number;
   imageSizes: Record<string, number>;
+  /** The USER of images that set one; every other image runs as root (kubelet's runAsNonRoot check reads it). */
+  imageUsers: Record<string, string>;
 };
 
 type PodStatus = NonNullable<PodJson['status']>;
@@ -552,6 +554,7 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): Settings {
     presentPullMs: 100,
     imageSizeBytes: n('FAKE_NODE_IMAGE_SIZE_BYTES', 2_684_354_560),
     imageSizes: { 'registry.k8s.io/pause:3.10': 736_000 },
+    imageUsers: { 'registry.k8s.io/pause:3.10': '65535' },
   };
 }
 

@@ -35,7 +35,15 @@ export type PodRef = { namespace: string; name: string; uid: string; sandboxId: 
 export type Node = {
   name: string;
   hostIP: string;
-  settings: () => { startMs: number; appStartMs: number; pullMs: number; presentPullMs: number; imageSizeBytes: number };
+  settings: () => {
+    startMs: number;
+    appStartMs: number;
+    pullMs: number;
+    presentPullMs: number;
+    imageSizeBytes: number;
+    /** The USER of images that set one (uid or name); every other image runs as root, as the AIO image does. */
+    imageUsers: Record<string, string>;
+  };
   /**
    * Waits for an image, pulling it in the node's queue when the policy asks (`onPulling` first, as
    * kubelet says Pulling before it waits its turn); `absent` for an image that may not be pulled (Never).
@@ -273,7 +281,7 @@ export class PodRun {
   async #config(c: Container): Promise<boolean> {
     let told = '';
     for (;;) {
-      const missing = await this.#missingConfig(c.spec);
+      const missing = (await this.#missingConfig(c.spec)) ?? this.#nonRootRefusal(c);
       if (this.#stopped) return false;
       if (missing === undefined) return true;
       if (missing !== told) {
@@ -284,6 +292,23 @@ export class PodRun {
       }
       await this.#sleep(CONFIG_RETRY_MS);
     }
+  }
+
+  /**
+   * kubelet's runAsNonRoot check, made before it creates the container: with runAsNonRoot and no
+   * runAsUser, the image's USER must be a non-zero uid (the AIO image runs as root).
+   */
+  #nonRootRefusal(c: Container): string | undefined {
+    const pod = this.#spec.securityContext;
+    const own = c.spec.securityContext;
+    if (!(own?.runAsNonRoot ?? pod?.runAsNonRoot)) return undefined;
+    const where = `(pod: "${this.ref.name}_${this.ref.namespace}(${this.ref.uid})", container: ${c.spec.name})`;
+    const uid = own?.runAsUser ?? pod?.runAsUser;
+    if (uid !== undefined && uid !== null) return uid === 0 ? `container's runAsUser breaks non-root policy ${where}` : undefined;
+    const user = this.#node.settings().imageUsers[c.spec.image ?? ''] ?? '0';
+    if (!/^\d+$/.test(user))
+      return `container has runAsNonRoot and image has non-numeric user (${user}), cannot verify user is non-root ${where}`;
+    return Number(user) === 0 ? `container has runAsNonRoot and image will run as root ${where}` : undefined;
   }
 
   /** kubelet's words for the first reference of the container's environment that cannot be resolved. */
