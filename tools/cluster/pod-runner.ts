@@ -365,7 +365,7 @@ export class PodRun {
     this.#node.log(
       this.ref,
       c.spec.name,
-      `starting ${c.spec.image ?? ''}${c.spec.name === 'sandbox' ? ` (the sandbox app on ${this.ip}:${c.port})` : ''}`,
+      `starting ${c.spec.image ?? ''}${c === this.#app() ? ` (the sandbox app on ${this.ip}:${c.port})` : ''}`,
     );
     if (refusal || this.#behavior === 'crashloop') {
       const terminated = refusal ? { exitCode: 1, reason: 'Error', message: refusal } : { exitCode: 137, reason: 'OOMKilled' };
