@@ -329,12 +329,16 @@ export function echo(url: string, headers: Record<string, string> = {}): Promise
   });
 }
 
-/**
- * A PersistentVolumeClaim of `ns` bound to a host-path volume made for it (kube-controller-manager binds
- * them): what a storage class would provide. The fake node, as kube-scheduler, holds a pod whose claim
- * is missing or unbound.
- */
-export async function boundClaim(t: { after: (fn: () => Promise<unknown>) => void }, ns: string, name: string): Promise<void> {
+/** A PersistentVolumeClaim of the tests' storage class (`manual`), for the volume of that name. */
+export const claimObject = (name: string, volumeName: string) => ({
+  apiVersion: 'v1',
+  kind: 'PersistentVolumeClaim',
+  metadata: { name },
+  spec: { accessModes: ['ReadWriteMany'], storageClassName: 'manual', volumeName, resources: { requests: { storage: '1Gi' } } },
+});
+
+/** A host-path volume made for the claim `name` of `ns` (kube-controller-manager binds them); removed at the end. Its name. */
+export async function volumeFor(t: { after: (fn: () => Promise<unknown>) => void }, ns: string, name: string): Promise<string> {
   const kube = admin();
   const volume = `${ns}-${name}`;
   await kube.post('/api/v1/persistentvolumes', {
@@ -350,12 +354,16 @@ export async function boundClaim(t: { after: (fn: () => Promise<unknown>) => voi
     },
   });
   t.after(() => kube.delete(`/api/v1/persistentvolumes/${volume}`).catch(() => undefined));
-  await kube.post(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, {
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
-    metadata: { name },
-    spec: { accessModes: ['ReadWriteMany'], storageClassName: 'manual', volumeName: volume, resources: { requests: { storage: '1Gi' } } },
-  });
+  return volume;
+}
+
+/**
+ * A PersistentVolumeClaim of `ns` bound to a host-path volume made for it: what a storage class would
+ * provide. The fake node, as kube-scheduler, holds a pod whose claim is missing or unbound.
+ */
+export async function boundClaim(t: { after: (fn: () => Promise<unknown>) => void }, ns: string, name: string): Promise<void> {
+  const kube = admin();
+  await kube.post(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, claimObject(name, await volumeFor(t, ns, name)));
   await eventually(`claim ${name} bound`, async () =>
     ((await kube.get(`/api/v1/namespaces/${ns}/persistentvolumeclaims/${name}`)).status as { phase?: string } | undefined)?.phase ===
     'Bound'

@@ -135,8 +135,9 @@ export class Housekeeping {
    */
   async #checkClaims(): Promise<void> {
     const { config, kube } = this.#deps;
+    const claims = claimsOf(config);
     const problems: string[] = [];
-    for (const { name, setting } of claimsOf(config)) {
+    for (const { name, setting } of claims) {
       try {
         const res = await kube.request('GET', `/api/v1/namespaces/${config.namespace}/persistentvolumeclaims/${name}`);
         const claim = res.body as PersistentVolumeClaimJson;
@@ -154,7 +155,7 @@ export class Housekeeping {
         );
       }
     }
-    this.#claims = claimsOf(config).length
+    this.#claims = claims.length
       ? { name: 'claims', ok: problems.length === 0, ...(problems.length ? { detail: problems.join('; ') } : {}) }
       : undefined;
   }

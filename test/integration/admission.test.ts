@@ -13,6 +13,7 @@ import {
   admin,
   call,
   captureLogs,
+  claimObject,
   cluster,
   eventually,
   namespace,
@@ -21,6 +22,7 @@ import {
   resourceQuota,
   serviceAccountKubeconfig,
   serviceAccountToken,
+  volumeFor,
 } from '../helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -218,14 +220,9 @@ test('pvc mode: /readyz names a missing or unbound claim, a sandbox on it stays 
   assert.match(String(waited.body['message']), /persistentvolumeclaim "skills" not found/);
 
   // The claims made, but not bound yet (no volume): still not Running, and /readyz says Pending.
-  const claim = (name: string, volumeName: string) => ({
-    apiVersion: 'v1',
-    kind: 'PersistentVolumeClaim',
-    metadata: { name },
-    spec: { accessModes: ['ReadWriteMany'], storageClassName: 'manual', volumeName, resources: { requests: { storage: '1Gi' } } },
-  });
+  // (volumeFor below names each claim's volume `<namespace>-<claim>`.)
   for (const name of ['skills', 'user-data'])
-    await kube.post(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, claim(name, `${ns}-${name}`));
+    await kube.post(`/api/v1/namespaces/${ns}/persistentvolumeclaims`, claimObject(name, `${ns}-${name}`));
   await p.housekeeping();
   assert.match(String((await claimsCheck())?.detail), /PersistentVolumeClaim skills \(SKILLS_PVC_NAME\) is Pending, not Bound/);
   const unbound = await eventually('the scheduler says the claims are unbound', async () => {
@@ -235,22 +232,7 @@ test('pvc mode: /readyz names a missing or unbound claim, a sandbox on it stays 
   assert.equal(unbound.body['status'], 'Pending');
 
   // Volumes for them: kube-controller-manager binds each claim, and the sandbox starts.
-  for (const name of ['skills', 'user-data']) {
-    const pv = `${ns}-${name}`;
-    await kube.post('/api/v1/persistentvolumes', {
-      apiVersion: 'v1',
-      kind: 'PersistentVolume',
-      metadata: { name: pv },
-      spec: {
-        capacity: { storage: '1Gi' },
-        accessModes: ['ReadWriteMany'],
-        storageClassName: 'manual',
-        claimRef: { namespace: ns, name },
-        hostPath: { path: `/tmp/sandbox-test/${pv}` },
-      },
-    });
-    t.after(() => kube.delete(`/api/v1/persistentvolumes/${pv}`).catch(() => undefined));
-  }
+  for (const name of ['skills', 'user-data']) await volumeFor(t, ns, name);
   // (?wait= would answer at once: Unschedulable is a reason to stop waiting, until the scheduler retries.)
   await eventually(
     'c1 runs',

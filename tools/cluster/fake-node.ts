@@ -355,17 +355,7 @@ export class FakeNode {
     const name = pod.metadata.name;
     const ref: PodRef = { namespace: ns, name, uid: pod.metadata.uid ?? '', sandboxId: pod.metadata.labels?.['sandbox-id'] ?? name };
     const behavior = this.#behaviorOf(pod);
-    if (behavior === 'unschedulable') {
-      const message = '0/1 nodes are available: 1 Insufficient cpu.';
-      await this.#kube.mergePatch(`/api/v1/namespaces/${ns}/pods/${name}/status`, {
-        status: {
-          phase: 'Pending',
-          conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now() }],
-        },
-      });
-      this.#postEvent(ref, undefined, 'Warning', 'FailedScheduling', message);
-      return;
-    }
+    if (behavior === 'unschedulable') return this.#unschedulable(ref, '0/1 nodes are available: 1 Insufficient cpu.');
     if (!spec.nodeName && (await this.#heldForClaims(pod, spec, ref))) return;
     const ip = this.#freeIps.shift() ?? this.#nextIp++;
     const run = new PodRun(this.#node(), ref, spec, behavior, podAddress(this.#net, ip));
@@ -389,11 +379,7 @@ export class FakeNode {
         this.#runs.delete(key(pod));
         this.#freeIps.push(ip);
         log(`bind ${key(pod)}: ${String(bound)}; trying again`);
-        setTimeout(() => {
-          const latest = this.#pods.get(key(pod));
-          if (!this.#abort.signal.aborted && latest && latest.metadata.uid === pod.metadata.uid) this.#onPod(latest);
-        }, 1000).unref();
-        return;
+        return this.#retry(pod, 1000);
       }
       this.#postEvent(ref, undefined, 'Normal', 'Scheduled', `Successfully assigned ${ns}/${name} to ${NODE_NAME}`);
     }
@@ -424,23 +410,29 @@ export class FakeNode {
     }
     const message = `0/1 nodes are available: ${problem}. preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.`;
     const shown = ((pod.status ?? {}) as PodStatus).conditions?.find((c) => c.type === 'PodScheduled')?.message;
-    if (shown !== message) {
-      await this.#kube
-        .mergePatch(`/api/v1/namespaces/${ref.namespace}/pods/${ref.name}/status`, {
-          status: {
-            phase: 'Pending',
-            conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now() }],
-          },
-        })
-        .catch((err: unknown) => log(`hold ${k}: ${String(err)}`));
-      this.#postEvent(ref, undefined, 'Warning', 'FailedScheduling', message);
-    }
-    setTimeout(() => {
-      this.#holding.delete(k);
-      const latest = this.#pods.get(k);
-      if (!this.#abort.signal.aborted && latest && latest.metadata.uid === pod.metadata.uid) this.#onPod(latest);
-    }, 2000).unref();
+    if (shown !== message) await this.#unschedulable(ref, message).catch((err: unknown) => log(`hold ${k}: ${String(err)}`));
+    this.#retry(pod, 2000, () => this.#holding.delete(k));
     return true;
+  }
+
+  /** The scheduler's answer for a pod it cannot place: Pending, PodScheduled False (Unschedulable), and its event. */
+  async #unschedulable(ref: PodRef, message: string): Promise<void> {
+    await this.#kube.mergePatch(`/api/v1/namespaces/${ref.namespace}/pods/${ref.name}/status`, {
+      status: {
+        phase: 'Pending',
+        conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now() }],
+      },
+    });
+    this.#postEvent(ref, undefined, 'Warning', 'FailedScheduling', message);
+  }
+
+  /** Tries a pod again after `ms`, as the scheduler's queue does, if it is still the same pod. */
+  #retry(pod: KubeObject, ms: number, before?: () => void): void {
+    setTimeout(() => {
+      before?.();
+      const latest = this.#pods.get(key(pod));
+      if (!this.#abort.signal.aborted && latest && latest.metadata.uid === pod.metadata.uid) this.#onPod(latest);
+    }, ms).unref();
   }
 
   async #release(k: string): Promise<void> {

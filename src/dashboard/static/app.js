@@ -48,7 +48,7 @@ function cell(value, className) {
 function badge(row) {
   const span = document.createElement('span');
   span.append(text('span', row.status, 'badge'));
-  span.firstChild.style.background = color(row.state ?? row.status);
+  span.firstChild.style.background = color(row.state);
   if (row.reason) span.append(text('span', row.reason, 'reason'));
   span.title = [row.status, row.reason, row.message].filter(Boolean).join(' — ');
   return span;
@@ -57,7 +57,7 @@ function badge(row) {
 // ---- the table: search, filter, and only the visible rows in the DOM ----
 
 function matches(row, query, status) {
-  if (status && (row.state ?? row.status) !== status) return false;
+  if (status && row.state !== status) return false;
   if (!query) return true;
   return [row.sandbox_id, row.thread_id, row.user_id].some((v) => v && v.toLowerCase().includes(query));
 }
@@ -125,7 +125,7 @@ function renderCounts() {
   // Locked, the page knows nothing: it says so rather than show zeros as if there were no sandboxes.
   if (state.locked) return list.replaceChildren(text('li', 'locked: enter the API key to see the sandboxes', 'locked'));
   const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
-  for (const row of state.rows.values()) counts[row.state ?? row.status] += 1;
+  for (const row of state.rows.values()) counts[row.state] += 1;
   list.replaceChildren(
     ...STATES.map((s) => {
       const li = text('li', s);
