@@ -6,7 +6,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { recoverControllers, startApiServer, stopApiServer, up } from '../../tools/cluster/cluster.ts';
+import { restartGateway } from '../../tools/cluster/gateway.ts';
+import type { ClusterState } from '../../tools/cluster/state.ts';
 import { admin, call, cluster, eventually, namespace, objectsIn, provisioner, spawnProvisioner } from '../helpers.ts';
+
+/** After an outage: the controllers that watch the API server (the controller manager, and the gateway when it runs) start afresh. */
+async function recover(state: ClusterState): Promise<void> {
+  await recoverControllers(state);
+  await restartGateway(state);
+}
 
 const FAST = { K8S_PROBE_SECONDS: '1', K8S_REQUEST_TIMEOUT_SECONDS: '2' };
 
@@ -51,7 +59,7 @@ test('API server killed for 12 s: answers from memory meanwhile, /readyz stays 2
   } finally {
     await startApiServer(state);
     back = performance.now();
-    t.after(() => recoverControllers(state));
+    t.after(() => recover(state));
   }
   await eventually('the view is healthy again', () => (p.view.health().healthy ? true : undefined), 30_000);
   const recovery = performance.now() - back;
@@ -81,7 +89,7 @@ test('pods made just before an API server outage turn Running within seconds of 
     await new Promise((r) => setTimeout(r, 6000));
   } finally {
     await startApiServer(state);
-    t.after(() => recoverControllers(state));
+    t.after(() => recover(state));
   }
   const back = performance.now();
   await eventually(
@@ -119,7 +127,7 @@ test('API server frozen (SIGSTOP): the stale view is reported within seconds, an
   } finally {
     process.kill(pid, 'SIGCONT');
     resumed = performance.now();
-    t.after(() => recoverControllers(cluster()));
+    t.after(() => recover(cluster()));
   }
   await eventually('the view is healthy again', () => (p.view.health().healthy ? true : undefined), 30_000);
   const recovery = performance.now() - resumed;
@@ -201,7 +209,7 @@ test('cluster:up on a cluster whose API server died restarts it alone, keeping t
   const apiserver = before.pids['kube-apiserver'];
   assert.ok(apiserver);
   // The controller manager's informers back off while the API server is away: reconnected for the next test.
-  t.after(() => recoverControllers(cluster()));
+  t.after(() => recover(cluster()));
   process.kill(apiserver, 'SIGKILL');
   const lines: string[] = [];
   const after = await up({ dir: before.dir, log: (l) => void lines.push(l) });

@@ -138,3 +138,17 @@ export async function gateway(state: ClusterState, log: (line: string) => void =
   }
   throw new Error(`traefik did not program Gateway ${info.parentRef} within 60 s (see ${join(state.dir, 'traefik.log')})`);
 }
+
+/**
+ * After an API server outage: Traefik, like kube-controller-manager, may sit out a long watch backoff
+ * before it serves new routes again. Restarted on the same port, it lists everything at once.
+ */
+export async function restartGateway(state: ClusterState): Promise<void> {
+  const pid = state.gateway?.pid;
+  if (pid === undefined) return;
+  if (alive(pid)) {
+    process.kill(pid, 'SIGKILL');
+    while (alive(pid)) await sleep(50);
+  }
+  await gateway(state);
+}
