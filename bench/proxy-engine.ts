@@ -50,7 +50,7 @@ const proxy = new SandboxProxy({
   capabilities: new Capabilities([]),
   trusted: () => false,
   stats: proxyStats(metrics),
-  onActivity: () => undefined,
+  activity: { touch: () => undefined },
 });
 const rows = proxy.routes();
 const server = createHttpServer({ routes: rows.routes, upgrades: rows.upgrades, log: silentLogger(), observe: requestObserver(metrics) });

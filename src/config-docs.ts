@@ -135,6 +135,18 @@ export const SETTINGS: Record<Setting, Doc> = {
   ACTIVITY_WRITE_INTERVAL_SECONDS: life('Least time between activity annotation writes per sandbox.'),
   MAX_SANDBOXES: life('Sandboxes at most (0: no limit); one more is answered 429 limit_reached.'),
   MAX_SANDBOXES_PER_THREAD: life('Sandboxes per thread at most (0: no limit).'),
+  SANDBOX_SUSPEND_AFTER_SECONDS: life(
+    'Idle time after which a sandbox is suspended (0: off): its pod is removed, its Service, URL, capability and files kept; its next use wakes it. Idle: no API call for it, no proxied request or open stream, no lease.',
+  ),
+  WAKE_WAIT_SECONDS: life(
+    'Longest a status read of a suspended sandbox waits for it to wake (DeerFlow’s status check gives up after 10 s).',
+  ),
+  MAX_CONCURRENT_WAKES: life('Wakes in flight at once (beyond: a queue, as for creates).'),
+  MAX_ACTIVE_SANDBOXES: life(
+    'Sandboxes with a pod at most (0: no limit); one more suspends the least recently used idle one, or is answered 429 active_limit_reached.',
+  ),
+  MAX_ACTIVE_SANDBOXES_PER_USER: life('The same, per user_id (0: no limit); the user’s own least recently used idle sandbox is suspended.'),
+  MAX_ACTIVE_SANDBOXES_USER_OVERRIDES: life('Comma-separated user=limit pairs replacing MAX_ACTIVE_SANDBOXES_PER_USER for those users.'),
   MAX_CONCURRENT_CREATES: life('Creates in flight at once.'),
   CREATE_QUEUE_SIZE: life('Creates waiting for a slot; one more is answered 429 too_many_requests.'),
   CREATE_QUEUE_TIMEOUT_SECONDS: life('Longest a create waits for a slot.'),
@@ -174,6 +186,10 @@ export const SETTINGS: Record<Setting, Doc> = {
     'Gateway mode: the Gateway(s) of each sandbox’s HTTPRoute, namespace/name[/sectionName] (a lone name is in K8S_NAMESPACE).',
   ),
   GATEWAY_PUBLIC_URL: access('Gateway mode: the address clients reach the Gateway at.', 'required in gateway mode'),
+  GATEWAY_WAKE_BACKEND: access(
+    'namespace/name:port of this service’s own Service: while a sandbox is suspended its HTTPRoute points there, so its next request wakes it (needs a ReferenceGrant across namespaces).',
+    'a suspended sandbox’s route answers 503 until a status read or create wakes it',
+  ),
   GATEWAY_ROUTE_CHECK_SECONDS: access(
     'Gateway mode: Running waits until a request through GATEWAY_PUBLIC_URL reaches the sandbox (a Gateway accepts a route before its data plane serves it), at most this long; 0: not checked.',
   ),

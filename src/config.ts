@@ -200,6 +200,24 @@ export const envFields = z.object({
   ACTIVITY_WRITE_INTERVAL_SECONDS: seconds(60),
   MAX_SANDBOXES: count(0),
   MAX_SANDBOXES_PER_THREAD: count(0),
+  SANDBOX_SUSPEND_AFTER_SECONDS: seconds(0),
+  WAKE_WAIT_SECONDS: positiveInt(8, 600),
+  MAX_CONCURRENT_WAKES: positiveInt(16, 1000),
+  MAX_ACTIVE_SANDBOXES: count(0),
+  MAX_ACTIVE_SANDBOXES_PER_USER: count(0),
+  // user=limit,user=limit: per-user limits that replace MAX_ACTIVE_SANDBOXES_PER_USER for those users.
+  MAX_ACTIVE_SANDBOXES_USER_OVERRIDES: list([]).transform((items, ctx) => {
+    const out = new Map<string, number>();
+    for (const item of items) {
+      const m = /^([A-Za-z0-9_-]{1,128})=(\d{1,7})$/.exec(item);
+      if (!m) {
+        ctx.addIssue({ code: 'custom', message: `must be user=limit pairs, e.g. alice=10,bob=2 (got ${JSON.stringify(item)})` });
+        continue;
+      }
+      out.set(m[1] ?? '', Number(m[2]));
+    }
+    return out;
+  }),
   MAX_CONCURRENT_CREATES: positiveInt(16, 1000),
   CREATE_QUEUE_SIZE: count(64),
   CREATE_QUEUE_TIMEOUT_SECONDS: positiveInt(10, 600),
@@ -278,6 +296,17 @@ export const envFields = z.object({
     ),
   GATEWAY_PUBLIC_URL: optional(httpUrl('GATEWAY_PUBLIC_URL')),
   GATEWAY_ROUTE_CHECK_SECONDS: seconds(10),
+  // namespace/name:port of this service's own Service: a suspended sandbox's route points there, so its next request wakes it.
+  GATEWAY_WAKE_BACKEND: optional(
+    z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?:\d{1,5}$/, 'must be namespace/name:port of a Service')
+      .transform((v) => {
+        const [ns = '', rest = ''] = v.split('/');
+        const [name = '', port = ''] = rest.split(':');
+        return { namespace: ns, name, port: Number(port) };
+      }),
+  ),
 });
 
 const schema = envFields
@@ -388,6 +417,14 @@ const schema = envFields
       maxConcurrentCreates: e.MAX_CONCURRENT_CREATES,
       queueSize: e.CREATE_QUEUE_SIZE,
       queueTimeoutMs: e.CREATE_QUEUE_TIMEOUT_SECONDS * 1000,
+      maxActive: e.MAX_ACTIVE_SANDBOXES,
+      maxActivePerUser: e.MAX_ACTIVE_SANDBOXES_PER_USER,
+      activeOverrides: e.MAX_ACTIVE_SANDBOXES_USER_OVERRIDES,
+    },
+    suspend: {
+      afterMs: e.SANDBOX_SUSPEND_AFTER_SECONDS * 1000,
+      wakeWaitMs: e.WAKE_WAIT_SECONDS * 1000,
+      maxConcurrentWakes: e.MAX_CONCURRENT_WAKES,
     },
     storage: storage(e),
     mountContractVersion: e.MOUNT_CONTRACT_VERSION,
@@ -427,6 +464,8 @@ const schema = envFields
             publicUrl: (e.GATEWAY_PUBLIC_URL ?? '').replace(/\/+$/, ''),
             /** How long Running may wait for the gateway to serve a route (0: not checked; the proxy's engine checks it). */
             routeCheckMs: e.PROXY_ENABLED ? e.GATEWAY_ROUTE_CHECK_SECONDS * 1000 : 0,
+            /** This service's own Service: where a suspended sandbox's route points. */
+            wakeBackend: e.GATEWAY_WAKE_BACKEND,
           }
         : undefined,
   }));

@@ -17,6 +17,7 @@ import { closeGracefully, createHttpServer, listen } from './http/server.ts';
 import { makeKube, type Kube } from './kube/client.ts';
 import { Activity } from './lifecycle/activity.ts';
 import { startSweeps, type SweepResult } from './lifecycle/sweeper.ts';
+import { Suspender } from './lifecycle/suspender.ts';
 import type { Logger } from './log.ts';
 import { CreateTimings } from './observe/creates.ts';
 import { createMetrics, metricsRoutes, proxyStats, requestObserver, type Metrics } from './observe/metrics.ts';
@@ -87,8 +88,10 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   });
   const grants = new Grants();
   const namespace = new SandboxNamespace({ config, kube, log });
-  const writer = new SandboxWriter({ config, kube, view, log, now, capabilities, grants, namespace });
+  const writer = new SandboxWriter({ config, kube, view, log, now, capabilities, grants, namespace, metrics });
   const activity = new Activity({ config, writer, grants, view, log, now });
+  const suspender = new Suspender({ config, view, writer, activity, log, metrics, now, open: (id) => proxy?.open(id) ?? 0 });
+  writer.admission = (req) => suspender.admit(req);
   const signing = { fingerprint: capabilities.fingerprint, ephemeral: capabilities.ephemeral };
   const housekeeping = new Housekeeping({ config, kube, view, writer, namespace, grants, log, metrics, nodes, signing });
   const trusted = trustedPeers(config.trustedProxies);
@@ -97,13 +100,13 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
   metrics.observeStreams(() => ({ open: streams.size, queuedBytes: streams.queuedBytes() }));
   const feed = new Feed({ view, answers, streams, lastActivity: (record) => activity.lastActivity(record), nodes: () => nodes.summary() });
   const proxy = config.proxy.enabled
-    ? new SandboxProxy({ config, view, log, capabilities, trusted, onActivity: (id) => activity.touch(id), stats: proxyStats(metrics) })
+    ? new SandboxProxy({ config, view, log, capabilities, trusted, stats: proxyStats(metrics), activity, suspender })
     : undefined;
   if (proxy) metrics.observeUpstreamPools(() => proxy.pools);
   const state = { shuttingDown: false };
   const routes: RouteRow[] = [
     ...apiRoutes({
-      ...{ config, view, writer, activity, answers, base, metrics, streams },
+      ...{ config, view, writer, activity, suspender, answers, base, metrics, streams },
       readLogs: logReader(kube, config.namespace),
       creates: new CreateTimings(view, metrics),
       readiness: () => [
@@ -125,19 +128,16 @@ function assemble(config: Config, log: Logger, options: StartOptions) {
     maxConnections: config.maxConnections,
     observe: requestObserver(metrics),
   });
-  return { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state, streams };
+  return { now, kube, view, nodes, metrics, writer, activity, suspender, housekeeping, capabilities, feed, proxy, server, state, streams };
 }
 
 export async function start(config: Config, log: Logger, options: StartOptions = {}): Promise<Service> {
-  const { now, kube, view, nodes, metrics, writer, activity, housekeeping, capabilities, feed, proxy, server, state, streams } = assemble(
-    config,
-    log,
-    options,
-  );
+  const { now, kube, view, nodes, metrics, writer, activity, suspender, housekeeping, capabilities, feed, proxy, server, state, streams } =
+    assemble(config, log, options);
   await housekeeping.start();
   housekeeping.startWatches(view);
   housekeeping.schedule();
-  const sweeps = startSweeps({ config, view, writer, activity, log, metrics, now });
+  const sweeps = startSweeps({ config, view, writer, activity, suspender, log, metrics, now });
   const address: AddressInfo = await listen(server, config.port, config.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address === '0.0.0.0' ? '127.0.0.1' : address.address;
   log.info({ port: address.port, namespace: config.namespace, kubeconfig: kube.source, api_server: kube.server }, 'provisioner listening');

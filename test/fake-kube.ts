@@ -271,7 +271,22 @@ export class FakeKube implements Kube {
     const kind = r === 'pods' ? 'pods' : 'services';
     if (!current) throw new KubeApiError(method, p, 404, status(404, 'NotFound', `${kind} "${name}" not found`, { name, kind }));
     if (method === 'GET') return current;
-    if (method === 'PATCH') return this.#store(r, ns, mergePatch(current, body) as FakeObject, 'MODIFIED');
+    if (method === 'PATCH') {
+      // A resourceVersion in the patch is a precondition (optimistic concurrency), as the API server makes it.
+      const expected = (body as Partial<FakeObject> | undefined)?.metadata?.resourceVersion;
+      if (expected !== undefined && expected !== current.metadata.resourceVersion)
+        throw new KubeApiError(
+          method,
+          p,
+          409,
+          status(
+            409,
+            'Conflict',
+            `Operation cannot be fulfilled on ${r} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+          ),
+        );
+      return this.#store(r, ns, mergePatch(current, body) as FakeObject, 'MODIFIED');
+    }
     if (method === 'DELETE') return this.#delete(r, ns, current, body as Wire<V1DeleteOptions> | undefined);
     throw new KubeApiError(method, p, 405, status(405, 'MethodNotAllowed', `${method} is not supported`));
   }

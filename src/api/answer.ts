@@ -34,6 +34,16 @@ export const sandboxSchema = z
     mount_contract_version: z.number().int().optional(),
     reason: z.string().optional(),
     message: z.string().optional(),
+    suspended_at: z
+      .string()
+      .optional()
+      .describe(
+        'When the sandbox was suspended (no pod; URL, capability and files kept): status Pending, reason Suspended until its next use wakes it',
+      ),
+    woken_by: z
+      .enum(['create', 'status', 'wait', 'proxy', 'resume', 'reconcile'])
+      .optional()
+      .describe('What woke the sandbox’s current pod from a suspension'),
     timings: z
       .object({
         scheduled_s: z.number().optional(),
@@ -118,6 +128,9 @@ export function timings(record: SandboxRecord): SandboxAnswer['timings'] {
   return out;
 }
 
+const TRIGGERS: readonly string[] = sandboxSchema.shape.woken_by.unwrap().options;
+const isTrigger = (v: string | undefined): v is NonNullable<SandboxAnswer['woken_by']> => v !== undefined && TRIGGERS.includes(v);
+
 /** The reason of a sandbox with no address in this URL mode (made under another one). */
 export const NO_ADDRESS_REASON = 'NoAddressInThisMode';
 const NO_ADDRESS_MESSAGE =
@@ -143,7 +156,7 @@ export class Answers {
 
   /** The capability of a sandbox (proxy and host modes). */
   #token(record: SandboxRecord): string | undefined {
-    return this.#config.sandboxUrl.mode === 'nodeport' ? undefined : this.#capabilities?.sign(record.sandboxId, record.podUid ?? '');
+    return this.#config.sandboxUrl.mode === 'nodeport' ? undefined : this.#capabilities?.sign(record.sandboxId, record.serviceUid ?? '');
   }
 
   /**
@@ -192,6 +205,10 @@ export class Answers {
       ...(record.reason ? { reason: record.reason } : {}),
       ...(record.message ? { message: record.message } : {}),
       ...(unaddressed ? { reason: NO_ADDRESS_REASON, message: NO_ADDRESS_MESSAGE } : {}),
+      ...(record.suspension && record.suspendedAt !== undefined && Number.isFinite(record.suspendedAt)
+        ? { suspended_at: new Date(record.suspendedAt).toISOString() }
+        : {}),
+      ...(isTrigger(record.wokenBy) ? { woken_by: record.wokenBy } : {}),
       timings: timings(record),
     };
   }

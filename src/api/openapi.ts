@@ -169,6 +169,7 @@ const CREATE_ERRORS: ErrorCode[] = [
   'lark_broker_not_configured',
   'quota_exceeded',
   'limit_reached',
+  'active_limit_reached',
   'too_many_requests',
   'provisioner_forbidden',
   'internal_error',
@@ -244,8 +245,19 @@ export function openApiDocument(maxWaitSeconds = 300): Record<string, unknown> {
       },
       '/api/sandboxes/{sandbox_id}': {
         get: operation({
-          summary: 'A sandbox (from the watch view)',
-          parameters: [idParameter, wait],
+          summary:
+            'A sandbox (from the watch view). A suspended one wakes and is answered once it runs (within WAKE_WAIT_SECONDS or ?wait=), unless ?wake=false',
+          parameters: [
+            idParameter,
+            wait,
+            {
+              name: 'wake',
+              in: 'query',
+              required: false,
+              description: 'false: read a suspended sandbox without waking it (monitors, dashboards)',
+              schema: { type: 'string', enum: ['true', 'false'] },
+            },
+          ],
           ok: { 200: sandboxSchema },
           errors: [...API, 'invalid_sandbox_id', 'sandbox_not_found', 'validation_failed'],
         }),
@@ -263,6 +275,23 @@ export function openApiDocument(maxWaitSeconds = 300): Record<string, unknown> {
           parameters: [idParameter],
           ok: { 200: presenceSchema },
           errors: [...API, 'invalid_sandbox_id'],
+        }),
+      },
+      '/api/sandboxes/{sandbox_id}/suspend': {
+        post: operation({
+          summary:
+            'Suspend a sandbox now: its pod is removed; its Service, sandbox_url, capability, request and files are kept, and its next use wakes it (status Pending, reason Suspended)',
+          parameters: [idParameter, wait],
+          ok: { 200: sandboxSchema },
+          errors: [...API, 'invalid_sandbox_id', 'sandbox_not_found', 'not_resumable', 'cluster_unavailable'],
+        }),
+      },
+      '/api/sandboxes/{sandbox_id}/resume': {
+        post: operation({
+          summary: 'Wake a suspended sandbox: a new pod from the same request (a running sandbox is answered as it is)',
+          parameters: [idParameter, wait],
+          ok: { 200: sandboxSchema },
+          errors: [...API, 'invalid_sandbox_id', 'sandbox_not_found', ...CREATE_ERRORS, 'not_resumable', 'active_limit_reached'],
         }),
       },
       '/api/sandboxes/{sandbox_id}/keepalive': {

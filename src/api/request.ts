@@ -57,7 +57,13 @@ export const createRequestSchema = z
   })
   .meta({ id: 'CreateSandboxRequest' });
 
-export const keepaliveRequestSchema = z.object({ ttl_seconds: ttlSecondsSchema.nullish() }).meta({ id: 'KeepaliveRequest' });
+export const keepaliveRequestSchema = z
+  .object({
+    ttl_seconds: ttlSecondsSchema.nullish(),
+    /** A lease: no suspension for this long (a run under way that the proxy may not see); 0 ends one. */
+    lease_seconds: z.number().int().min(0).max(86_400).nullish(),
+  })
+  .meta({ id: 'KeepaliveRequest' });
 
 const isUnder = (path: string, base: string): boolean => path === base || path.startsWith(base.endsWith('/') ? base : `${base}/`);
 

@@ -15,6 +15,7 @@ import { declaresBody, parseSandboxId, readJson, validate } from '../http/input.
 import { abortOnClose, sendJson, sendJsonSized, sendJsonText } from '../http/reply.ts';
 import type { Context, RequestTarget, RouteRow } from '../http/router.ts';
 import type { Activity } from '../lifecycle/activity.ts';
+import type { Suspender } from '../lifecycle/suspender.ts';
 import { countOutcome, type CreateTimings } from '../observe/creates.ts';
 import type { Metrics } from '../observe/metrics.ts';
 import type { Check } from '../provisioner/housekeeping.ts';
@@ -33,11 +34,16 @@ const DEFAULT_TAIL_LINES = 500;
 
 export const listQuerySchema = z.object({ thread_id: threadIdSchema.optional(), status: z.enum(STATUSES).optional() });
 
+/** A status read wakes a suspended sandbox (DeerFlow's is_alive) unless it says `?wake=false` (a monitor). */
+const WAKE_PARAM = 'wake';
+
 export type ApiDeps = {
   config: Config;
   view: SandboxView;
   writer: SandboxWriter;
   activity: Activity;
+  /** Suspend and wake (the writer's, with the active limits and what counts as idle). */
+  suspender: Suspender;
   answers: Answers;
   /** The origin the caller used (X-Forwarded-* from trusted proxies only): sandbox URLs in proxy mode start with it. */
   base: (req: IncomingMessage) => string | undefined;
@@ -157,9 +163,13 @@ class Api {
   list({ req, res, url }: Context): void {
     const { view, answers, base } = this.#deps;
     const q = validate(listQuerySchema, Object.fromEntries(url.searchParams), 'query');
-    // A sandbox is its pod: a service or route left without one is not listed (DeerFlow 2.1 skips it too).
+    // A sandbox is its pod, or its suspended Service: a service or route left without a pod otherwise is
+    // not listed (DeerFlow 2.1 skips it too). Listing wakes nothing.
     const items = view.list(
-      (r) => r.hasPod && (q.thread_id === undefined || r.threadId === q.thread_id) && (q.status === undefined || r.status === q.status),
+      (r) =>
+        (r.hasPod || r.suspension === 'suspended') &&
+        (q.thread_id === undefined || r.threadId === q.thread_id) &&
+        (q.status === undefined || r.status === q.status),
     );
     const origin = answers.perCaller ? base(req) : undefined;
     sendJsonText(res, 200, `{"sandboxes":[${items.map((r) => answers.text(r, origin)).join(',')}],"count":${items.length}}`);
@@ -179,11 +189,18 @@ class Api {
     this.#answer(req, res, result.created ? 201 : 200, result.record);
   }
 
-  /** A sandbox from the view: answered synchronously unless the caller waits for it to settle. */
+  /**
+   * A sandbox from the view: answered synchronously unless the caller waits for it to settle, or it is
+   * suspended: then the read wakes it (DeerFlow's is_alive reads this and replaces a sandbox that is not
+   * Running) and answers once it runs, within WAKE_WAIT_SECONDS or the caller's `?wait=`. `?wake=false`
+   * reads without waking.
+   */
   status({ req, res, url, params }: Context): Promise<void> | void {
     const id = parseSandboxId(params[0] ?? '');
     const wait = waitMs(url, this.#deps.config.maxWaitSeconds);
     const record = this.#deps.view.get(id);
+    if (record?.suspension && url.search !== '' && url.searchParams.get(WAKE_PARAM) === 'false') return this.#answer(req, res, 200, record);
+    if (record?.suspension) return this.#statusAfterWake(req, res, id, wait);
     if (record && wait > 0 && !settled(record)) return this.#statusAfterWait(req, res, id, wait);
     // A service whose pod is gone: 404, what DeerFlow's clients handle (is_alive false), where DeerFlow 2.1 answers a 500.
     if (!record?.hasPod) throw sandboxNotFound(id);
@@ -193,8 +210,37 @@ class Api {
 
   async #statusAfterWait(req: IncomingMessage, res: ServerResponse, id: string, wait: number): Promise<void> {
     const record = await this.#deps.view.waitFor(id, settled, wait, abortOnClose(req, res));
-    if (!record?.hasPod) throw sandboxNotFound(id);
+    if (!record?.hasPod && record?.suspension !== 'suspended') throw sandboxNotFound(id);
     this.#deps.activity.touch(id);
+    this.#answer(req, res, 200, record);
+  }
+
+  async #statusAfterWake(req: IncomingMessage, res: ServerResponse, id: string, wait: number): Promise<void> {
+    await this.#deps.suspender.wake(id, wait > 0 ? 'wait' : 'status');
+    return this.#statusAfterWait(req, res, id, Math.max(wait, this.#deps.config.suspend.wakeWaitMs));
+  }
+
+  /** Suspends a sandbox now (an operator, or a backend that knows it is done for a while); `?wait=` until its pod is gone. */
+  async suspend({ req, res, url, params }: Context): Promise<void> {
+    const id = parseSandboxId(params[0] ?? '');
+    const wait = waitMs(url, this.#deps.config.maxWaitSeconds);
+    if (!this.#deps.view.get(id)) throw sandboxNotFound(id);
+    await this.#deps.suspender.suspend(id);
+    const done = (r: SandboxRecord | undefined): boolean => r === undefined || r.suspension === 'suspended';
+    const record = await this.#deps.view.waitFor(id, (r) => done(r) || (wait <= 0 && r?.suspension !== undefined), Math.max(wait, 2000));
+    if (!record) throw sandboxNotFound(id);
+    this.#answer(req, res, 200, record);
+  }
+
+  /** Wakes a suspended sandbox (a running one is answered as it is); `?wait=` until it runs. */
+  async resume({ req, res, url, params }: Context): Promise<void> {
+    const id = parseSandboxId(params[0] ?? '');
+    const wait = waitMs(url, this.#deps.config.maxWaitSeconds);
+    if (!this.#deps.view.get(id)) throw sandboxNotFound(id);
+    await this.#deps.suspender.wake(id, 'resume');
+    this.#deps.activity.touch(id);
+    const record = wait > 0 ? await this.#deps.view.waitFor(id, settled, wait, abortOnClose(req, res)) : this.#deps.view.get(id);
+    if (!record) throw sandboxNotFound(id);
     this.#answer(req, res, 200, record);
   }
 
@@ -208,10 +254,15 @@ class Api {
     const { config, view, activity } = this.#deps;
     const id = parseSandboxId(params[0] ?? '');
     const body = validate(keepaliveRequestSchema, declaresBody(req) ? await readJson(req, config.body) : {});
-    if (!view.get(id)) throw sandboxNotFound(id);
+    const current = view.get(id);
+    if (!current) throw sandboxNotFound(id);
+    // A keepalive is a use: a suspended sandbox wakes first (its lease and activity go on its new pod).
+    if (current.suspension) await this.#deps.suspender.wake(id, 'resume');
     // Written to the pod: answer once the view has it. Kept in memory (no patch permission): now.
-    const persisted = await activity.keepalive(id, body.ttl_seconds ?? undefined);
-    const record = persisted ? await view.waitFor(id, (r) => r === undefined || r.lastActivity !== undefined, 2000) : view.get(id);
+    const written = await activity.keepalive(id, body.ttl_seconds ?? undefined, body.lease_seconds ?? undefined);
+    // Read-your-writes: the answer (and the next sweep) sees what was just written (lease and expiry too).
+    const record =
+      written !== undefined ? await view.waitFor(id, (r) => r === undefined || r.lastActivity === written, 2000) : view.get(id);
     if (!record) throw sandboxNotFound(id);
     this.#answer(req, res, 200, record);
   }
@@ -277,6 +328,8 @@ export function apiRoutes(deps: ApiDeps): RouteRow[] {
       template: '/api/sandboxes/{id}/keepalive',
       methods: { POST: (c) => api.keepalive(c) },
     },
+    { name: '/api/sandboxes/{id}/suspend', template: '/api/sandboxes/{id}/suspend', methods: { POST: (c) => api.suspend(c) } },
+    { name: '/api/sandboxes/{id}/resume', template: '/api/sandboxes/{id}/resume', methods: { POST: (c) => api.resume(c) } },
     {
       name: '/api/sandboxes/{id}/presence',
       template: '/api/sandboxes/{id}/presence',

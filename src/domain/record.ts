@@ -8,6 +8,11 @@ import {
   ANNOTATION_LAST_ACTIVITY,
   ANNOTATION_THREAD_ID,
   ANNOTATION_USER_ID,
+  ANNOTATION_LEASE_UNTIL,
+  ANNOTATION_REQUEST,
+  ANNOTATION_SUSPENDED_AT,
+  ANNOTATION_WOKE_FROM,
+  ANNOTATION_WOKEN_BY,
   LABEL_SANDBOX_ID,
   podName,
   routeName,
@@ -50,6 +55,11 @@ export type PodFacts = {
   shellCapacity: number;
   /** The Lark broker attestation (DeerFlow 2.1): sidecar and shim both there and no credentials in the sandbox; false: neither; null: contradictory. */
   larkBroker: boolean | null;
+  /** A pod made by a wake: what woke it, and the Service's suspended-at it woke from. */
+  wokenBy: string | undefined;
+  wokeFrom: string | undefined;
+  /** A lease (a run under way) holds off suspension until then. */
+  leaseUntil: number | undefined;
 };
 
 /**
@@ -68,6 +78,13 @@ export type ServiceFacts = {
   ownerUid: string | undefined;
   createdAt: number;
   deleting: boolean;
+  /** The Service carries the request its pods are made from: the sandbox can be suspended and woken. */
+  resumable: boolean;
+  /** When it was suspended (ANNOTATION_SUSPENDED_AT), as written (a waking pod names it) and as a time. */
+  suspendedAs: string | undefined;
+  suspendedAt: number | undefined;
+  threadId: string | undefined;
+  userId: string | undefined;
 };
 
 export type Derived = { status: SandboxStatus; reason: string | undefined; message: string | undefined };
@@ -264,6 +281,9 @@ export function slimPod(pod: PodJson): PodFacts | undefined {
     readyAt: since(readyCondition),
     shellCapacity,
     larkBroker,
+    wokenBy: meta.annotations?.[ANNOTATION_WOKEN_BY],
+    wokeFrom: meta.annotations?.[ANNOTATION_WOKE_FROM],
+    leaseUntil: time(meta.annotations?.[ANNOTATION_LEASE_UNTIL]),
   };
 }
 
@@ -338,6 +358,11 @@ export function slimService(svc: ServiceJson): ServiceFacts | undefined {
     ownerUid: meta.ownerReferences?.find((o) => o.kind === 'Pod')?.uid,
     createdAt: time(meta.creationTimestamp) ?? 0,
     deleting: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
+    resumable: meta.annotations?.[ANNOTATION_REQUEST] !== undefined,
+    suspendedAs: meta.annotations?.[ANNOTATION_SUSPENDED_AT],
+    suspendedAt: time(meta.annotations?.[ANNOTATION_SUSPENDED_AT]),
+    threadId: meta.annotations?.[ANNOTATION_THREAD_ID],
+    userId: meta.annotations?.[ANNOTATION_USER_ID],
   };
 }
 
@@ -385,7 +410,25 @@ export type SandboxRecord = {
   /** DeerFlow 2.1, read off the pod: its shell capacity and its Lark broker attestation (see PodFacts). */
   shellCapacity: number | undefined;
   larkBroker: boolean | null | undefined;
+  /** The Service's uid (what a capability is bound to: it survives a suspend, not a delete) and version. */
+  serviceUid: string | undefined;
+  serviceResourceVersion: string | undefined;
+  /** Its Service carries its request: it can be suspended and woken. */
+  resumable: boolean;
+  /**
+   * Suspend: `suspended` (no pod; Service, URL and files kept), `suspending` (its pod is being removed),
+   * `waking` (a pod made by a wake, not yet marked awake); undefined while it simply runs.
+   */
+  suspension: Suspension | undefined;
+  suspendedAt: number | undefined;
+  /** What woke its current pod (create, status, wait, proxy, resume), if a wake made it. */
+  wokenBy: string | undefined;
+  leaseUntil: number | undefined;
 };
+
+export type Suspension = 'suspended' | 'suspending' | 'waking';
+export const SUSPENDED = 'Suspended';
+export const SUSPENDING = 'Suspending';
 
 /**
  * What this service itself saw of a pod (by its uid), each when first seen: its app answering on the pod's
@@ -416,7 +459,10 @@ export function joinRecord(
 ): SandboxRecord | undefined {
   if (pod === undefined && svc === undefined && gateway?.route === undefined) return undefined;
   const image = images && pod && images.podUid === pod.uid ? images : undefined;
-  let d = deriveStatus(pod, svc);
+  const suspendedAs = svc && !svc.deleting ? svc.suspendedAs : undefined;
+  const suspension: Suspension | undefined =
+    suspendedAs === undefined ? undefined : pod === undefined ? 'suspended' : pod.wokeFrom === suspendedAs ? 'waking' : 'suspending';
+  let d = suspended(suspension, svc?.suspendedAt) ?? deriveStatus(pod, svc);
   if (
     image?.pulling &&
     d.status === 'Pending' &&
@@ -433,19 +479,19 @@ export function joinRecord(
     d = { status: 'Pending', reason: ROUTE_NOT_SERVED, message: 'waiting for the gateway to serve the sandbox’s route' };
   return {
     sandboxId: id,
-    threadId: pod?.threadId,
-    userId: pod?.userId,
+    threadId: pod?.threadId ?? svc?.threadId,
+    userId: pod?.userId ?? svc?.userId,
     status: d.status,
     reason: d.reason,
     message: d.message,
-    ready: pod?.ready === 'True' && !pod.deleting,
+    ready: pod?.ready === 'True' && !pod.deleting && suspension !== 'suspending',
     podIP: pod?.podIP,
     nodePort: svc?.nodePort,
     clusterIP: svc?.clusterIP,
     createdAt: Math.min(pod?.createdAt ?? Infinity, svc?.createdAt ?? Infinity, gateway?.route?.createdAt ?? Infinity),
     deleting: (pod?.deleting ?? false) || (svc?.deleting ?? false),
     lastTransitionAt: pod?.transitionAt,
-    lastActivity: pod?.lastActivity,
+    lastActivity: pod ? pod.lastActivity : svc?.suspendedAt,
     expiresAt: pod?.expiresAt,
     signer: pod?.signer,
     hasPod: pod !== undefined,
@@ -465,7 +511,24 @@ export function joinRecord(
     servedAt: own?.servedAt,
     shellCapacity: pod?.shellCapacity,
     larkBroker: pod?.larkBroker,
+    serviceUid: svc?.uid,
+    serviceResourceVersion: svc?.resourceVersion,
+    resumable: svc?.resumable ?? false,
+    suspension,
+    suspendedAt: suspension ? svc?.suspendedAt : undefined,
+    wokenBy: pod?.wokenBy,
+    leaseUntil: pod?.leaseUntil,
   };
+}
+
+/** What a suspended or suspending sandbox says (a waking one says what its new pod does). */
+function suspended(suspension: Suspension | undefined, at: number | undefined): Derived | undefined {
+  const since = at !== undefined && Number.isFinite(at) ? ` since ${new Date(at).toISOString()}` : '';
+  if (suspension === 'suspended')
+    return { status: 'Pending', reason: SUSPENDED, message: `suspended${since} (no pod; URL and files kept): the next use wakes it` };
+  if (suspension === 'suspending')
+    return { status: 'Pending', reason: SUSPENDING, message: 'being suspended (its pod is being removed): the next use wakes it' };
+  return undefined;
 }
 
 /**

@@ -17,6 +17,15 @@ export const ANNOTATION_LAST_ACTIVITY = 'sandbox.deer-flow/last-activity';
 export const ANNOTATION_EXPIRES_AT = 'sandbox.deer-flow/expires-at';
 /** The fingerprint of the key that signs the sandbox's capability (not the key): replicas must agree. */
 export const ANNOTATION_SIGNER = 'sandbox.deer-flow/signer';
+/** On the Service: the validated request its pods are made from (JSON of SandboxRequest), so a suspended sandbox can wake. */
+export const ANNOTATION_REQUEST = 'sandbox.deer-flow/request';
+/** On the Service: when the sandbox was suspended (its pod removed, Service, URL and files kept); absent while it runs. */
+export const ANNOTATION_SUSPENDED_AT = 'sandbox.deer-flow/suspended-at';
+/** On a pod made by a wake: what woke it, and the suspended-at it woke from (tells a wake in progress from a suspend in progress). */
+export const ANNOTATION_WOKEN_BY = 'sandbox.deer-flow/woken-by';
+export const ANNOTATION_WOKE_FROM = 'sandbox.deer-flow/woke-from';
+/** On the pod: a lease (a run under way) holds off suspension until this time. */
+export const ANNOTATION_LEASE_UNTIL = 'sandbox.deer-flow/lease-until';
 /** What both the list and the watch select: every sandbox object, including ones made by the reference. */
 export const SANDBOX_SELECTOR = `${LABEL_APP}=${LABEL_APP_VALUE},${LABEL_SANDBOX_ID}`;
 

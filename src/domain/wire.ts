@@ -46,7 +46,7 @@ export type HttpRoute = {
     rules?: {
       matches?: { path?: { type?: string; value?: string } }[];
       filters?: Record<string, unknown>[];
-      backendRefs?: { name?: string; port?: number }[];
+      backendRefs?: { name?: string; namespace?: string; port?: number }[];
     }[];
   };
   status?: {

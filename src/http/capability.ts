@@ -1,6 +1,7 @@
-// Capabilities: an unguessable per-sandbox token, HMAC-SHA256 of the sandbox id and its pod's uid under
-// a signing key. Holding it is the right to reach that sandbox through the proxy; a sandbox deleted
-// and made again (a new pod uid) gets a new one. Several keys verify (rotation); the first signs.
+// Capabilities: an unguessable per-sandbox token, HMAC-SHA256 of the sandbox id and its Service's uid under
+// a signing key. Holding it is the right to reach that sandbox through the proxy. The Service outlives a
+// suspend (the pod goes, the URL stays); a sandbox deleted and made again (a new Service) gets a new one.
+// Several keys verify (rotation); the first signs.
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
@@ -26,8 +27,8 @@ export class Capabilities {
     this.#nobody = this.#keys.map(() => randomBytes(TOKEN_BYTES));
   }
 
-  #mac(key: Buffer, id: string, podUid: string): Buffer {
-    return createHmac('sha256', key).update(`${id}\n${podUid}`).digest().subarray(0, TOKEN_BYTES);
+  #mac(key: Buffer, id: string, ownerUid: string): Buffer {
+    return createHmac('sha256', key).update(`${id}\n${ownerUid}`).digest().subarray(0, TOKEN_BYTES);
   }
 
   /**
@@ -41,33 +42,33 @@ export class Capabilities {
       .slice(0, 16);
   }
 
-  sign(id: string, podUid: string): string {
-    return (this.#expectedOf(id, podUid)[0] ?? Buffer.alloc(0)).toString('base64url');
+  sign(id: string, ownerUid: string): string {
+    return (this.#expectedOf(id, ownerUid)[0] ?? Buffer.alloc(0)).toString('base64url');
   }
 
-  #expectedOf(id: string, podUid: string): Buffer[] {
-    const cacheKey = `${id}\n${podUid}`;
+  #expectedOf(id: string, ownerUid: string): Buffer[] {
+    const cacheKey = `${id}\n${ownerUid}`;
     let expected = this.#expected.get(cacheKey);
     if (expected === undefined) {
-      expected = this.#keys.map((key) => this.#mac(key, id, podUid));
+      expected = this.#keys.map((key) => this.#mac(key, id, ownerUid));
       this.#expected.set(cacheKey, expected);
     }
     return expected;
   }
 
   /**
-   * Constant-time check of `token` against every key. `podUid` undefined: the sandbox does not exist,
+   * Constant-time check of `token` against every key. `ownerUid` undefined: the sandbox does not exist,
    * and the token is compared all the same, against a MAC nobody holds, so that an unknown id and a
    * wrong capability for a real one take the same time (ids cannot be probed). The MACs of a real one
    * are made when it is signed (its create or status answer), so its checks are lookups too.
    */
-  verify(id: string, podUid: string | undefined, token: string): boolean {
+  verify(id: string, ownerUid: string | undefined, token: string): boolean {
     const given = Buffer.from(token, 'base64url');
     if (given.length !== TOKEN_BYTES || given.toString('base64url') !== token) return false;
-    const cached = this.#expected.get(`${id}\n${podUid ?? ''}`); // one lookup either way
-    const expected = podUid === undefined ? this.#nobody : (cached ?? this.#expectedOf(id, podUid));
+    const cached = this.#expected.get(`${id}\n${ownerUid ?? ''}`); // one lookup either way
+    const expected = ownerUid === undefined ? this.#nobody : (cached ?? this.#expectedOf(id, ownerUid));
     let ok = false;
     for (const mac of expected) ok = timingSafeEqual(mac, given) || ok;
-    return ok && podUid !== undefined;
+    return ok && ownerUid !== undefined;
   }
 }

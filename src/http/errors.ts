@@ -48,8 +48,16 @@ export const ERRORS = {
     status: 409,
     doc: 'DeerFlow 2.1: the existing sandbox’s Lark broker mode differs from the one asked, or the Lark runtime was asked without the broker this provisioner is configured with; `X-DeerFlow-Capability-Refresh: lark-broker` tells the gateway to read `/api/capabilities` again.',
   },
+  not_resumable: {
+    status: 409,
+    doc: 'Suspend and wake: the sandbox’s Service holds no request this service wrote (made by an earlier version or another provisioner); delete it and create it again.',
+  },
   quota_exceeded: { status: 429, doc: 'A ResourceQuota in the namespace is exhausted (`Retry-After` is set).' },
   limit_reached: { status: 429, doc: 'The provisioner’s own sandbox limit is reached.' },
+  active_limit_reached: {
+    status: 429,
+    doc: 'MAX_ACTIVE_SANDBOXES or MAX_ACTIVE_SANDBOXES_PER_USER is reached and no sandbox under it is idle to suspend; `detail` names the limit (`Retry-After` is set).',
+  },
   too_many_requests: {
     status: 429,
     doc: 'Too many creates in flight, or the API server is throttling; retry shortly (`Retry-After` is set).',

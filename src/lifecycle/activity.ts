@@ -5,7 +5,7 @@
 
 import type { Config } from '../config.ts';
 import type { SandboxRecord } from '../domain/record.ts';
-import { ANNOTATION_EXPIRES_AT, ANNOTATION_LAST_ACTIVITY } from '../domain/sandbox.ts';
+import { ANNOTATION_EXPIRES_AT, ANNOTATION_LAST_ACTIVITY, ANNOTATION_LEASE_UNTIL } from '../domain/sandbox.ts';
 import { HttpError } from '../http/errors.ts';
 import type { Logger } from '../log.ts';
 import type { Grants } from '../provisioner/permissions.ts';
@@ -33,6 +33,8 @@ export class Activity {
   #written = new Map<string, number>();
   /** Expiry moved by a keepalive that could not be written to the pod. */
   #expiries = new Map<string, number>();
+  /** Leases that could not be written to the pod (no `patch`): kept in memory only. */
+  #leases = new Map<string, number>();
 
   constructor(deps: ActivityDeps) {
     this.#config = deps.config;
@@ -46,6 +48,7 @@ export class Activity {
       this.#touched.delete(change.id);
       this.#written.delete(change.id);
       this.#expiries.delete(change.id);
+      this.#leases.delete(change.id);
     });
   }
 
@@ -69,28 +72,37 @@ export class Activity {
   }
 
   /**
-   * Extends a sandbox's life in one PATCH: records activity now and, with a TTL, moves its expiry. True
-   * when written to the pod; false when kept in memory only (no `patch` on pods: lost on a restart).
+   * Extends a sandbox's life in one PATCH: records activity now and, with a TTL, moves its expiry; with
+   * a lease, holds off its suspension until then (0 ends one). Answers the time written to the pod (its
+   * last-activity annotation), or undefined when kept in memory only (no `patch` on pods: lost on a restart).
    */
-  async keepalive(id: string, ttlSeconds: number | undefined): Promise<boolean> {
+  async keepalive(id: string, ttlSeconds: number | undefined, leaseSeconds?: number): Promise<number | undefined> {
     const now = this.#now();
     const ttl = ttlSeconds ?? (this.#config.lifecycle.ttlMs > 0 ? this.#config.lifecycle.ttlMs / 1000 : undefined);
     if (!this.#grants.can('patch', 'pods')) {
       this.#touched.set(id, now);
+      if (leaseSeconds !== undefined) this.#leases.set(id, now + leaseSeconds * 1000);
       if (ttl !== undefined) this.#expiries.set(id, now + ttl * 1000);
-      return false;
+      return undefined;
     }
     const annotations: Record<string, string> = { [ANNOTATION_LAST_ACTIVITY]: new Date(now).toISOString() };
     if (ttl !== undefined) annotations[ANNOTATION_EXPIRES_AT] = new Date(now + ttl * 1000).toISOString();
+    // A lease of 0 ends one: the time written is now.
+    if (leaseSeconds !== undefined) annotations[ANNOTATION_LEASE_UNTIL] = new Date(now + leaseSeconds * 1000).toISOString();
     await this.#writer.annotate(id, annotations);
     this.#persisted(id, now);
     this.#expiries.delete(id);
-    return true;
+    return now;
   }
 
   /** When a sandbox expires: a move kept in memory (keepalive without `patch`), else its pod's annotation. */
   expiresAt(record: SandboxRecord): number | undefined {
     return this.#expiries.get(record.sandboxId) ?? record.expiresAt;
+  }
+
+  /** Until when a lease holds off suspension: the pod's annotation, or one kept in memory (no `patch`). */
+  leaseUntil(record: SandboxRecord): number | undefined {
+    return this.#leases.get(record.sandboxId) ?? record.leaseUntil;
   }
 
   /** The latest activity known for a sandbox: this process's memory, the pod annotation, or its creation. */

@@ -10,9 +10,10 @@ import type { Metrics } from '../observe/metrics.ts';
 import type { SandboxWriter } from '../provisioner/writer.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import type { Activity } from './activity.ts';
+import type { Suspender } from './suspender.ts';
 
 export type Expiry = { id: string; reason: 'ttl' | 'idle' };
-export type SweepResult = { expired: Expiry[]; errors: string[] };
+export type SweepResult = { expired: Expiry[]; suspended: string[]; errors: string[] };
 
 /** Why a sandbox has expired at `now`, if it has: its own expiry or the TTL from its creation, or idleness. */
 export function expiryReason(
@@ -30,7 +31,9 @@ export function expiryReason(
 export type SweepDeps = {
   config: Config;
   view: SandboxView;
-  writer: Pick<SandboxWriter, 'expire'>;
+  writer: Pick<SandboxWriter, 'expire' | 'delete'>;
+  /** Suspends idle sandboxes (SANDBOX_SUSPEND_AFTER_SECONDS). */
+  suspender?: Pick<Suspender, 'sweep'>;
   activity: Pick<Activity, 'lastActivity' | 'expiresAt'>;
   log: Logger;
   metrics?: Pick<Metrics, 'expiries'>;
@@ -44,16 +47,21 @@ export function startSweeps(deps: SweepDeps): { runNow: () => Promise<SweepResul
     return sweep(deps);
   };
   const { ttlMs, idleMs, sweepMs } = deps.config.lifecycle;
-  const timer = ttlMs > 0 || idleMs > 0 ? setInterval(() => void runNow().catch(() => undefined), sweepMs).unref() : undefined;
+  const timer =
+    ttlMs > 0 || idleMs > 0 || deps.config.suspend.afterMs > 0
+      ? setInterval(() => void runNow().catch(() => undefined), sweepMs).unref()
+      : undefined;
   return { runNow, stop: () => clearInterval(timer) };
 }
 
 export async function sweep(deps: SweepDeps): Promise<SweepResult> {
   const { config, view, writer, activity, log } = deps;
-  const result: SweepResult = { expired: [], errors: [] };
+  const result: SweepResult = { expired: [], suspended: [], errors: [] };
   const now = deps.now();
   for (const record of view.list()) {
-    if (record.deleting || !record.hasPod || record.podUid === undefined) continue;
+    // A suspended sandbox ages and idles too (its last activity is its suspension): it is deleted whole.
+    const suspended = record.suspension === 'suspended';
+    if (record.deleting || (!suspended && (!record.hasPod || record.podUid === undefined))) continue;
     const lastActivity = activity.lastActivity(record);
     const reason = expiryReason(
       { createdAt: record.createdAt, expiresAt: activity.expiresAt(record), lastActivity },
@@ -62,7 +70,10 @@ export async function sweep(deps: SweepDeps): Promise<SweepResult> {
     );
     if (!reason) continue;
     try {
-      if (await writer.expire(record.sandboxId, record.podUid, record.podResourceVersion)) {
+      const gone = suspended
+        ? await writer.delete(record.sandboxId)
+        : await writer.expire(record.sandboxId, record.podUid ?? '', record.podResourceVersion);
+      if (gone) {
         result.expired.push({ id: record.sandboxId, reason });
         deps.metrics?.expiries.inc({ reason });
         log.info(
@@ -80,5 +91,6 @@ export async function sweep(deps: SweepDeps): Promise<SweepResult> {
       log.warn({ sandbox_id: record.sandboxId, err }, 'expiry failed; will retry next sweep');
     }
   }
+  if (deps.suspender) result.suspended = await deps.suspender.sweep();
   return result;
 }

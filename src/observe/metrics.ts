@@ -90,6 +90,18 @@ export function createMetrics(source?: () => MetricsSource | undefined, nodes?: 
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    suspends: new Counter({
+      name: 'sandbox_provisioner_suspends_total',
+      help: 'Sandboxes suspended (pod removed, Service, URL and files kept), by reason (idle, request, admission)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    wakes: new Counter({
+      name: 'sandbox_provisioner_wakes_total',
+      help: 'Suspended sandboxes woken, by what woke them (create, status, wait, proxy, resume, reconcile)',
+      labelNames: ['trigger'] as const,
+      registers: [registry],
+    }),
     orphansRemoved: new Counter({
       name: 'sandbox_provisioner_orphans_removed_total',
       help: 'Half-made sandboxes removed by the reconciler, by the object left (pod, service)',

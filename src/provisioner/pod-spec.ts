@@ -22,6 +22,7 @@ import {
   USER_DATA_PATH,
   ANNOTATION_THREAD_ID,
   ANNOTATION_USER_ID,
+  ANNOTATION_REQUEST,
   LABEL_APP,
   LABEL_APP_VALUE,
   LABEL_MANAGED_BY,
@@ -261,8 +262,12 @@ export function buildPod(config: Config, req: SandboxRequest, now: number = Date
   };
 }
 
-/** The Service; with `owner`, an ownerReference to the pod so the garbage collector removes it with the pod. */
-export function buildService(config: Config, id: string, owner?: { name: string; uid: string }): V1Service {
+/**
+ * The Service; with `owner`, an ownerReference to the pod so the garbage collector removes it with the
+ * pod. With `req`, it carries the request its pods are made from (and its thread and user): what a
+ * suspended sandbox, which has no pod, wakes from.
+ */
+export function buildService(config: Config, id: string, owner?: { name: string; uid: string }, req?: SandboxRequest): V1Service {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -270,6 +275,15 @@ export function buildService(config: Config, id: string, owner?: { name: string;
       name: serviceName(id),
       namespace: config.namespace,
       labels: sandboxLabels(id),
+      ...(req
+        ? {
+            annotations: {
+              [ANNOTATION_THREAD_ID]: req.threadId,
+              [ANNOTATION_USER_ID]: req.userId,
+              [ANNOTATION_REQUEST]: JSON.stringify(req),
+            },
+          }
+        : {}),
       ...(owner
         ? { ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: owner.name, uid: owner.uid, blockOwnerDeletion: false }] }
         : {}),
@@ -295,22 +309,45 @@ export const builtinMountPaths = (skillsRoot: string): string[] => [skillsRoot, 
  * with it (and a sandbox made again gets a new path).
  */
 export function buildRoute(config: Config, id: string, token: string, owner: { name: string; uid: string }): HttpRoute {
+  const route = suspendedRoute(config, id, token);
   return {
-    apiVersion: `${GATEWAY_GROUP}/v1`,
-    kind: 'HTTPRoute',
+    ...route,
     metadata: {
-      name: routeName(id),
-      namespace: config.namespace,
-      labels: sandboxLabels(id),
+      ...route.metadata,
       ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: owner.name, uid: owner.uid, blockOwnerDeletion: false }],
     },
     spec: {
-      parentRefs: (config.gateway?.parentRefs ?? []).map((p) => ({ group: GATEWAY_GROUP, kind: 'Gateway', ...p })),
+      ...route.spec,
       rules: [
         {
           matches: [{ path: { type: 'PathPrefix', value: capabilityPath(id, token) } }],
           filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }],
           backendRefs: [{ name: serviceName(id), port: config.sandbox.port }],
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * The route of a suspended sandbox (no pod owns it): with GATEWAY_WAKE_BACKEND its requests go, path
+ * unchanged, to this service's own proxy, which wakes the sandbox and forwards them; without it, to the
+ * sandbox's Service, which has no endpoint then (the gateway's 503 until a status read or create wakes it).
+ */
+export function suspendedRoute(config: Config, id: string, token: string): HttpRoute {
+  const wake = config.gateway?.wakeBackend;
+  return {
+    apiVersion: `${GATEWAY_GROUP}/v1`,
+    kind: 'HTTPRoute',
+    metadata: { name: routeName(id), namespace: config.namespace, labels: sandboxLabels(id) },
+    spec: {
+      parentRefs: (config.gateway?.parentRefs ?? []).map((p) => ({ group: GATEWAY_GROUP, kind: 'Gateway', ...p })),
+      rules: [
+        {
+          matches: [{ path: { type: 'PathPrefix', value: capabilityPath(id, token) } }],
+          backendRefs: wake
+            ? [{ name: wake.name, namespace: wake.namespace, port: wake.port }]
+            : [{ name: serviceName(id), port: config.sandbox.port }],
         },
       ],
     },

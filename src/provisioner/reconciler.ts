@@ -18,6 +18,9 @@ export type ReconcileResult = {
   routesMended: string[];
   removedRoutes: string[];
   nodePortsGiven: string[];
+  /** Suspends and wakes a crash left half done, finished. */
+  suspendsFinished: string[];
+  wakesFinished: string[];
 };
 
 export async function reconcile(deps: {
@@ -36,9 +39,17 @@ export async function reconcile(deps: {
     routesMended: [],
     removedRoutes: [],
     nodePortsGiven: [],
+    suspendsFinished: [],
+    wakesFinished: [],
   };
   for (const r of view.list()) {
     if (r.deleting || writer.busy(r.sandboxId) || now - r.createdAt < config.reconcile.graceMs) continue;
+    // A suspended sandbox is its Service alone: not an orphan. Half a suspend or wake is finished.
+    if (r.suspension === 'suspended') continue;
+    if (r.suspension !== undefined && now - (r.suspendedAt ?? 0) >= config.reconcile.graceMs) {
+      await finishSuspension(r, writer, log, result);
+      continue;
+    }
     if (config.gateway && (await mendRoute(r, writer, result))) continue;
     if (r.hasPod && r.hasService && r.podUid !== undefined && r.serviceOwnerUid !== r.podUid) {
       if (await writer.setOwner(r.sandboxId, r.podUid)) result.ownersSet.push(r.sandboxId);
@@ -62,6 +73,19 @@ export async function reconcile(deps: {
   return result;
 }
 
+/** A Service that says suspended beside a pod: a wake's pod is marked awake, any other pod removed. */
+async function finishSuspension(r: SandboxRecord, writer: SandboxWriter, log: Logger, result: ReconcileResult): Promise<void> {
+  try {
+    if (r.suspension === 'waking') {
+      await writer.wake(r.sandboxId, 'reconcile');
+      result.wakesFinished.push(r.sandboxId);
+    } else if (await writer.suspend(r.sandboxId)) result.suspendsFinished.push(r.sandboxId);
+    log.info({ sandbox_id: r.sandboxId, was: r.suspension }, 'reconciler finished a suspend or wake left half done');
+  } catch (err) {
+    log.warn({ sandbox_id: r.sandboxId, err }, 'could not finish a suspend or wake (the reconciler will retry)');
+  }
+}
+
 /**
  * Gateway mode: a route whose pod is gone is removed (the garbage collector does it too, when the
  * route was owned); a sandbox without its route, or with one made for an earlier pod, gets its own.
@@ -76,7 +100,7 @@ async function mendRoute(
     return !r.hasService;
   }
   if (r.hasPod && r.hasService && r.podUid !== undefined && (!r.hasRoute || r.routeOwnerUid !== r.podUid)) {
-    if (await writer.ensureRoute(r.sandboxId, r.podUid)) result.routesMended.push(r.sandboxId);
+    if (await writer.ensureRoute(r.sandboxId, r.podUid, r.serviceUid)) result.routesMended.push(r.sandboxId);
     return true;
   }
   return false;

@@ -6,20 +6,47 @@
 import type { Config } from '../config.ts';
 import { settled, type SandboxRecord } from '../domain/record.ts';
 import type { HttpRoute, PodJson, ServiceJson } from '../domain/wire.ts';
-import { podName, podPath, podsPath, routeName, routePath, routesPath, serviceName, servicePath, servicesPath } from '../domain/sandbox.ts';
+import {
+  ANNOTATION_EXPIRES_AT,
+  ANNOTATION_REQUEST,
+  ANNOTATION_SUSPENDED_AT,
+  ANNOTATION_WOKE_FROM,
+  ANNOTATION_WOKEN_BY,
+  podName,
+  podPath,
+  podsPath,
+  routeName,
+  routePath,
+  routesPath,
+  serviceName,
+  servicePath,
+  servicesPath,
+} from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { HttpError, sandboxNotFound } from '../http/errors.ts';
 import type { Kube } from '../kube/client.ts';
 import { DELETE_IN_BACKGROUND, isAlreadyExists, isConflict, isNotFound } from '../kube/errors.ts';
 import type { Logger } from '../log.ts';
+import type { Metrics } from '../observe/metrics.ts';
 import type { SandboxView } from '../watch/sandbox-view.ts';
 import { Gate } from './gate.ts';
 import { fromKube, type KubeTarget } from './kube-refusals.ts';
 import { Limits } from './limits.ts';
 import { SandboxNamespace } from './namespace.ts';
 import { Grants } from './permissions.ts';
-import { buildPod, buildRoute, buildService } from './pod-spec.ts';
+import { buildPod, buildRoute, buildService, suspendedRoute } from './pod-spec.ts';
+import { storedRequest } from './stored-request.ts';
 import type { SandboxRequest } from '../domain/request.ts';
+
+/** What woke a suspended sandbox (its pod's ANNOTATION_WOKEN_BY, the wakes metric's label). */
+export const WAKE_TRIGGERS = ['create', 'status', 'wait', 'proxy', 'resume', 'reconcile'] as const;
+export type WakeTrigger = (typeof WAKE_TRIGGERS)[number];
+
+/**
+ * Called before a create or a wake makes a pod (the active-sandbox limits, which may suspend an idle
+ * sandbox to make room); throws the refusal.
+ */
+export type Admission = (req: { sandboxId: string; userId: string }) => Promise<void>;
 
 export type WriterDeps = {
   config: Config;
@@ -34,6 +61,8 @@ export type WriterDeps = {
   grants?: Grants;
   /** The namespace, made again when a create finds it gone. */
   namespace?: SandboxNamespace;
+  /** Wakes counted by what woke them. */
+  metrics?: Pick<Metrics, 'wakes'>;
 };
 
 const MERGE_PATCH = 'application/merge-patch+json';
@@ -55,6 +84,11 @@ export class SandboxWriter {
   #namespace: SandboxNamespace;
   #limits: Limits;
   #capabilities: Capabilities | undefined;
+  /** Suspends and wakes in flight, by id: one at a time per sandbox; identical wakes share one. */
+  #transitions = new Map<string, { kind: 'suspend' | 'wake'; done: Promise<unknown> }>();
+  #wakeGate: Gate;
+  #admission: Admission = () => Promise.resolve();
+  #metrics: Pick<Metrics, 'wakes'> | undefined;
 
   constructor(deps: WriterDeps) {
     this.#config = deps.config;
@@ -69,11 +103,18 @@ export class SandboxWriter {
     this.#grants = deps.grants ?? new Grants();
     this.#namespace = deps.namespace ?? new SandboxNamespace(deps);
     this.#limits = new Limits(l, deps.view);
+    this.#metrics = deps.metrics;
+    this.#wakeGate = new Gate(deps.config.suspend.maxConcurrentWakes, l.queueSize, l.queueTimeoutMs);
   }
 
-  /** True while this process is creating that sandbox (the reconciler leaves it alone). */
+  /** The check every new pod passes first (set once the parts it needs exist). */
+  set admission(admit: Admission) {
+    this.#admission = admit;
+  }
+
+  /** True while this process is creating, suspending or waking that sandbox (the reconciler leaves it alone). */
   busy(id: string): boolean {
-    return this.#inflight.has(id);
+    return this.#inflight.has(id) || this.#transitions.has(id);
   }
 
   // ---- create ----
@@ -120,6 +161,7 @@ export class SandboxWriter {
     const running = this.#inflight.get(id);
     if (running) return { created: false, podUid: (await running).podUid };
     const existing = this.#view.get(id);
+    if (existing?.suspension) return { created: false, podUid: (await this.wake(id, 'create')).podUid };
     if (existing && this.#whole(existing)) return { created: false, podUid: existing.podUid };
     this.#limits.check(req, this.#inflight.size);
     const attempt = this.#gate.run(() => this.#create(req));
@@ -141,13 +183,15 @@ export class SandboxWriter {
       await this.#view.waitFor(id, (r) => r === undefined || !r.deleting, deadline - Date.now());
       if (this.#view.get(id)?.deleting) throw deleting(id);
     }
-    const { pod, madePod } = await this.#createPodAndService(req).catch(async (err: unknown) => {
+    if (!this.#view.get(id)?.hasPod) await this.#admission(req);
+    const { pod, madePod, service } = await this.#createPodAndService(req).catch(async (err: unknown) => {
       if (!(err instanceof HttpError) || err.code !== 'namespace_missing') throw err;
       await this.#namespace.restore(err);
       return this.#createPodAndService(req);
     });
     const podUid = pod.metadata?.uid;
-    if (this.#config.gateway) await this.#createRoute(id, podUid, madePod ? [podPath(this.#ns, id), podName(id)] : undefined);
+    if (this.#config.gateway)
+      await this.#createRoute(id, podUid, service.metadata?.uid, madePod ? [podPath(this.#ns, id), podName(id)] : undefined);
     this.#log.info({ sandbox_id: id, thread_id: req.threadId, created: madePod }, 'sandbox created');
     return { podUid, madePod };
   }
@@ -165,7 +209,7 @@ export class SandboxWriter {
         podName(id),
         'pod',
       ),
-      this.#createOrRead<ServiceJson>(servicesPath(this.#ns), buildService(this.#config, id), serviceName(id), 'service'),
+      this.#createOrRead<ServiceJson>(servicesPath(this.#ns), buildService(this.#config, id, undefined, req), serviceName(id), 'service'),
     ]);
     if (podResult.status === 'rejected' || serviceResult.status === 'rejected') {
       const answer = (podResult.status === 'rejected' ? podResult.reason : (serviceResult as PromiseRejectedResult).reason) as HttpError;
@@ -188,10 +232,16 @@ export class SandboxWriter {
    * owned by the pod. A route left by an earlier pod of this id is brought to this pod. A refused route
    * removes the pod (when this call made it; the service goes with it) and answers the refusal.
    */
-  async #createRoute(id: string, podUid: string | undefined, madePod: [string, string] | undefined): Promise<HttpRoute> {
+  async #createRoute(
+    id: string,
+    podUid: string | undefined,
+    serviceUid: string | undefined,
+    madePod: [string, string] | undefined,
+  ): Promise<HttpRoute> {
     const gateway = this.#config.gateway;
-    if (!gateway || !podUid || !this.#capabilities) throw new HttpError('internal_error', `Sandbox '${id}': no pod uid for its route`);
-    const body = buildRoute(this.#config, id, this.#capabilities.sign(id, podUid), { name: podName(id), uid: podUid });
+    if (!gateway || !podUid || !serviceUid || !this.#capabilities)
+      throw new HttpError('internal_error', `Sandbox '${id}': no pod or service uid for its route`);
+    const body = buildRoute(this.#config, id, this.#capabilities.sign(id, serviceUid), { name: podName(id), uid: podUid });
     try {
       const { object, made } = await this.#createOrRead<HttpRoute>(routesPath(this.#ns), body, routeName(id), 'route');
       if (made || object.metadata?.ownerReferences?.[0]?.uid === podUid) return object;
@@ -211,9 +261,9 @@ export class SandboxWriter {
   }
 
   /** Gateway mode: the route of a sandbox whose pod and service exist (the reconciler mends a crash between them). */
-  async ensureRoute(id: string, podUid: string): Promise<boolean> {
+  async ensureRoute(id: string, podUid: string, serviceUid: string | undefined): Promise<boolean> {
     try {
-      await this.#createRoute(id, podUid, undefined);
+      await this.#createRoute(id, podUid, serviceUid, undefined);
       return true;
     } catch (err) {
       this.#log.warn({ sandbox_id: id, err }, 'could not create the sandbox route (the reconciler will retry)');
@@ -293,6 +343,148 @@ export class SandboxWriter {
     const deleted = results.some((r) => r.status === 'fulfilled');
     if (deleted) this.#log.info({ sandbox_id: id }, 'sandbox deleted');
     return deleted;
+  }
+
+  // ---- suspend and wake ----
+
+  /**
+   * Suspends a sandbox: its Service says so (ANNOTATION_SUSPENDED_AT) and no longer belongs to the pod
+   * (in gateway mode its route neither, pointed at GATEWAY_WAKE_BACKEND), then the pod is deleted. Each
+   * step is a precondition of the next: the Service patch carries the resourceVersion seen, so of two
+   * replicas suspending at once one does it; a crash between them leaves a Service that says suspended
+   * beside a pod not made by a wake, which the reconciler finishes. With `podUid`, only that pod. True
+   * when this call suspended it.
+   */
+  suspend(id: string, podUid?: string): Promise<boolean> {
+    return this.#exclusive(id, 'suspend', () => this.#suspend(id, podUid));
+  }
+
+  async #suspend(id: string, podUid: string | undefined): Promise<boolean> {
+    const r = this.#view.get(id);
+    if (!r?.hasPod || r.deleting) {
+      if (r?.suspension === 'suspended') return false;
+      throw sandboxNotFound(id);
+    }
+    if (!r.resumable) storedRequest(id, undefined); // throws not_resumable
+    if (!r.hasService || r.podUid === undefined || (podUid !== undefined && r.podUid !== podUid)) return false;
+    if (r.suspension !== 'suspending') {
+      const annotations = { [ANNOTATION_SUSPENDED_AT]: new Date(this.#now()).toISOString() };
+      try {
+        await this.#kube.request('PATCH', servicePath(this.#ns, id), {
+          body: { metadata: { resourceVersion: r.serviceResourceVersion, annotations, ownerReferences: null } },
+          contentType: MERGE_PATCH,
+        });
+      } catch (err) {
+        if (isConflict(err) || isNotFound(err)) return false; // changed meanwhile: another replica suspends or wakes it
+        throw fromKube(err, 'service', `suspend sandbox ${id}`);
+      }
+      if (this.#config.gateway && r.hasRoute && r.serviceUid && this.#capabilities) {
+        const route = suspendedRoute(this.#config, id, this.#capabilities.sign(id, r.serviceUid));
+        await this.#kube
+          .request('PATCH', routePath(this.#ns, id), {
+            body: { metadata: { ownerReferences: null }, spec: route.spec },
+            contentType: MERGE_PATCH,
+          })
+          .catch((err: unknown) => {
+            if (!isNotFound(err)) throw fromKube(err, 'route', `suspend the route of sandbox ${id}`);
+          });
+      }
+    }
+    try {
+      await this.#kube.request('DELETE', podPath(this.#ns, id), { body: { ...DELETE_IN_BACKGROUND, preconditions: { uid: r.podUid } } });
+    } catch (err) {
+      if (!isNotFound(err) && !isConflict(err)) throw fromKube(err, 'pod', `delete pod ${podName(id)}`);
+    }
+    this.#log.info({ sandbox_id: id, pod_uid: r.podUid }, 'sandbox suspended');
+    return true;
+  }
+
+  /**
+   * Wakes a suspended sandbox: a new pod from the request its Service keeps (same mounts, capacity,
+   * profile; marked with what woke it and the suspension it ends), then the Service owned by it and
+   * awake again (and in gateway mode its route back to it). A pod refused by the API server answers the
+   * refusal and leaves the sandbox suspended. Concurrent wakes of one id share one; a wake waits for a
+   * suspend in progress. Answers the record once this replica's view holds the new pod.
+   */
+  async wake(id: string, by: WakeTrigger): Promise<SandboxRecord> {
+    const r = this.#view.get(id);
+    if (!r?.suspension) {
+      if (!r) throw sandboxNotFound(id);
+      return r;
+    }
+    return this.#exclusive(id, 'wake', () => this.#wakeGate.run(() => this.#wake(id, by)));
+  }
+
+  async #wake(id: string, by: WakeTrigger): Promise<SandboxRecord> {
+    const deadline = Date.now() + this.#config.createTimeoutMs;
+    let r = this.#view.get(id);
+    if (r?.suspension === 'suspending') {
+      // The suspend's pod goes first (a crash may have left it running).
+      if (r.podUid && !r.deleting)
+        await this.#kube
+          .request('DELETE', podPath(this.#ns, id), { body: { ...DELETE_IN_BACKGROUND, preconditions: { uid: r.podUid } } })
+          .catch((err: unknown) => {
+            if (!isNotFound(err) && !isConflict(err)) throw fromKube(err, 'pod', `delete pod ${podName(id)}`);
+          });
+      r = await this.#view.waitFor(id, (x) => x?.suspension !== 'suspending', deadline - Date.now());
+      if (r?.suspension === 'suspending') throw deleting(id);
+    }
+    if (!r?.suspension) {
+      if (!r) throw sandboxNotFound(id);
+      return r;
+    }
+    const svc = await this.#kube.request('GET', servicePath(this.#ns, id)).catch((err: unknown) => {
+      throw isNotFound(err) ? sandboxNotFound(id) : fromKube(err, 'service', `read service ${serviceName(id)}`);
+    });
+    const meta = (svc.body as ServiceJson).metadata;
+    const suspendedAs = meta?.annotations?.[ANNOTATION_SUSPENDED_AT];
+    if (suspendedAs === undefined) return r; // woken meanwhile (another replica)
+    const req = storedRequest(id, meta?.annotations?.[ANNOTATION_REQUEST]);
+    const body = buildPod(this.#config, { ...req, ttlSeconds: undefined }, this.#now(), this.#capabilities?.fingerprint);
+    const annotations = (body.metadata ??= {}).annotations ?? {};
+    annotations[ANNOTATION_WOKEN_BY] = by;
+    annotations[ANNOTATION_WOKE_FROM] = suspendedAs;
+    // The sandbox's age runs from its first creation: a wake does not move a TTL.
+    const created = meta?.creationTimestamp ? new Date(meta.creationTimestamp).getTime() : undefined;
+    if (req.ttlSeconds && created) annotations[ANNOTATION_EXPIRES_AT] = new Date(created + req.ttlSeconds * 1000).toISOString();
+    body.metadata.annotations = annotations;
+    await this.#admission(req);
+    const { object: pod } = await this.#createOrRead<PodJson>(podsPath(this.#ns), body, podName(id), 'pod');
+    const podUid = pod.metadata?.uid;
+    if (pod.metadata?.annotations?.[ANNOTATION_WOKE_FROM] !== suspendedAs || pod.metadata.deletionTimestamp) throw deleting(id);
+    const ownerReferences = [{ apiVersion: 'v1', kind: 'Pod', name: podName(id), uid: podUid, blockOwnerDeletion: false }];
+    await this.#kube
+      .request('PATCH', servicePath(this.#ns, id), {
+        body: { metadata: { annotations: { [ANNOTATION_SUSPENDED_AT]: null }, ownerReferences } },
+        contentType: MERGE_PATCH,
+      })
+      .catch((err: unknown) => {
+        throw fromKube(err, 'service', `wake sandbox ${id}`);
+      });
+    if (this.#config.gateway) await this.#createRoute(id, podUid, meta?.uid, undefined);
+    this.#log.info({ sandbox_id: id, pod_uid: podUid, woken_by: by }, 'sandbox woken');
+    this.#metrics?.wakes.inc({ trigger: by });
+    const seen = await this.#view.waitFor(id, (x) => x !== undefined && x.podUid === podUid && !x.suspension, HOLD_MS);
+    if (!seen) throw sandboxNotFound(id);
+    return seen;
+  }
+
+  /** Runs one suspend or wake of a sandbox at a time; a wake asked while one runs shares it. */
+  async #exclusive<T>(id: string, kind: 'suspend' | 'wake', fn: () => Promise<T>): Promise<T> {
+    for (;;) {
+      const running = this.#transitions.get(id);
+      if (!running) break;
+      if (running.kind === kind && kind === 'wake') return running.done as Promise<T>;
+      await running.done.catch(() => undefined);
+    }
+    const done = fn();
+    const entry = { kind, done };
+    this.#transitions.set(id, entry);
+    try {
+      return await done;
+    } finally {
+      if (this.#transitions.get(id) === entry) this.#transitions.delete(id);
+    }
   }
 
   /**

@@ -1,6 +1,6 @@
 // The proxy's second step: whether a request may reach the sandbox it names. The API key; or, on the
 // plain path with no key set, an anonymous setup allowed on purpose; or a capability valid for the
-// sandbox's current pod. Every candidate is checked, even for an unknown id (against a MAC nobody
+// sandbox's Service. Every candidate is checked, even for an unknown id (against a MAC nobody
 // holds): the same work either way, so ids cannot be probed by timing.
 
 import type { IncomingMessage } from 'node:http';
@@ -28,9 +28,10 @@ export class Access {
     if (apiKey && hasApiKey(req, apiKey)) return true;
     if (entry.form === 'plain') return !apiKey && allowAnonymous;
     // A host request offers its own cookie and any planted beside it; any that verifies admits.
-    const podUid = record ? (record.podUid ?? '') : undefined;
+    // Bound to the Service: it outlives a suspend (the pod goes), not a delete.
+    const serviceUid = record ? (record.serviceUid ?? '') : undefined;
     let ok = false;
-    for (const token of entry.tokens.slice(0, MAX_TOKENS)) ok = this.#capabilities.verify(id, podUid, token) || ok;
+    for (const token of entry.tokens.slice(0, MAX_TOKENS)) ok = this.#capabilities.verify(id, serviceUid, token) || ok;
     return ok;
   }
 }

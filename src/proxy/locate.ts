@@ -38,8 +38,11 @@ export class Locator {
   /** Sandboxes (by id, for their pod uid) whose routed upstream has accepted a connection since Ready. */
   #routed = new Map<string, string>();
 
-  constructor(deps: { config: Config; view: SandboxView; access: Access; upstreams: Upstreams }) {
+  #wake: ((id: string) => Promise<unknown>) | undefined;
+
+  constructor(deps: { config: Config; view: SandboxView; access: Access; upstreams: Upstreams; wake?: (id: string) => Promise<unknown> }) {
     this.#config = deps.config;
+    this.#wake = deps.wake;
     this.#view = deps.view;
     this.#access = deps.access;
     this.#upstreams = deps.upstreams;
@@ -81,7 +84,11 @@ export class Locator {
     const id = parseSandboxId(entry.rawId);
     const found = this.#view.get(id);
     if (!this.#access.allowed(req, entry, id, found) || !found) throw sandboxNotFound(id);
-    const { record, direct } = found.ready ? { record: found, direct: undefined } : await this.#waitReady(req, id, client);
+    // A suspended sandbox wakes on its first request, which is held (as for one starting) until it answers.
+    const waking = found.suspension !== undefined && this.#wake !== undefined;
+    if (waking) await this.#wake?.(id);
+    const { record, direct } =
+      found.ready && !waking ? { record: found, direct: undefined } : await this.#waitReady(req, id, client, waking);
     const origin = direct ?? this.origin(record);
     if (!origin)
       throw new HttpError('sandbox_not_ready', `Sandbox '${id}' has no reachable address yet`, { headers: { 'retry-after': '2' } });
@@ -106,12 +113,19 @@ export class Locator {
    * Holds a request to a sandbox that is starting until it is Ready, stuck or gone, or until its app
    * answers; a stuck sandbox, or one still starting when the hold ends, answers 503 with the reason.
    */
-  async #waitReady(req: IncomingMessage, id: string, client: Closable): Promise<{ record: SandboxRecord; direct: string | undefined }> {
+  async #waitReady(
+    req: IncomingMessage,
+    id: string,
+    client: Closable,
+    waking = false,
+  ): Promise<{ record: SandboxRecord; direct: string | undefined }> {
     const header = req.headers[WAIT_HEADER];
     const asked = header === undefined || header === '' ? NaN : Number(header);
     const p = this.#config.proxy;
     // X-Sandbox-Wait: 0 asks for an answer at once; any other number of seconds, up to PROXY_MAX_WAIT_READY_SECONDS.
-    const waitMs = Number.isFinite(asked) && asked >= 0 ? Math.min(asked * 1000, p.maxWaitReadyMs) : p.waitReadyMs;
+    // A request that woke its sandbox waits for it at least WAKE_WAIT_SECONDS (a wake is a start the client did not ask for).
+    const held = waking ? Math.max(p.waitReadyMs, this.#config.suspend.wakeWaitMs) : p.waitReadyMs;
+    const waitMs = Number.isFinite(asked) && asked >= 0 ? Math.min(asked * 1000, p.maxWaitReadyMs) : held;
     let record = this.#view.get(id);
     if (waitMs > 0 && record && !settled(record) && !this.#direct(record)) {
       const gone = new AbortController();

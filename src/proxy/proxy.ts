@@ -35,8 +35,10 @@ export type ProxyDeps = {
   capabilities: Capabilities;
   /** Whether a peer is a trusted proxy (TRUSTED_PROXIES), whose X-Forwarded-* headers are believed. */
   trusted: (address: string | undefined) => boolean;
-  /** Called for each successfully proxied request (idle clean-up uses it). */
-  onActivity?: (id: string) => void;
+  /** Told of each successfully proxied request (idle clean-up and suspend use it). */
+  activity?: { touch(id: string): void };
+  /** Wakes a suspended sandbox (its first request is held until it answers). */
+  suspender?: { wake(id: string, by: 'proxy'): Promise<unknown> };
   stats?: ProxyStats;
 };
 
@@ -49,21 +51,29 @@ export class SandboxProxy {
   #report: Report;
   #unsubscribe: () => void;
   #routeCheck: RouteCheck | undefined;
+  /** Requests and WebSockets open to each sandbox: traffic in flight keeps it from being suspended. */
+  #open = new Map<string, number>();
 
   constructor(deps: ProxyDeps) {
-    const { config, view } = deps;
+    const { config, view, suspender, activity } = deps;
     this.#trusted = deps.trusted;
     this.#hostSuffix = config.proxy.hostSuffix;
     this.#policy = { trusted: deps.trusted, apiKey: config.auth.apiKey };
     this.#upstreams = new Upstreams(config.proxy);
-    this.#locator = new Locator({ config, view, access: new Access(config.auth, deps.capabilities), upstreams: this.#upstreams });
+    this.#locator = new Locator({
+      config,
+      view,
+      access: new Access(config.auth, deps.capabilities),
+      upstreams: this.#upstreams,
+      ...(suspender ? { wake: (id: string) => suspender.wake(id, 'proxy') } : {}),
+    });
     if ((config.gateway?.routeCheckMs ?? 0) > 0)
       this.#routeCheck = new RouteCheck({ config, view, upstreams: this.#upstreams, capabilities: deps.capabilities, log: deps.log });
     this.#report = new Report({
       log: deps.log,
       idleTimeoutMs: config.proxy.idleTimeoutMs,
       ...(deps.stats ? { stats: deps.stats } : {}),
-      ...(deps.onActivity ? { onActivity: deps.onActivity } : {}),
+      ...(activity ? { onActivity: (id: string) => activity.touch(id) } : {}),
     });
     // A sandbox that is gone, or has a new pod, takes its pools (and what was learnt of it) with it.
     this.#unsubscribe = view.subscribe(({ id, record, previous }) => {
@@ -73,6 +83,24 @@ export class SandboxProxy {
       this.#upstreams.release(id);
       this.#locator.forget(id);
     });
+  }
+
+  /** Requests and WebSockets this proxy has open to a sandbox. */
+  open(id: string): number {
+    return this.#open.get(id) ?? 0;
+  }
+
+  /** Counts one exchange open to `id` until `done` is called (once). */
+  #opened(id: string): () => void {
+    this.#open.set(id, (this.#open.get(id) ?? 0) + 1);
+    let closed = false;
+    return () => {
+      if (closed) return;
+      closed = true;
+      const n = (this.#open.get(id) ?? 1) - 1;
+      if (n <= 0) this.#open.delete(id);
+      else this.#open.set(id, n);
+    };
   }
 
   /** Open upstream pools (one per sandbox origin in use). */
@@ -144,15 +172,18 @@ export class SandboxProxy {
     const readBefore = socket.bytesRead;
     const writtenBefore = socket.bytesWritten;
     const { origin, prefix } = target;
-    const outcome = await this.#upstreams.forward(req, res, {
-      origin,
-      owner: target.id,
-      path: entry.rest,
-      method,
-      headers: this.#requestHeaders(req, entry, target),
-      hasBody,
-      responseHeaders: (headers) => responseHeaders(headers, prefix, origin),
-    });
+    const done = this.#opened(target.id);
+    const outcome = await this.#upstreams
+      .forward(req, res, {
+        origin,
+        owner: target.id,
+        path: entry.rest,
+        method,
+        headers: this.#requestHeaders(req, entry, target),
+        hasBody,
+        responseHeaders: (headers) => responseHeaders(headers, prefix, origin),
+      })
+      .finally(done);
     if (!this.#report.request(target.id, outcome)) return;
     const declared = Number(req.headers['content-length']);
     this.#report.bytes(
@@ -197,6 +228,7 @@ export class SandboxProxy {
           responseHeaders: (headers) => responseHeaders(headers, prefix, origin),
           onOpen: () => {
             socket.off('end', leave);
+            socket.once('close', this.#opened(id));
             this.#report.session(id, entry.rest, socket as Duplex & { bytesRead?: number; bytesWritten?: number });
           },
           onError: (err) => refuse(this.#report.upgradeError(id, err)),

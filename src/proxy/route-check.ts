@@ -7,7 +7,7 @@
 // sandboxes back for ever: after GATEWAY_ROUTE_CHECK_SECONDS the route counts as served, with a warning.
 
 import type { Config } from '../config.ts';
-import { ROUTE_NOT_SERVED } from '../domain/record.ts';
+import { ROUTE_NOT_SERVED, type SandboxRecord } from '../domain/record.ts';
 import { capabilityPath } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import type { Logger } from '../log.ts';
@@ -45,22 +45,22 @@ export class RouteCheck {
         poll.stop.abort();
         this.#polls.delete(id);
       }
-      if (waiting !== undefined && !this.#polls.has(id)) this.#start(id, waiting);
+      if (record && waiting !== undefined && !this.#polls.has(id)) this.#start(record);
     });
-    for (const record of deps.view.list((r) => r.reason === ROUTE_NOT_SERVED && r.podUid !== undefined))
-      this.#start(record.sandboxId, record.podUid ?? '');
+    for (const record of deps.view.list((r) => r.reason === ROUTE_NOT_SERVED && r.podUid !== undefined)) this.#start(record);
   }
 
-  #start(id: string, podUid: string): void {
+  #start(record: SandboxRecord): void {
+    const { sandboxId: id, podUid = '', serviceUid = '' } = record;
     const stop = new AbortController();
     this.#polls.set(id, { podUid, stop });
-    void this.#poll(id, podUid, stop.signal).finally(() => {
+    void this.#poll(id, podUid, serviceUid, stop.signal).finally(() => {
       if (this.#polls.get(id)?.stop === stop) this.#polls.delete(id);
     });
   }
 
-  async #poll(id: string, podUid: string, signal: AbortSignal): Promise<void> {
-    const path = `${capabilityPath(id, this.#capabilities.sign(id, podUid))}${this.#probePath}`;
+  async #poll(id: string, podUid: string, serviceUid: string, signal: AbortSignal): Promise<void> {
+    const path = `${capabilityPath(id, this.#capabilities.sign(id, serviceUid))}${this.#probePath}`;
     const deadline = Date.now() + this.#limitMs;
     while (!signal.aborted) {
       if (await this.#upstreams.answers(this.#origin, id, path, signal)) return this.#view.routeServed(id, podUid);

@@ -75,14 +75,14 @@ test('keepalive moves the expiry on the pod; without patch it is kept in memory 
   const { kube, view, writer, grants, activity, now } = setup(t, { SANDBOX_TTL_SECONDS: '600' });
   await view.synced;
   await create(writer, 'k');
-  assert.equal(await activity.keepalive('k', 7200), true);
+  assert.equal(typeof (await activity.keepalive('k', 7200)), 'number');
   const record = await view.waitFor('k', (r) => r?.expiresAt !== undefined, 1000);
   assert.equal(activity.expiresAt(record as SandboxRecord), now() + 7200 * 1000);
   await assert.rejects(activity.keepalive('ghost', 60), (e: unknown) => e instanceof HttpError && e.code === 'sandbox_not_found');
 
   grants.use(new Permissions([{ verbs: ['get', 'list', 'watch', 'create', 'delete'], apiGroups: [''], resources: ['*'] }]));
   const before = patches(kube).length;
-  assert.equal(await activity.keepalive('k', undefined), false, 'memory only');
+  assert.equal(await activity.keepalive('k', undefined), undefined, 'memory only');
   assert.equal(activity.expiresAt(view.get('k') as SandboxRecord), now() + 600 * 1000, 'the global TTL from now');
   assert.equal(patches(kube).length, before);
 });
@@ -99,7 +99,7 @@ test('a sweep deletes what expired, through the writer, and counts each once', a
   const expired: string[] = [];
   const metrics = { expiries: { inc: (l: { reason: string }) => void expired.push(l.reason) } };
   const result = await sweep({ config, view, writer, activity, log, metrics: metrics as never, now });
-  assert.deepEqual(result, { expired: [{ id: 'idle', reason: 'idle' }], errors: [] });
+  assert.deepEqual(result, { expired: [{ id: 'idle', reason: 'idle' }], suspended: [], errors: [] });
   assert.deepEqual(expired, ['idle']);
   await view.waitFor('idle', (r) => r === undefined || r.deleting, 1000);
   assert.ok(view.get('busy'));

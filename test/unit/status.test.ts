@@ -36,6 +36,9 @@ const pod = (over: Partial<PodFacts> = {}): PodFacts => ({
   readyAt: undefined,
   shellCapacity: 10,
   larkBroker: false,
+  wokenBy: undefined,
+  wokeFrom: undefined,
+  leaseUntil: undefined,
   ...over,
 });
 const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({
@@ -47,6 +50,11 @@ const svc = (over: Partial<ServiceFacts> = {}): ServiceFacts => ({
   ownerUid: undefined,
   createdAt: 0,
   deleting: false,
+  resumable: true,
+  suspendedAs: undefined,
+  suspendedAt: undefined,
+  threadId: undefined,
+  userId: undefined,
   ...over,
 });
 
