@@ -56,6 +56,29 @@ export async function execute(sandboxUrl: string, command: string): Promise<stri
   return (JSON.parse(text) as { data: { output: string } }).data.output;
 }
 
+/** DeerFlow's write_file and read_file (the AIO image's /v1/file/write and /v1/file/read); read answers undefined when the file is not there. */
+export async function writeFile(sandboxUrl: string, file: string, content: string): Promise<void> {
+  const res = await request(`${sandboxUrl}/v1/file/write`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ file, content }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`write_file ${file}: ${res.statusCode} ${text.slice(0, 300)}`);
+}
+
+export async function readFile(sandboxUrl: string, file: string): Promise<string | undefined> {
+  const res = await request(`${sandboxUrl}/v1/file/read`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ file }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode === 404) return undefined;
+  if (res.statusCode !== 200) throw new Error(`read_file ${file}: ${res.statusCode} ${text.slice(0, 300)}`);
+  return (JSON.parse(text) as { data: { content: string } }).data.content;
+}
+
 /** The extra mounts a default DeerFlow 2.1 gateway sends (8): ACP workspace, the four skill categories, Lark's config, locks and data. */
 export function deerflow21Mounts(
   base: string,
@@ -159,6 +182,17 @@ export class DeerFlowBackend {
     const capacity = value === undefined ? 10 : value;
     if (typeof capacity !== 'number' || !Number.isInteger(capacity) || capacity < required)
       throw new Error(`shell capacity ${JSON.stringify(value)} below ${required}: the sandbox would be replaced`);
+  }
+
+  /**
+   * is_alive, as both generations check a sandbox they hold before reusing it (RB L273-290): 404 is
+   * false, any other non-2xx raises, else `status == "Running"`. False means destroy and create again.
+   */
+  async isAlive(id: string): Promise<boolean> {
+    const { status, body } = await this.#call('GET', `/api/sandboxes/${id}`);
+    if (status === 404) return false;
+    if (status < 200 || status >= 300) throw new Error(`is_alive ${id}: ${status} ${JSON.stringify(body)}`);
+    return body['status'] === 'Running';
   }
 
   /** The sandboxes the backend lists (2.1 also checks each one's capacity). */

@@ -35,7 +35,10 @@ export const ERRORS = {
   },
   limit_range_violation: { status: 422, doc: 'A LimitRange in the namespace refused the sandbox resources.' },
   admission_denied: { status: 422, doc: 'An admission webhook or policy denied the request; `detail` carries its message.' },
-  conflict: { status: 409, doc: 'The sandbox is being deleted; retry after it is gone.' },
+  conflict: {
+    status: 409,
+    doc: 'The sandbox is being deleted (retry after it is gone), or a suspend found requests open to it (`Retry-After` is set).',
+  },
   logs_unavailable: {
     status: 409,
     doc: 'The sandbox’s container has no log to give yet (not started, or its pod is not on a node); `detail` has kubelet’s words.',

@@ -70,8 +70,21 @@ export class Suspender {
     return done;
   }
 
-  /** Suspends one sandbox now (POST /suspend); false when it already was. */
+  /**
+   * Suspends one sandbox now (POST /suspend); false when it already was. A sandbox with requests open
+   * through this replica's proxy (one waiting for it to start or wake included) is not: 409, the request
+   * wins.
+   */
   suspend(id: string): Promise<boolean> {
+    const open = this.#deps.open?.(id) ?? 0;
+    if (open > 0)
+      throw new HttpError(
+        'conflict',
+        `Sandbox '${id}' has ${open} request${open === 1 ? '' : 's'} open through this service; retry once they end`,
+        {
+          headers: { 'retry-after': '5' },
+        },
+      );
     const r = this.#deps.view.get(id);
     return r ? this.#suspend(r, 'request') : this.#deps.writer.suspend(id);
   }

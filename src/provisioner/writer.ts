@@ -396,6 +396,8 @@ export class SandboxWriter {
       if (!isNotFound(err) && !isConflict(err)) throw fromKube(err, 'pod', `delete pod ${podName(id)}`);
     }
     this.#log.info({ sandbox_id: id, pod_uid: r.podUid }, 'sandbox suspended');
+    // Read-your-writes: a wake right after this (a request that raced it) must find it suspended.
+    await this.#view.waitFor(id, (x) => x === undefined || x.suspension === 'suspended' || x.suspension === 'suspending', HOLD_MS);
     return true;
   }
 

@@ -18,8 +18,11 @@ import type { Entry } from './entry.ts';
 import { WAIT_HEADER } from './headers.ts';
 import type { Upstreams } from './upstream.ts';
 
-/** Where a request goes: the sandbox, its upstream origin, and the prefix the client sees it under. */
-export type Target = { id: string; origin: string; prefix: string; record: SandboxRecord };
+/**
+ * Where a request goes: the sandbox, its upstream origin, and the prefix the client sees it under; and
+ * `release`, to call once the exchange is over (it counted as open from the moment it was let in).
+ */
+export type Target = { id: string; origin: string; prefix: string; record: SandboxRecord; release: () => void };
 
 /** What goes away when the client does: a response or an upgraded socket. */
 export type Closable = { once(event: 'close', listener: () => void): unknown; off(event: 'close', listener: () => void): unknown };
@@ -39,10 +42,21 @@ export class Locator {
   #routed = new Map<string, string>();
 
   #wake: ((id: string) => Promise<unknown>) | undefined;
+  #open: (id: string) => () => void;
 
-  constructor(deps: { config: Config; view: SandboxView; access: Access; upstreams: Upstreams; wake?: (id: string) => Promise<unknown> }) {
+  constructor(deps: {
+    config: Config;
+    view: SandboxView;
+    access: Access;
+    upstreams: Upstreams;
+    /** Wakes a suspended sandbox. */
+    wake?: (id: string) => Promise<unknown>;
+    /** Counts an exchange open to a sandbox (a held one too: it waits for that sandbox); answers its release. */
+    open: (id: string) => () => void;
+  }) {
     this.#config = deps.config;
     this.#wake = deps.wake;
+    this.#open = deps.open;
     this.#view = deps.view;
     this.#access = deps.access;
     this.#upstreams = deps.upstreams;
@@ -84,6 +98,16 @@ export class Locator {
     const id = parseSandboxId(entry.rawId);
     const found = this.#view.get(id);
     if (!this.#access.allowed(req, entry, id, found) || !found) throw sandboxNotFound(id);
+    const release = this.#open(id);
+    try {
+      return { ...(await this.#find(req, entry, id, found, client)), release };
+    } catch (err) {
+      release();
+      throw err;
+    }
+  }
+
+  async #find(req: IncomingMessage, entry: Entry, id: string, found: SandboxRecord, client: Closable): Promise<Omit<Target, 'release'>> {
     // A suspended sandbox wakes on its first request, which is held (as for one starting) until it answers.
     const waking = found.suspension !== undefined && this.#wake !== undefined;
     if (waking) await this.#wake?.(id);

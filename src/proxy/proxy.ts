@@ -51,7 +51,7 @@ export class SandboxProxy {
   #report: Report;
   #unsubscribe: () => void;
   #routeCheck: RouteCheck | undefined;
-  /** Requests and WebSockets open to each sandbox: traffic in flight keeps it from being suspended. */
+  /** Requests and WebSockets open to each sandbox, held ones too: traffic in flight keeps it from being suspended. */
   #open = new Map<string, number>();
 
   constructor(deps: ProxyDeps) {
@@ -66,6 +66,7 @@ export class SandboxProxy {
       access: new Access(config.auth, deps.capabilities),
       upstreams: this.#upstreams,
       ...(suspender ? { wake: (id: string) => suspender.wake(id, 'proxy') } : {}),
+      open: (id) => this.#opened(id),
     });
     if ((config.gateway?.routeCheckMs ?? 0) > 0)
       this.#routeCheck = new RouteCheck({ config, view, upstreams: this.#upstreams, capabilities: deps.capabilities, log: deps.log });
@@ -162,7 +163,10 @@ export class SandboxProxy {
   async #web(req: IncomingMessage, res: ServerResponse, entry: Entry | undefined): Promise<void> {
     if (!entry) throw new HttpError('not_found', 'Not Found');
     const target = await this.#locator.locate(req, entry, res);
-    if (entry.tokenInQuery) return this.#setCookie(req, res, entry, target.id);
+    if (entry.tokenInQuery) {
+      target.release();
+      return this.#setCookie(req, res, entry, target.id);
+    }
     const method = req.method ?? 'GET';
     const hasBody = method !== 'GET' && method !== 'HEAD' && declaresBody(req);
     // Byte counts: a body's declared length (forwarded whole on success), else (chunked) what the client
@@ -172,7 +176,6 @@ export class SandboxProxy {
     const readBefore = socket.bytesRead;
     const writtenBefore = socket.bytesWritten;
     const { origin, prefix } = target;
-    const done = this.#opened(target.id);
     const outcome = await this.#upstreams
       .forward(req, res, {
         origin,
@@ -183,7 +186,7 @@ export class SandboxProxy {
         hasBody,
         responseHeaders: (headers) => responseHeaders(headers, prefix, origin),
       })
-      .finally(done);
+      .finally(target.release);
     if (!this.#report.request(target.id, outcome)) return;
     const declared = Number(req.headers['content-length']);
     this.#report.bytes(
@@ -219,6 +222,7 @@ export class SandboxProxy {
     this.#locator.locate(req, entry, socket).then(
       (target) => {
         const { id, origin, prefix } = target;
+        socket.once('close', target.release);
         this.#upstreams.upgrade(socket, head, {
           origin,
           owner: id,
@@ -228,7 +232,6 @@ export class SandboxProxy {
           responseHeaders: (headers) => responseHeaders(headers, prefix, origin),
           onOpen: () => {
             socket.off('end', leave);
-            socket.once('close', this.#opened(id));
             this.#report.session(id, entry.rest, socket as Duplex & { bytesRead?: number; bytesWritten?: number });
           },
           onError: (err) => refuse(this.#report.upgradeError(id, err)),

@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer, type Server as TcpServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ContainerLogs } from './kubelet-logs.ts';
 import { PullQueue } from './kubelet-model.ts';
@@ -83,8 +84,12 @@ export class FakeNode {
   /** Pods the scheduler holds back (a claim missing or unbound), tried again every 2 s as it does. */
   #holding = new Set<string>();
 
-  constructor(kube: KubeHttp, net: PodNetwork, settings: Settings, pki?: string) {
+  /** The node's disk: hostPath volumes and claims' volumes live under it (see nodeMounts). */
+  #diskDir: string;
+
+  constructor(kube: KubeHttp, net: PodNetwork, settings: Settings, pki?: string, diskDir = join(tmpdir(), 'fake-node-disk')) {
     this.#kube = kube;
+    this.#diskDir = diskDir;
     this.#net = net;
     this.#settings = settings;
     this.#pki = pki;
@@ -225,8 +230,16 @@ export class FakeNode {
         ),
       event: (pod, container, type, reason, message) => this.#postEvent(pod, container, type, reason, message),
       log: (pod, container, line) => this.#containerLogs.write(pod.namespace, pod.name, container, line),
-      startApp: (pod, ip, port, app) =>
-        this.#podHost('PUT', ip, { ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, ...app }),
+      startApp: (pod, ip, port, { mounts, ...app }) =>
+        this.#podHost('PUT', ip, {
+          ...{ ...pod, pod: pod.name, ip, port, appStartMs: this.#settings.appStartMs, ...app },
+          mounts: mounts.map((m) => ({
+            containerPath: m.containerPath,
+            readOnly: m.readOnly,
+            // The node's disk: a directory of its own, never the machine's own paths.
+            dir: 'host' in m ? join(this.#diskDir, 'host', m.host) : join(this.#diskDir, 'claims', pod.namespace, m.claim, m.subPath),
+          })),
+        }),
       stopApp: (ip) => this.#podHost('DELETE', ip),
       readObject: (path) => this.#kube.find<{ data?: Record<string, string> }>(path),
     };
@@ -558,7 +571,13 @@ if (import.meta.main) {
   const state = readState(dirname(kubeconfig));
   if (!state?.podNetwork) throw new Error(`fake-node: no cluster state with a pod network next to ${kubeconfig}`);
   const { kubeFromState } = await import('./kube-http.ts');
-  const node = new FakeNode(kubeFromState(state), state.podNetwork, settingsFromEnv(process.env), join(state.dir, 'pki'));
+  const node = new FakeNode(
+    kubeFromState(state),
+    state.podNetwork,
+    settingsFromEnv(process.env),
+    join(state.dir, 'pki'),
+    join(state.dir, 'node-disk'),
+  );
   await node.start();
   controlServer(node, Number(process.env['FAKE_NODE_CONTROL_PORT'] ?? '0'));
   process.on('SIGTERM', () => void node.stop().then(() => process.exit(0)));

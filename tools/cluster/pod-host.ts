@@ -20,6 +20,8 @@ export type PodProcess = StandinInfo & {
   healthy: boolean;
   /** The container's plain environment values. */
   env?: Record<string, string>;
+  /** Its mounts backed by the node's disk: the directory each container path is. */
+  mounts?: { containerPath: string; dir: string; readOnly: boolean }[];
 };
 
 type Running = { timer: NodeJS.Timeout | undefined; server: Promise<Server> | undefined; listeningAt: number | undefined };
@@ -42,7 +44,7 @@ async function start(p: PodProcess): Promise<void> {
   const running: Running = { timer: undefined, server: undefined, listeningAt: undefined };
   pods.set(p.ip, running);
   const listen = (): Promise<void> => {
-    running.server = startStandin(p, p.port, p.ip, { healthy: p.healthy, env: p.env ?? {} });
+    running.server = startStandin(p, p.port, p.ip, { healthy: p.healthy, env: p.env ?? {}, mounts: p.mounts ?? [] });
     return running.server.then(
       () => void (running.listeningAt = Date.now()),
       (err: unknown) => console.error(`${p.ip}:${p.port}: ${String(err)}`),

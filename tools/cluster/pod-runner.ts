@@ -8,6 +8,7 @@
 // privileges crash-loops, as supervisord and sudo would.
 
 import { request as httpRequest } from 'node:http';
+import { posix } from 'node:path';
 import type { V1Container, V1PodSpec } from '@kubernetes/client-node';
 import type { Wire } from '../../src/domain/wire.ts';
 import {
@@ -29,6 +30,26 @@ export type Behavior = (typeof BEHAVIORS)[number];
 
 export type ContainerSpec = Wire<V1Container>;
 export type PodSpec = Partial<Wire<V1PodSpec>>;
+
+/**
+ * A container mount backed by the node's disk, as kubelet makes it: a hostPath (`host`, the node's own
+ * path) or a claim's volume (`claim`, by name, with the mount's subPath). The node keeps both under a
+ * directory of its own, so files written by one pod are there for the next pod of the same mounts.
+ */
+export type NodeMount = { containerPath: string; readOnly: boolean } & ({ host: string } | { claim: string; subPath: string });
+
+/** The disk-backed mounts of a container (its volumeMounts of hostPath and claim volumes). */
+export function nodeMounts(spec: PodSpec, container: Wire<V1Container>): NodeMount[] {
+  const out: NodeMount[] = [];
+  for (const m of container.volumeMounts ?? []) {
+    const v = (spec.volumes ?? []).find((x) => x.name === m.name);
+    const readOnly = m.readOnly === true;
+    if (v?.hostPath?.path) out.push({ containerPath: m.mountPath, readOnly, host: posix.join(v.hostPath.path, m.subPath ?? '') });
+    else if (v?.persistentVolumeClaim?.claimName)
+      out.push({ containerPath: m.mountPath, readOnly, claim: v.persistentVolumeClaim.claimName, subPath: m.subPath ?? '' });
+  }
+  return out;
+}
 export type PodRef = { namespace: string; name: string; uid: string; sandboxId: string };
 
 /** What a pod's run needs of its node. */
@@ -59,7 +80,12 @@ export type Node = {
   /** A line of a container's log (what `kubectl logs` shows). */
   log: (pod: PodRef, container: string, line: string) => void;
   /** Starts the sandbox's app: healthy or not, with the container's plain environment values (the image reads MAX_SHELL_SESSIONS). */
-  startApp: (pod: PodRef, ip: string, port: number, app: { healthy: boolean; env: Record<string, string> }) => Promise<void>;
+  startApp: (
+    pod: PodRef,
+    ip: string,
+    port: number,
+    app: { healthy: boolean; env: Record<string, string>; mounts: NodeMount[] },
+  ) => Promise<void>;
   stopApp: (ip: string) => Promise<void>;
   /** A Secret or ConfigMap of the API (its data), or undefined when there is none. */
   readObject: (path: string) => Promise<{ data?: Record<string, string> } | undefined>;
@@ -378,7 +404,8 @@ export class PodRun {
     }
     if (c === this.#app()) {
       const env = Object.fromEntries((c.spec.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]])));
-      await this.#node.startApp(this.ref, this.ip, c.port, { healthy: this.#behavior !== 'never-ready', env });
+      const mounts = nodeMounts(this.#spec, c.spec);
+      await this.#node.startApp(this.ref, this.ip, c.port, { healthy: this.#behavior !== 'never-ready', env, mounts });
     }
     if (this.#stopped) return;
     this.#probes(c, now);

@@ -3,6 +3,8 @@
 // image's API; extra routes exist for proxy tests.
 
 import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { WebSocketServer } from 'ws';
 
@@ -71,7 +73,60 @@ export type StandinOptions = {
   healthy?: boolean;
   /** The container's environment: MAX_SHELL_SESSIONS bounds the shell sessions, as in the AIO image (10 unless set). */
   env?: Record<string, string>;
+  /** Its mounts backed by the node's disk (hostPath, claims): files under them outlive the pod. */
+  mounts?: { containerPath: string; dir: string; readOnly: boolean }[];
 };
+
+/**
+ * The AIO image's file API (/v1/file/write, /v1/file/read): a path under a disk-backed mount is a file
+ * on the node's disk, there for the next pod of the same mounts; any other path is in the container's
+ * own layer (kept in memory here), gone with the pod.
+ */
+class Files {
+  #mounts: NonNullable<StandinOptions['mounts']>;
+  #layer = new Map<string, string>();
+
+  constructor(mounts: StandinOptions['mounts'] = []) {
+    this.#mounts = [...mounts].sort((a, b) => b.containerPath.length - a.containerPath.length);
+  }
+
+  #where(file: string): { disk: string; readOnly: boolean } | undefined {
+    const path = posix.normalize(file);
+    const m = this.#mounts.find((x) => path === x.containerPath || path.startsWith(`${x.containerPath}/`));
+    return m ? { disk: join(m.dir, path.slice(m.containerPath.length)), readOnly: m.readOnly } : undefined;
+  }
+
+  async write(file: string, content: string): Promise<{ status: number; body: unknown }> {
+    if (!file.startsWith('/')) return { status: 400, body: { success: false, message: 'file must be an absolute path' } };
+    const where = this.#where(file);
+    if (!where) this.#layer.set(posix.normalize(file), content);
+    else if (where.readOnly) return { status: 500, body: { success: false, message: `[Errno 30] Read-only file system: '${file}'` } };
+    else {
+      await mkdir(dirname(where.disk), { recursive: true });
+      await writeFile(where.disk, content);
+    }
+    return { status: 200, body: { success: true, message: 'File written', data: { file, bytes_written: Buffer.byteLength(content) } } };
+  }
+
+  async read(file: string): Promise<{ status: number; body: unknown }> {
+    const where = this.#where(file);
+    const content = where ? await readFile(where.disk, 'utf8').catch(() => undefined) : this.#layer.get(posix.normalize(file));
+    if (content === undefined) return { status: 404, body: { success: false, message: `File not found: ${file}` } };
+    return { status: 200, body: { success: true, message: 'File read', data: { file, content } } };
+  }
+}
+
+async function fileCall(files: Files, req: IncomingMessage, res: ServerResponse, op: 'read' | 'write'): Promise<void> {
+  let parsed: { file?: unknown; content?: unknown };
+  try {
+    parsed = JSON.parse((await readBody(req)).text) as typeof parsed;
+  } catch {
+    return json(res, 422, { success: false, message: 'invalid JSON', data: null });
+  }
+  const file = String(parsed.file ?? '');
+  const { status, body } = op === 'write' ? await files.write(file, String(parsed.content ?? '')) : await files.read(file);
+  json(res, status, body);
+}
 
 /**
  * The image's shell sessions: each exec runs in a session (the one named by `id`, or a new one), and
@@ -131,6 +186,7 @@ async function handle(
   shells: ShellSessions,
   req: IncomingMessage,
   res: ServerResponse,
+  files: Files,
 ): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://standin');
   if ((req.headers.accept ?? '').includes('text/event-stream')) return sse(req, res, url);
@@ -150,6 +206,10 @@ async function handle(
       return exec(info, shells, req, res);
     case 'GET /v1/shell/sessions':
       return json(res, 200, { success: true, data: { capacity: shells.capacity, sessions: shells.ids } });
+    case 'POST /v1/file/write':
+      return fileCall(files, req, res, 'write');
+    case 'POST /v1/file/read':
+      return fileCall(files, req, res, 'read');
     case 'GET /v1/file/download':
       return download(res, Number(url.searchParams.get('size') ?? String(200 * 1024 * 1024)));
     case 'POST /v1/file/upload': {
@@ -198,8 +258,9 @@ async function handle(
 /** Starts a stand-in sandbox on host:port. Resolves once listening. */
 export async function startStandin(info: StandinInfo, port: number, host = '127.0.0.1', options: StandinOptions = {}): Promise<Server> {
   const shells = new ShellSessions(options.env ?? {});
+  const files = new Files(options.mounts);
   const server = createServer((req, res) => {
-    handle(info, options, shells, req, res).catch((err: unknown) => {
+    handle(info, options, shells, req, res, files).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { success: false, message: String(err) });
       else res.destroy();
     });
