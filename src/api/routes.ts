@@ -12,6 +12,7 @@ import type { SandboxRequest } from '../domain/request.ts';
 import { DEFAULT_SHELL_SESSIONS, SANDBOX_CONTAINER, STATUSES } from '../domain/sandbox.ts';
 import { HttpError, queryProblem, sandboxNotFound } from '../http/errors.ts';
 import { declaresBody, parseSandboxId, readJson, validate } from '../http/input.ts';
+import { untilAccepting } from '../http/reachable.ts';
 import { abortOnClose, sendJson, sendJsonSized, sendJsonText } from '../http/reply.ts';
 import type { Context, RequestTarget, RouteRow } from '../http/router.ts';
 import type { Activity } from '../lifecycle/activity.ts';
@@ -33,6 +34,9 @@ const MAX_TAIL_LINES = 10_000;
 const DEFAULT_TAIL_LINES = 500;
 
 export const listQuerySchema = z.object({ thread_id: threadIdSchema.optional(), status: z.enum(STATUSES).optional() });
+
+/** How long after a wake a status read waits for the node port to accept connections, at most. */
+const JUST_ROUTED_MS = 5000;
 
 /** A status read wakes a suspended sandbox (DeerFlow's is_alive) unless it says `?wake=false` (a monitor). */
 const WAKE_PARAM = 'wake';
@@ -216,8 +220,16 @@ class Api {
   }
 
   async #statusAfterWake(req: IncomingMessage, res: ServerResponse, id: string, wait: number): Promise<void> {
-    await this.#deps.suspender.wake(id, wait > 0 ? 'wait' : 'status');
-    return this.#statusAfterWait(req, res, id, Math.max(wait, this.#deps.config.suspend.wakeWaitMs));
+    const { config, suspender, view } = this.#deps;
+    await suspender.wake(id, wait > 0 ? 'wait' : 'status');
+    const ms = Math.max(wait, config.suspend.wakeWaitMs);
+    const started = performance.now();
+    const record = await view.waitFor(id, settled, ms, abortOnClose(req, res));
+    // nodeport mode: DeerFlow uses the URL at once after is_alive, so Running waits for the node port
+    // to be programmed for the new pod (kube-proxy follows Ready by a moment).
+    if (record?.status === 'Running' && record.nodePort !== undefined && config.sandboxUrl.mode === 'nodeport')
+      await untilAccepting(config.proxy.upstreamHost, record.nodePort, Math.min(JUST_ROUTED_MS, ms - (performance.now() - started)));
+    return this.#statusAfterWait(req, res, id, 0);
   }
 
   /** Suspends a sandbox now (an operator, or a backend that knows it is done for a while); `?wait=` until its pod is gone. */
