@@ -16,6 +16,7 @@ import type { Wire } from '../src/domain/wire.ts';
 import { createLogger, silentLogger, type Logger } from '../src/log.ts';
 import { start, type Service, type StartOptions } from '../src/service.ts';
 import { readState, type ClusterState } from '../tools/cluster/cluster.ts';
+import { gateway } from '../tools/cluster/gateway.ts';
 import { KubeHttp, kubeFromState } from '../tools/cluster/kube-http.ts';
 
 export function cluster(): ClusterState {
@@ -92,6 +93,28 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
  * out kubelet's probe periods. The default profile is tested where it matters (dropin.test.ts) and
  * measured in `npm run bench -- startup`.
  */
+/** DeerFlow's state directory on the node in the DeerFlow client tests. */
+export const DEERFLOW_BASE = '/srv/deer-flow';
+export type UrlMode = 'nodeport' | 'proxy' | 'gateway';
+
+/**
+ * A provisioner's settings for DeerFlow's clients in one URL mode (gateway mode: through Traefik, started
+ * once for the run); `direct` is added in the modes without a gateway.
+ */
+export async function deerflowEnv(mode: UrlMode, direct: Record<string, string> = {}): Promise<Record<string, string>> {
+  const common = { DEER_FLOW_HOST_BASE_DIR: DEERFLOW_BASE, THREADS_HOST_PATH: `${DEERFLOW_BASE}/threads`, PROXY_UPSTREAM: 'pod' };
+  if (mode !== 'gateway') return { ...common, ...direct, SANDBOX_URL_MODE: mode };
+  const gw = await gateway(cluster());
+  return {
+    ...common,
+    SANDBOX_URL_MODE: 'gateway',
+    GATEWAY_PARENT_REFS: gw.parentRef,
+    GATEWAY_PUBLIC_URL: gw.url,
+    SANDBOX_SERVICE_TYPE: 'ClusterIP',
+    PROXY_SIGNING_KEYS: 'd'.repeat(32),
+  };
+}
+
 export const FAST_PROBES = { SANDBOX_PROBE_PROFILE: 'reference', SANDBOX_READINESS_INITIAL_DELAY_SECONDS: '0' };
 
 export async function provisioner(

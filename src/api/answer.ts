@@ -7,6 +7,7 @@ import type { SandboxRecord } from '../domain/record.ts';
 import { capabilityPath, DEFAULT_SHELL_SESSIONS, serviceOrigin, STATUSES } from '../domain/sandbox.ts';
 import type { Capabilities } from '../http/capability.ts';
 import { ERRORS, type ErrorCode } from '../http/errors.ts';
+import { WAKE_TRIGGERS, type WakeTrigger } from '../provisioner/writer.ts';
 
 export const sandboxSchema = z
   .object({
@@ -40,10 +41,7 @@ export const sandboxSchema = z
       .describe(
         'When the sandbox was suspended (no pod; URL, capability and files kept): status Pending, reason Suspended until its next use wakes it',
       ),
-    woken_by: z
-      .enum(['create', 'status', 'wait', 'proxy', 'resume', 'reconcile'])
-      .optional()
-      .describe('What woke the sandbox’s current pod from a suspension'),
+    woken_by: z.enum(WAKE_TRIGGERS).optional().describe('What woke the sandbox’s current pod from a suspension'),
     timings: z
       .object({
         scheduled_s: z.number().optional(),
@@ -128,8 +126,7 @@ export function timings(record: SandboxRecord): SandboxAnswer['timings'] {
   return out;
 }
 
-const TRIGGERS: readonly string[] = sandboxSchema.shape.woken_by.unwrap().options;
-const isTrigger = (v: string | undefined): v is NonNullable<SandboxAnswer['woken_by']> => v !== undefined && TRIGGERS.includes(v);
+const isTrigger = (v: string | undefined): v is WakeTrigger => (WAKE_TRIGGERS as readonly (string | undefined)[]).includes(v);
 
 /** The reason of a sandbox with no address in this URL mode (made under another one). */
 export const NO_ADDRESS_REASON = 'NoAddressInThisMode';

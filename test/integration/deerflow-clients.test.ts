@@ -7,12 +7,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { gateway } from '../../tools/cluster/gateway.ts';
 import { DeerFlowBackend, deerflow21Mounts, execute, type Generation } from '../../tools/deerflow-client.ts';
-import { admin, cluster, eventually, namespace, provisioner } from '../helpers.ts';
-
-const BASE = '/srv/deer-flow';
-type Mode = 'nodeport' | 'proxy' | 'gateway';
+import { admin, DEERFLOW_BASE, deerflowEnv, eventually, namespace, provisioner, type UrlMode } from '../helpers.ts';
 
 /**
  * The reference probe profile (readiness 5 s after the container starts, every 5 s): the app answers
@@ -20,20 +16,6 @@ type Mode = 'nodeport' | 'proxy' | 'gateway';
  * the client just saw through the proxy.
  */
 const SLOW_READY = { SANDBOX_PROBE_PROFILE: 'reference', SANDBOX_READINESS_INITIAL_DELAY_SECONDS: '3' };
-
-async function modeEnv(mode: Mode): Promise<Record<string, string>> {
-  const common = { DEER_FLOW_HOST_BASE_DIR: BASE, THREADS_HOST_PATH: `${BASE}/threads`, PROXY_UPSTREAM: 'pod' };
-  if (mode !== 'gateway') return { ...common, ...SLOW_READY, SANDBOX_URL_MODE: mode };
-  const gw = await gateway(cluster());
-  return {
-    ...common,
-    SANDBOX_URL_MODE: 'gateway',
-    GATEWAY_PARENT_REFS: gw.parentRef,
-    GATEWAY_PUBLIC_URL: gw.url,
-    SANDBOX_SERVICE_TYPE: 'ClusterIP',
-    PROXY_SIGNING_KEYS: 'd'.repeat(32),
-  };
-}
 
 /** Execs in `n` shell sessions of the sandbox (by its URL): the sessions each evicted, in order. */
 async function shells(sandboxUrl: string, n: number): Promise<(string | null)[]> {
@@ -49,7 +31,7 @@ async function shells(sandboxUrl: string, n: number): Promise<(string | null)[]>
   return evicted;
 }
 
-async function seed(p: { url: string }, mode: Mode): Promise<string[]> {
+async function seed(p: { url: string }, mode: UrlMode): Promise<string[]> {
   const client = new DeerFlowBackend(p.url, 'seed');
   const id = `seed-${mode}`;
   const { sandboxUrl, answer } = await client.acquire({ sandbox_id: id, thread_id: `th-${mode}` });
@@ -60,11 +42,11 @@ async function seed(p: { url: string }, mode: Mode): Promise<string[]> {
   return client.seen;
 }
 
-async function deerflow21(p: { url: string }, mode: Mode, ns: string): Promise<string[]> {
+async function deerflow21(p: { url: string }, mode: UrlMode, ns: string): Promise<string[]> {
   const client = new DeerFlowBackend(p.url, '2.1');
   const id = `v21-${mode}`;
   const { sandboxUrl, answer } = await client.acquire(
-    { sandbox_id: id, thread_id: `th-${mode}`, user_id: 'alice', ...deerflow21Mounts(BASE, 'alice') },
+    { sandbox_id: id, thread_id: `th-${mode}`, user_id: 'alice', ...deerflow21Mounts(DEERFLOW_BASE, 'alice') },
     11,
   );
   const pod = await admin().get(`/api/v1/namespaces/${ns}/pods/sandbox-${id}`);
@@ -86,7 +68,7 @@ async function deerflow21(p: { url: string }, mode: Mode, ns: string): Promise<s
 for (const mode of ['nodeport', 'proxy', 'gateway'] as const) {
   test(`DeerFlow's backend, the seed's and 2.1's, unchanged, in ${mode} mode: is_alive says Running right after the poll`, async (t) => {
     const ns = await namespace(t, `df-${mode}`);
-    const p = await provisioner(t, ns, await modeEnv(mode));
+    const p = await provisioner(t, ns, await deerflowEnv(mode, SLOW_READY));
     const seen: Record<Generation, string[]> = { seed: await seed(p, mode), '2.1': await deerflow21(p, mode, ns) };
     t.diagnostic(`${mode}: seed ${seen.seed.join(', ')}`);
     t.diagnostic(`${mode}: 2.1 ${seen['2.1'].join(', ')}`);

@@ -8,27 +8,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { gateway } from '../../tools/cluster/gateway.ts';
 import { DeerFlowBackend, execute, readFile, writeFile } from '../../tools/deerflow-client.ts';
 import type { PodJson } from '../../src/domain/wire.ts';
-import { admin, call, cluster, eventually, namespace, provisioner, spawnProvisioner } from '../helpers.ts';
-
-const BASE = '/srv/deer-flow';
-type Mode = 'nodeport' | 'proxy' | 'gateway';
-
-async function modeEnv(mode: Mode): Promise<Record<string, string>> {
-  const common = { DEER_FLOW_HOST_BASE_DIR: BASE, THREADS_HOST_PATH: `${BASE}/threads`, PROXY_UPSTREAM: 'pod' };
-  if (mode !== 'gateway') return { ...common, SANDBOX_URL_MODE: mode };
-  const gw = await gateway(cluster());
-  return {
-    ...common,
-    SANDBOX_URL_MODE: 'gateway',
-    GATEWAY_PARENT_REFS: gw.parentRef,
-    GATEWAY_PUBLIC_URL: gw.url,
-    SANDBOX_SERVICE_TYPE: 'ClusterIP',
-    PROXY_SIGNING_KEYS: 's'.repeat(32),
-  };
-}
+import { admin, call, deerflowEnv, eventually, namespace, provisioner, spawnProvisioner } from '../helpers.ts';
 
 const podOf = (ns: string, id: string) => admin().find<PodJson>(`/api/v1/namespaces/${ns}/pods/sandbox-${id}`);
 
@@ -44,7 +26,7 @@ async function suspend(url: string, ns: string, id: string): Promise<Record<stri
 for (const mode of ['nodeport', 'proxy', 'gateway'] as const) {
   test(`DeerFlow's backend, the seed's and 2.1's, across a suspend in ${mode} mode: same URL, its files kept, is_alive never false`, async (t) => {
     const ns = await namespace(t, `sus-${mode}`);
-    const p = await provisioner(t, ns, await modeEnv(mode));
+    const p = await provisioner(t, ns, await deerflowEnv(mode));
 
     // The seed: acquire, work, (suspended while the user is away), is_alive on its next message, work again.
     const seed = new DeerFlowBackend(p.url, 'seed');
